@@ -1,0 +1,145 @@
+import path from 'node:path';
+
+/**
+ * The only reader of process.env. Everything else receives a frozen Config.
+ * Defaults work on a fresh machine with local Redis and PostgreSQL.
+ */
+export interface Config {
+  readonly nodeEnv: 'development' | 'production' | 'test';
+  readonly port: number;
+  readonly host: string;
+  readonly redisUrl: string;
+  /** Prefix of every Redis key this service writes; lets test runs and deployments share a server. */
+  readonly queuePrefix: string;
+  readonly databaseUrl: string;
+  readonly storageDir: string;
+  readonly modelPath: string;
+  readonly batchSize: number;
+  readonly maxUploadBytes: number;
+  /** Default frames per second sampled from an upload; null means every frame. */
+  readonly defaultFps: number | null;
+  readonly maxFps: number;
+  readonly extractionConcurrency: number;
+  readonly confidenceThreshold: number;
+  readonly iouThreshold: number;
+  readonly jpegQuality: number;
+  /** A worker whose heartbeat is older than this is presumed dead and its jobs are reclaimed. */
+  readonly heartbeatTtlMs: number;
+  readonly reclaimIntervalMs: number;
+  readonly ortThreads: number;
+  readonly logLevel: string;
+  readonly logFormat: 'json' | 'pretty';
+  readonly ffmpegPath: string | undefined;
+  readonly ffprobePath: string | undefined;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+  const read = new EnvReader(env, problems);
+
+  const nodeEnv = read.oneOf('NODE_ENV', ['development', 'production', 'test'] as const, 'development');
+  const fpsRaw = (env.DEFAULT_FPS ?? '5').trim();
+  const maxFps = read.number('MAX_FPS', 60, { min: 0.01, max: 1000 });
+  let defaultFps: number | null = null;
+  if (fpsRaw !== 'all') {
+    const parsed = parseFps(fpsRaw, maxFps);
+    if (parsed === undefined) problems.push(`DEFAULT_FPS must be "all" or a number in (0, ${maxFps}], got "${fpsRaw}"`);
+    else defaultFps = parsed;
+  }
+
+  const config: Config = {
+    nodeEnv,
+    port: read.integer('PORT', 3000, { min: 0, max: 65535 }),
+    host: env.HOST ?? '0.0.0.0',
+    redisUrl: read.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    queuePrefix: read.string('QUEUE_PREFIX', 'vidsense'),
+    databaseUrl: read.url('DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/postgres', ['postgres:', 'postgresql:']),
+    storageDir: path.resolve(env.STORAGE_DIR ?? 'data/storage'),
+    modelPath: path.resolve(env.MODEL_PATH ?? 'models/yolov8n.onnx'),
+    batchSize: read.integer('BATCH_SIZE', 16, { min: 1, max: 256 }),
+    maxUploadBytes: read.integer('MAX_UPLOAD_BYTES', 2 * 1024 ** 3, { min: 1 }),
+    defaultFps,
+    maxFps,
+    extractionConcurrency: read.integer('EXTRACTION_CONCURRENCY', 2, { min: 1, max: 64 }),
+    confidenceThreshold: read.number('CONFIDENCE_THRESHOLD', 0.25, { min: 0, max: 1 }),
+    iouThreshold: read.number('IOU_THRESHOLD', 0.7, { min: 0, max: 1 }),
+    jpegQuality: read.integer('JPEG_QUALITY', 3, { min: 2, max: 31 }),
+    heartbeatTtlMs: read.integer('HEARTBEAT_TTL_MS', 15_000, { min: 500 }),
+    reclaimIntervalMs: read.integer('RECLAIM_INTERVAL_MS', 5_000, { min: 100 }),
+    ortThreads: read.integer('ORT_THREADS', 0, { min: 0, max: 256 }),
+    logLevel: read.oneOf('LOG_LEVEL', ['error', 'warn', 'info', 'debug'] as const, nodeEnv === 'test' ? 'warn' : 'info'),
+    logFormat: read.oneOf('LOG_FORMAT', ['json', 'pretty'] as const, nodeEnv === 'production' ? 'json' : 'pretty'),
+    ffmpegPath: env.FFMPEG_PATH || undefined,
+    ffprobePath: env.FFPROBE_PATH || undefined,
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(config);
+}
+
+/** Parses a frames-per-second request: a positive number no larger than max. */
+export function parseFps(raw: string, max: number): number | undefined {
+  if (!/^\d+(\.\d+)?$/.test(raw)) return undefined;
+  const value = Number(raw);
+  return value > 0 && value <= max ? value : undefined;
+}
+
+class EnvReader {
+  constructor(
+    private readonly env: Env,
+    private readonly problems: string[],
+  ) {}
+
+  string(name: string, fallback: string): string {
+    const value = this.env[name];
+    if (value === undefined || value === '') return fallback;
+    if (!/^[A-Za-z0-9_.:-]+$/.test(value)) this.problems.push(`${name} may hold only letters, digits and _.:- (got "${value}")`);
+    return value;
+  }
+
+  integer(name: string, fallback: number, range: { min?: number; max?: number }): number {
+    const value = this.number(name, fallback, range);
+    if (!Number.isInteger(value)) this.problems.push(`${name} must be a whole number (got "${this.env[name]}")`);
+    return value;
+  }
+
+  number(name: string, fallback: number, { min = -Infinity, max = Infinity }: { min?: number; max?: number }): number {
+    const raw = this.env[name];
+    if (raw === undefined || raw.trim() === '') return fallback;
+    const value = Number(raw);
+    if (!Number.isFinite(value) || value < min || value > max) {
+      this.problems.push(`${name} must be a number in [${min}, ${max}] (got "${raw}")`);
+      return fallback;
+    }
+    return value;
+  }
+
+  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+    const raw = this.env[name];
+    if (raw === undefined || raw === '') return fallback;
+    if (!(allowed as readonly string[]).includes(raw)) {
+      this.problems.push(`${name} must be one of ${allowed.join(', ')} (got "${raw}")`);
+      return fallback;
+    }
+    return raw as T;
+  }
+
+  url(name: string, fallback: string, protocols: string[]): string {
+    const raw = this.env[name] || fallback;
+    try {
+      const url = new URL(raw);
+      if (!protocols.includes(url.protocol)) this.problems.push(`${name} must use ${protocols.join(' or ')} (got "${url.protocol}")`);
+    } catch {
+      this.problems.push(`${name} is not a valid URL`);
+    }
+    return raw;
+  }
+}

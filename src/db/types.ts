@@ -1,0 +1,87 @@
+import type { Detection } from '../detection/types.ts';
+
+export type VideoStatus = 'queued' | 'extracting' | 'processing' | 'completed' | 'failed';
+
+export interface SourceMetadata {
+  durationMs: number | null;
+  fps: number | null;
+  width: number;
+  height: number;
+  codec: string;
+  /** The container's creation_time tag, when present. */
+  creationTime: Date | null;
+}
+
+export interface VideoRecord {
+  id: string;
+  status: VideoStatus;
+  originalName: string;
+  sizeBytes: number;
+  storageKey: string;
+  /** Requested sampling rate; null means every frame. */
+  sampleFps: number | null;
+  source: SourceMetadata;
+  /** Wall-clock time of frame 0: creation_time when present, else upload time. */
+  capturedAt: Date;
+  framesTotal: number | null;
+  framesDone: number;
+  error: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  completedAt: Date | null;
+}
+
+export interface NewVideo {
+  id: string;
+  originalName: string;
+  sizeBytes: number;
+  storageKey: string;
+  sampleFps: number | null;
+  source: SourceMetadata;
+  capturedAt: Date;
+}
+
+export interface FrameResult {
+  frameIndex: number;
+  ptsMs: number;
+  detections: Detection[];
+}
+
+export interface FrameDetectionsPage {
+  frames: FrameResult[];
+  nextCursor: number | null;
+}
+
+export interface DetectionQuery {
+  videoId: string;
+  /** Return frames with frame_index > cursor. */
+  cursor: number | null;
+  limit: number;
+  className?: string;
+  minConfidence?: number;
+}
+
+export interface VideoRepository {
+  create(video: NewVideo): Promise<VideoRecord>;
+  get(id: string): Promise<VideoRecord | undefined>;
+  markExtracting(id: string): Promise<void>;
+  /**
+   * Extraction is over: frames_total is known. The status becomes 'processing', or 'completed'
+   * at once when every frame is already committed (or there were none).
+   */
+  markExtracted(id: string, framesTotal: number): Promise<VideoRecord>;
+  markFailed(id: string, error: string): Promise<void>;
+  /** Removes the video and everything that references it (used when an upload is refused). */
+  delete(id: string): Promise<void>;
+}
+
+export interface DetectionRepository {
+  /**
+   * Commits one job's results in one transaction, idempotently: frames already recorded for the
+   * video are skipped (a redelivered job adds nothing), frames_done grows by the number of new
+   * frames, and the video becomes 'completed' when frames_done reaches frames_total.
+   * Returns how many frames were newly recorded.
+   */
+  commitFrames(videoId: string, capturedAt: Date, frames: FrameResult[]): Promise<number>;
+  listFrames(query: DetectionQuery): Promise<FrameDetectionsPage>;
+}

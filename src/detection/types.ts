@@ -1,0 +1,53 @@
+/** A detection in source-frame pixels: box is [x1, y1, x2, y2], clipped to the frame. */
+export interface Detection {
+  classId: number;
+  className: string;
+  confidence: number;
+  box: [number, number, number, number];
+}
+
+/** What a YOLOv8 export says about itself (ONNX metadata_props), so custom-trained models work. */
+export interface ModelInfo {
+  /** Class names indexed by class id. */
+  names: string[];
+  /** Network input [height, width]. */
+  imgsz: [number, number];
+  stride: number;
+  /** Free-form description of where the model came from (metadata "description"/"version"), for logs. */
+  description?: string;
+}
+
+/** A decoded frame ready for the network: letterboxed RGB float CHW plus the mapping back to source pixels. */
+export interface PreparedFrame {
+  /** Float32 CHW, RGB, values in [0, 1], size 3 * imgsz[0] * imgsz[1]. */
+  tensor: Float32Array;
+  sourceWidth: number;
+  sourceHeight: number;
+  /** Scale applied to the source before padding. */
+  scale: number;
+  padLeft: number;
+  padTop: number;
+}
+
+export interface DetectOptions {
+  confidenceThreshold: number;
+  iouThreshold: number;
+}
+
+/** Per-call timings, so the worker and the benchmark can report stages without re-measuring. */
+export interface DetectTimings {
+  inferenceMs: number;
+  postprocessMs: number;
+}
+
+/**
+ * An inference engine behind one interface (ONNX Runtime now; TensorFlow.js later).
+ * detectBatch takes frames of one video and returns one detection list per frame, in order.
+ */
+export interface Detector {
+  readonly engine: string;
+  readonly device: string;
+  readonly modelInfo: ModelInfo;
+  detectBatch(frames: PreparedFrame[], options: DetectOptions, timings?: DetectTimings): Promise<Detection[][]>;
+  close(): Promise<void>;
+}

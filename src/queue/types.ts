@@ -1,0 +1,20 @@
+/** One frame of a detection job: where it is stored and when it occurs in the source. */
+export interface FrameRef {
+  index: number;
+  ptsMs: number;
+  key: string;
+}
+
+/** A job: up to BATCH_SIZE frames of one video. Serialized as JSON in Redis lists. */
+export interface DetectionJob {
+  id: string;
+  videoId: string;
+  frames: FrameRef[];
+}
+
+/** A job handed to a worker, with the exact payload needed to acknowledge it. */
+export interface ReservedJob {
+  job: DetectionJob;
+  /** The raw list element; ack removes exactly this element from the worker's processing list. */
+  payload: string;
+}

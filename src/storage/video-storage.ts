@@ -1,0 +1,36 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * Where uploads and frames live. Keys are '/'-separated relative paths chosen by the service
+ * (e.g. "videos/<id>/source", "videos/<id>/frames/000042.jpg"); adapters must refuse keys that
+ * would escape their root.
+ */
+export interface VideoStorage {
+  readonly driver: string;
+  /** Streams data into key; resolves with the byte count once it is durable. Partial writes are removed on failure. */
+  writeStream(key: string, data: Readable): Promise<{ bytes: number }>;
+  write(key: string, data: Buffer): Promise<void>;
+  read(key: string): Promise<Buffer>;
+  createReadStream(key: string): Promise<Readable>;
+  exists(key: string): Promise<boolean>;
+  /** A path on local disk that ffmpeg/ffprobe can open, or undefined when the adapter has none (S3). */
+  localPath(key: string): string | undefined;
+  /** Removes every key under prefix (a "directory"); no error if nothing is there. */
+  deletePrefix(prefix: string): Promise<void>;
+  list(prefix: string): Promise<string[]>;
+}
+
+export class StorageKeyError extends Error {
+  constructor(key: string) {
+    super(`storage key escapes its root or is malformed: ${JSON.stringify(key)}`);
+    this.name = 'StorageKeyError';
+  }
+}
+
+/** Validates a relative '/'-separated key: no empty, '.' or '..' segments, no backslashes or NULs. */
+export function assertSafeKey(key: string): void {
+  if (key.length === 0 || key.length > 1024 || key.startsWith('/') || /[\\\0]/.test(key)) throw new StorageKeyError(key);
+  for (const segment of key.split('/')) {
+    if (segment === '' || segment === '.' || segment === '..') throw new StorageKeyError(key);
+  }
+}
