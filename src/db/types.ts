@@ -39,6 +39,8 @@ export interface NewVideo {
   sampleFps: number | null;
   source: SourceMetadata;
   capturedAt: Date;
+  /** ffprobe's format and video stream, kept as JSONB for questions the typed columns do not answer. */
+  probe: unknown;
 }
 
 export interface FrameResult {
