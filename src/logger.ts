@@ -3,7 +3,7 @@ import type { Config } from './config.ts';
 
 export type Logger = winston.Logger;
 
-export function createLogger(config: Pick<Config, 'logLevel' | 'logFormat'>, role: string): Logger {
+export function createLogger(config: Pick<Config, 'logLevel' | 'logFormat'>, role: string, options: { silent?: boolean } = {}): Logger {
   const format =
     config.logFormat === 'json'
       ? winston.format.combine(winston.format.timestamp(), winston.format.errors({ stack: true }), winston.format.json())
@@ -15,5 +15,5 @@ export function createLogger(config: Pick<Config, 'logLevel' | 'logFormat'>, rol
             return `${String(timestamp)} ${level.padEnd(5)} [${String(r)}] ${String(message)}${extra}${stack ? `\n${String(stack)}` : ''}`;
           }),
         );
-  return winston.createLogger({ level: config.logLevel, defaultMeta: { role }, format, transports: [new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'debug'] })] });
+  return winston.createLogger({ level: config.logLevel, silent: options.silent, defaultMeta: { role }, format, transports: [new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'debug'] })] });
 }

@@ -10,6 +10,8 @@ export interface DetectionJob {
   id: string;
   videoId: string;
   frames: FrameRef[];
+  /** Epoch milliseconds when the job was published; the worker reports queue wait from it. */
+  publishedAt?: number;
 }
 
 /** A job handed to a worker, with the exact payload needed to acknowledge it. */

@@ -1,0 +1,154 @@
+/**
+ * npm run bench — a fixed real video through the whole pipeline (real API and worker processes,
+ * Redis, PostgreSQL, ffmpeg, YOLOv8), then, in the same run, the bare detector on the same frames.
+ * Prints one JSON line.
+ *
+ * Environment: BENCH_VIDEO (default opencv-doc's vtest.avi), BENCH_FPS (default 5; "all" = every frame),
+ * BATCH_SIZE (default 16), ORT_THREADS (default 0 = ONNX Runtime decides).
+ */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createClient } from 'redis';
+import { createDetector } from '../src/detection/create-detector.ts';
+import { prepareFrame } from '../src/detection/letterbox.ts';
+import type { PreparedFrame } from '../src/detection/types.ts';
+import { LocalStorage } from '../src/storage/local-storage.ts';
+import { createTestDatabase } from '../test/helpers/database.ts';
+import { deleteKeys, uniquePrefix } from '../test/helpers/redis.ts';
+import { freePort, ServiceProcess, waitFor } from '../test/helpers/service.ts';
+
+const video = process.env.BENCH_VIDEO ?? '/usr/share/doc/opencv-doc/examples/data/vtest.avi';
+const fps = process.env.BENCH_FPS ?? '5';
+const batchSize = Number(process.env.BATCH_SIZE ?? 16);
+const ortThreads = Number(process.env.ORT_THREADS ?? 0);
+const modelPath = path.resolve(process.env.MODEL_PATH ?? 'models/yolov8n.onnx');
+
+interface StageTimings {
+  jobs: number;
+  frames: number;
+  queueWaitMs: number;
+  readDecodeMs: number;
+  inferenceMs: number;
+  postprocessMs: number;
+  insertMs: number;
+}
+
+/** Peak resident memory of a live process, from the kernel's high-water mark. */
+async function peakRssMb(pid: number): Promise<number> {
+  const status = await fs.readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
+  return Math.round(kb / 1024);
+}
+
+function logField<T>(logs: string[], message: string, field: string): T {
+  const line = logs.find((l) => l.includes(`"message":"${message}"`));
+  if (!line) throw new Error(`no "${message}" log line`);
+  return (JSON.parse(line) as Record<string, T>)[field]!;
+}
+
+async function main(): Promise<void> {
+  const db = await createTestDatabase();
+  const prefix = uniquePrefix();
+  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'vidsense-bench-'));
+  const redis = createClient({ url: 'redis://127.0.0.1:6379' });
+  await redis.connect();
+  const port = await freePort();
+  const env = {
+    DATABASE_URL: db.url,
+    QUEUE_PREFIX: prefix,
+    STORAGE_DIR: path.join(tmp, 'storage'),
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    BATCH_SIZE: String(batchSize),
+    ORT_THREADS: String(ortThreads),
+    MODEL_PATH: modelPath,
+    LOG_LEVEL: 'info',
+  };
+  const processes: ServiceProcess[] = [];
+  try {
+    const api = ServiceProcess.start('api', env);
+    const worker = ServiceProcess.start('worker', env);
+    processes.push(api, worker);
+    await Promise.all([api.waitForLog('api listening'), worker.waitForLog('worker started', 60_000)]);
+
+    // Pipeline: from the upload's first byte to the 'completed' status.
+    const body = new FormData();
+    body.append('fps', fps);
+    body.append('video', new Blob([await fs.readFile(video)]), path.basename(video));
+    const started = performance.now();
+    const res = await fetch(`http://127.0.0.1:${port}/videos`, { method: 'POST', body });
+    if (res.status !== 202) throw new Error(`upload refused: ${res.status} ${await res.text()}`);
+    const { id } = (await res.json()) as { id: string };
+    const done = await waitFor('completion', async () => {
+      const status = (await (await fetch(`http://127.0.0.1:${port}/videos/${id}`)).json()) as { status: string; framesTotal: number; error: string };
+      if (status.status === 'failed') throw new Error(status.error);
+      return status.status === 'completed' ? status : undefined;
+    }, 30 * 60_000, 50);
+    const pipelineMs = performance.now() - started;
+    const frames = done.framesTotal;
+
+    const workerRssMb = await peakRssMb(worker.child.pid!);
+    await Promise.all([worker.stop(), api.stop()]);
+    const stages = logField<StageTimings>(worker.logs, 'worker stopped', 'stageTimings');
+    const extractMs = logField<number>(api.logs, 'extraction finished', 'ms');
+
+    // The bare detector on the same stored frames, same batch size, in this process.
+    const storage = new LocalStorage(env.STORAGE_DIR);
+    const detector = await createDetector({ modelPath, threads: ortThreads });
+    const keys = await storage.list(`videos/${id}/frames`);
+    const prepared: PreparedFrame[] = [];
+    for (const key of keys) prepared.push(await prepareFrame(await storage.read(key), detector.modelInfo.imgsz));
+    const options = { confidenceThreshold: 0.25, iouThreshold: 0.7 };
+    await detector.detectBatch(prepared.slice(0, 1), options); // warm-up, as the worker had
+    const detectorStarted = performance.now();
+    for (let i = 0; i < prepared.length; i += batchSize) await detector.detectBatch(prepared.slice(i, i + batchSize), options);
+    const detectorMs = performance.now() - detectorStarted;
+    await detector.close();
+
+    const pipelineFps = frames / (pipelineMs / 1000);
+    const detectorFps = prepared.length / (detectorMs / 1000);
+    const round = (value: number, digits = 1) => Number(value.toFixed(digits));
+    console.log(
+      JSON.stringify({
+        video: path.basename(video),
+        fps,
+        frames,
+        batchSize,
+        cpus: os.cpus().length,
+        engine: detector.engine,
+        pipelineFps: round(pipelineFps, 2),
+        detectorFps: round(detectorFps, 2),
+        ratio: round(pipelineFps / detectorFps, 3),
+        pipelineMs: round(pipelineMs),
+        stagesMs: {
+          extract: round(extractMs),
+          queueWait: round(stages.queueWaitMs),
+          readDecodeLetterbox: round(stages.readDecodeMs),
+          inference: round(stages.inferenceMs),
+          postprocess: round(stages.postprocessMs),
+          insert: round(stages.insertMs),
+        },
+        perFrameMs: {
+          readDecodeLetterbox: round(stages.readDecodeMs / stages.frames, 2),
+          inference: round(stages.inferenceMs / stages.frames, 2),
+          postprocess: round(stages.postprocessMs / stages.frames, 2),
+          insert: round(stages.insertMs / stages.frames, 2),
+          bareDetector: round(detectorMs / prepared.length, 2),
+        },
+        workerPeakRssMb: workerRssMb,
+      }),
+    );
+  } finally {
+    await Promise.all(processes.map((p) => p.stop()));
+    await deleteKeys(redis, prefix);
+    await redis.quit();
+    await db.drop();
+    await fs.rm(tmp, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});

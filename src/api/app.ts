@@ -1,0 +1,27 @@
+import express, { type Express } from 'express';
+import type { DetectionRepository, VideoRepository } from '../db/types.ts';
+import type { Logger } from '../logger.ts';
+import type { IngestService } from '../services/ingest.service.ts';
+import { errorHandler, notFoundHandler } from './error-handler.ts';
+import { healthRoutes, type ReadinessCheck } from './health.routes.ts';
+import { videoRoutes } from './videos.routes.ts';
+
+export interface AppDeps {
+  ingest: IngestService;
+  videos: VideoRepository;
+  detections: DetectionRepository;
+  readiness: ReadinessCheck[];
+  logger: Logger;
+  maxUploadBytes: number;
+}
+
+export function createApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+  app.use(healthRoutes(deps.readiness));
+  app.use(videoRoutes(deps));
+  app.use(notFoundHandler);
+  app.use(errorHandler(deps.logger, deps.maxUploadBytes));
+  return app;
+}

@@ -1,0 +1,59 @@
+import type { Request, RequestHandler } from 'express';
+import multer from 'multer';
+import { errors } from '../errors.ts';
+import type { IngestService, StagedUpload } from '../services/ingest.service.ts';
+
+export const VIDEO_FIELD = 'video';
+
+/**
+ * Multer glue only: streams the `video` part into storage through the ingest service.
+ * Upload rules (names, fps, probing) live in IngestService.
+ */
+class StagingEngine implements multer.StorageEngine {
+  constructor(private readonly ingest: IngestService) {}
+
+  _handleFile(_req: Request, file: Express.Multer.File, callback: (error?: unknown, info?: Partial<Express.Multer.File>) => void): void {
+    this.ingest
+      .stageUpload(file.originalname, file.stream)
+      .then((staged) => callback(null, { staged, size: staged.sizeBytes } as Partial<Express.Multer.File>))
+      .catch((error: unknown) => {
+        file.stream.resume(); // drain what is left so the request can finish and get its answer
+        callback(error);
+      });
+  }
+
+  // Called by multer when a later part of the same request fails (e.g. the size limit).
+  _removeFile(_req: Request, file: Express.Multer.File, callback: (error: Error | null) => void): void {
+    const staged = stagedOf(file);
+    if (!staged) return callback(null);
+    this.ingest.discardStaged(staged.videoId).then(() => callback(null), callback);
+  }
+}
+
+function stagedOf(file: Express.Multer.File | undefined): StagedUpload | undefined {
+  return (file as (Express.Multer.File & { staged?: StagedUpload }) | undefined)?.staged;
+}
+
+export function stagedUpload(req: Request): StagedUpload | undefined {
+  return stagedOf(req.file);
+}
+
+export function uploadMiddleware(ingest: IngestService, maxUploadBytes: number): RequestHandler[] {
+  const upload = multer({
+    storage: new StagingEngine(ingest),
+    // Keep the client's name as sent, so a crafted path is refused rather than silently trimmed.
+    preservePath: true,
+    limits: { fileSize: maxUploadBytes, files: 1, fields: 10, fieldSize: 1024, parts: 12 },
+  }).single(VIDEO_FIELD);
+
+  // Refuse a declared over-size body before reading it. Multipart framing adds a little, hence the slack.
+  const checkDeclaredLength: RequestHandler = (req, _res, next) => {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > maxUploadBytes + 64 * 1024) {
+      next(errors.payloadTooLarge(maxUploadBytes));
+      return;
+    }
+    next();
+  };
+  return [checkDeclaredLength, upload];
+}

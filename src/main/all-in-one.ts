@@ -1,0 +1,14 @@
+// Development: the API and one worker in one process.
+import { main } from './lifecycle.ts';
+import { baseReadiness, detectorReadiness, startApi, startWorker } from './roles.ts';
+
+main('all-in-one', async (runtime) => {
+  const worker = await startWorker(runtime);
+  const api = await startApi(runtime, [...baseReadiness(runtime), detectorReadiness(worker.detector)]);
+  return {
+    async stop() {
+      await api.stop();
+      await worker.stop();
+    },
+  };
+});

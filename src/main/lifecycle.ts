@@ -1,0 +1,51 @@
+import { ConfigError, loadConfig, type Config } from '../config.ts';
+import { createRuntime, type Runtime } from './runtime.ts';
+
+const SHUTDOWN_TIMEOUT_MS = 30_000;
+
+/**
+ * Runs one entry point: reads config, builds the runtime, starts the role and stops it once on
+ * SIGTERM/SIGINT (a second signal, or the timeout, exits at once).
+ */
+export async function runProcess(role: string, start: (runtime: Runtime) => Promise<{ stop(): Promise<void> }>): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const runtime = await createRuntime(config, role);
+  const started = await start(runtime);
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    runtime.logger.info('shutting down', { signal });
+    const deadline = setTimeout(() => {
+      runtime.logger.error('shutdown timed out; exiting');
+      process.exit(1);
+    }, SHUTDOWN_TIMEOUT_MS);
+    deadline.unref();
+    started
+      .stop()
+      .then(() => runtime.close())
+      .then(() => process.exit(0))
+      .catch((error: unknown) => {
+        runtime.logger.error('shutdown failed', { error });
+        process.exit(1);
+      });
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+export function main(role: string, start: (runtime: Runtime) => Promise<{ stop(): Promise<void> }>): void {
+  runProcess(role, start).catch((error: unknown) => {
+    console.error(`${role} failed to start:`, error instanceof Error ? error.message : error);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,72 @@
+import fs from 'node:fs/promises';
+import { createClient } from 'redis';
+import type { Config } from '../config.ts';
+import { createSql } from '../db/client.ts';
+import { PgDetectionRepository } from '../db/detections.repository.ts';
+import { migrate } from '../db/migrate.ts';
+import { PgVideoRepository } from '../db/videos.repository.ts';
+import { createLogger, type Logger } from '../logger.ts';
+import { resolveMediaBinaries } from '../media/binaries.ts';
+import { MediaRepository } from '../media/media.repository.ts';
+import { ReliableQueue } from '../queue/reliable-queue.ts';
+import { createStorage } from '../storage/create-storage.ts';
+
+export type Redis = ReturnType<typeof createClient>;
+
+/** Connections and repositories every role needs; each entry point adds its own pieces on top. */
+export interface Runtime {
+  config: Config;
+  logger: Logger;
+  sql: ReturnType<typeof createSql>;
+  redis: Redis;
+  blockingRedis: Redis;
+  queue: ReliableQueue;
+  storage: ReturnType<typeof createStorage>;
+  videos: PgVideoRepository;
+  detections: PgDetectionRepository;
+  close(): Promise<void>;
+}
+
+export async function createRuntime(config: Config, role: string): Promise<Runtime> {
+  const logger = createLogger(config, role);
+  const sql = createSql(config.databaseUrl);
+  await migrate(sql);
+
+  const redis = createClient({ url: config.redisUrl });
+  redis.on('error', (error: Error) => logger.warn('redis connection error', { error: error.message }));
+  await redis.connect();
+  // Blocking reserves (BLMOVE) hold their connection, so they get one of their own.
+  const blockingRedis = redis.duplicate();
+  blockingRedis.on('error', (error: Error) => logger.warn('redis (blocking) connection error', { error: error.message }));
+  await blockingRedis.connect();
+  const queue = new ReliableQueue(redis, blockingRedis, config.queuePrefix);
+  await queue.load();
+
+  return {
+    config,
+    logger,
+    sql,
+    redis,
+    blockingRedis,
+    queue,
+    storage: createStorage(config),
+    videos: new PgVideoRepository(sql),
+    detections: new PgDetectionRepository(sql),
+    async close() {
+      await Promise.allSettled([redis.quit(), blockingRedis.quit(), sql.end({ timeout: 5 })]);
+    },
+  };
+}
+
+export async function createMedia(config: Config): Promise<MediaRepository> {
+  return new MediaRepository(await resolveMediaBinaries({ ffmpegPath: config.ffmpegPath, ffprobePath: config.ffprobePath }));
+}
+
+export async function modelFileCheck(modelPath: string) {
+  try {
+    const stat = await fs.stat(modelPath);
+    return { ok: true, detail: { modelPath, bytes: stat.size, loadedBy: 'workers' } };
+  } catch {
+    return { ok: false, detail: `model file ${modelPath} is missing; run npm run fetch-model` };
+  }
+}

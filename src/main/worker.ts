@@ -1,0 +1,5 @@
+// Detection worker only; run as many as the hardware allows against one Redis and PostgreSQL.
+import { main } from './lifecycle.ts';
+import { startWorker } from './roles.ts';
+
+main('worker', (runtime) => startWorker(runtime));

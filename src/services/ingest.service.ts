@@ -1,0 +1,205 @@
+import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { parseFps } from '../config.ts';
+import type { NewVideo, VideoRecord, VideoRepository } from '../db/types.ts';
+import { AppError, errors } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { MediaRepository } from '../media/media.repository.ts';
+import type { ProbeResult } from '../media/probe.ts';
+import type { DetectionJob, FrameRef } from '../queue/types.ts';
+import { storageKeys } from '../storage/keys.ts';
+import type { VideoStorage } from '../storage/video-storage.ts';
+import { TaskLimiter } from './task-limiter.ts';
+
+export interface IngestSettings {
+  batchSize: number;
+  maxUploadBytes: number;
+  defaultFps: number | null;
+  maxFps: number;
+  jpegQuality: number;
+  extractionConcurrency: number;
+}
+
+export interface JobPublisher {
+  publish(jobs: DetectionJob[]): Promise<void>;
+}
+
+export type Media = Pick<MediaRepository, 'probe' | 'verifyDecodable' | 'extractFrames'>;
+
+/** A stored upload that has not been accepted yet. */
+export interface StagedUpload {
+  videoId: string;
+  storageKey: string;
+  originalName: string;
+  sizeBytes: number;
+}
+
+// Probe refusals: the file is not something we can decode (415) or is a video we cannot use (422).
+const probeRefusalStatus: Record<string, number> = {
+  unreadable_video: 415,
+  no_video_stream: 415,
+  not_a_video: 415,
+  invalid_dimensions: 422,
+  truncated_video: 422,
+};
+
+/**
+ * Upload rules and frame extraction. Uploads are staged into storage first (streamed, never
+ * buffered), then checked; anything refused is deleted before the error is returned.
+ * Extraction runs off the request path with bounded concurrency and publishes jobs as frames appear,
+ * so workers start before a long video is fully extracted.
+ */
+export class IngestService {
+  private readonly extractions: TaskLimiter;
+
+  constructor(
+    private readonly settings: IngestSettings,
+    private readonly videos: VideoRepository,
+    private readonly storage: VideoStorage,
+    private readonly media: Media,
+    private readonly queue: JobPublisher,
+    private readonly logger: Logger,
+  ) {
+    this.extractions = new TaskLimiter(settings.extractionConcurrency);
+  }
+
+  /** Checks a client's file name before anything is written; the name is kept only as a label. */
+  checkFileName(name: string): string {
+    // Browsers send a base name; separators, dot segments or control characters mean a crafted request.
+    if (name.length > 255 || /[/\\\u0000-\u001f\u007f]/.test(name) || name === '.' || name === '..') {
+      throw errors.badRequest('invalid_file_name', 'the file name must be a plain name without path separators or control characters');
+    }
+    return name;
+  }
+
+  /** Parses the optional `fps` form field: a positive number up to MAX_FPS, or "all" for every frame. */
+  parseFpsField(raw: string | undefined): number | null {
+    if (raw === undefined || raw.trim() === '') return this.settings.defaultFps;
+    const value = raw.trim();
+    if (value === 'all') return null;
+    const fps = parseFps(value, this.settings.maxFps);
+    if (fps === undefined) {
+      throw errors.badRequest('invalid_fps', `fps must be "all" or a number greater than 0 and at most ${this.settings.maxFps}`);
+    }
+    return fps;
+  }
+
+  /** Streams an upload into storage under a new video id. Called by the HTTP layer for each file part. */
+  async stageUpload(originalName: string, data: Readable): Promise<StagedUpload> {
+    const fileName = this.checkFileName(originalName);
+    const videoId = randomUUID();
+    const storageKey = storageKeys.source(videoId);
+    try {
+      const { bytes } = await this.storage.writeStream(storageKey, data);
+      return { videoId, storageKey, originalName: fileName, sizeBytes: bytes };
+    } catch (error) {
+      await this.discardStaged(videoId);
+      throw error;
+    }
+  }
+
+  async discardStaged(videoId: string): Promise<void> {
+    await this.storage.deletePrefix(storageKeys.videoPrefix(videoId));
+  }
+
+  /**
+   * Validates a staged upload and accepts it: a videos row is created and extraction is scheduled.
+   * On refusal everything staged is deleted and an AppError says why.
+   */
+  async acceptUpload(staged: StagedUpload, fpsField: string | undefined): Promise<VideoRecord> {
+    try {
+      const sampleFps = this.parseFpsField(fpsField);
+      if (staged.sizeBytes === 0) throw errors.badRequest('empty_file', 'the uploaded file is empty');
+      const probe = await this.probe(staged.storageKey);
+      const now = new Date();
+      const newVideo: NewVideo = {
+        id: staged.videoId,
+        originalName: staged.originalName,
+        sizeBytes: staged.sizeBytes,
+        storageKey: staged.storageKey,
+        sampleFps,
+        source: {
+          durationMs: probe.video.durationMs,
+          fps: probe.video.fps,
+          width: probe.video.width,
+          height: probe.video.height,
+          codec: probe.video.codec,
+          creationTime: probe.video.creationTime,
+        },
+        capturedAt: probe.video.creationTime ?? now,
+        probe: probe.raw,
+      };
+      const video = await this.videos.create(newVideo);
+      this.scheduleExtraction(video, probe.video.startTimeMs);
+      return video;
+    } catch (error) {
+      await this.discardStaged(staged.videoId);
+      throw error;
+    }
+  }
+
+  private async probe(storageKey: string): Promise<Extract<ProbeResult, { ok: true }>> {
+    const file = this.requireLocalPath(storageKey);
+    const probe = await this.media.probe(file);
+    if (!probe.ok) throw this.refusal(probe.code, probe.message);
+    const decodable = await this.media.verifyDecodable(file, probe.video.durationMs);
+    if (!decodable.ok) throw this.refusal(decodable.code, decodable.message);
+    return probe;
+  }
+
+  private refusal(code: string, message: string): AppError {
+    return new AppError(probeRefusalStatus[code] ?? 422, code, message);
+  }
+
+  private requireLocalPath(storageKey: string): string {
+    const file = this.storage.localPath(storageKey);
+    if (file === undefined) throw new Error(`storage driver ${this.storage.driver} has no local path for ffmpeg`);
+    return file;
+  }
+
+  private scheduleExtraction(video: VideoRecord, startTimeMs: number): void {
+    void this.extractions.run(() => this.extract(video, startTimeMs)).catch((error: unknown) => {
+      this.logger.error('extraction failed', { videoId: video.id, error: errorMessage(error) });
+    });
+  }
+
+  /** Extracts, stores and publishes every frame of a video; marks it failed if extraction breaks. */
+  async extract(video: VideoRecord, startTimeMs: number): Promise<void> {
+    const started = Date.now();
+    try {
+      await this.videos.markExtracting(video.id);
+      let pending: FrameRef[] = [];
+      const flush = async () => {
+        if (pending.length === 0) return;
+        const frames = pending;
+        pending = [];
+        await this.queue.publish([{ id: `${video.id}:${frames[0]!.index}`, videoId: video.id, frames, publishedAt: Date.now() }]);
+      };
+      const { frames } = await this.media.extractFrames(
+        this.requireLocalPath(video.storageKey),
+        { fps: video.sampleFps, jpegQuality: this.settings.jpegQuality, startTimeMs },
+        async (frame) => {
+          const key = storageKeys.frame(video.id, frame.index);
+          await this.storage.write(key, frame.jpeg);
+          pending.push({ index: frame.index, ptsMs: frame.ptsMs, key });
+          if (pending.length >= this.settings.batchSize) await flush();
+        },
+      );
+      await flush();
+      const updated = await this.videos.markExtracted(video.id, frames);
+      this.logger.info('extraction finished', { videoId: video.id, frames, ms: Date.now() - started, status: updated.status });
+    } catch (error) {
+      await this.videos.markFailed(video.id, `frame extraction failed: ${errorMessage(error)}`);
+      throw error;
+    }
+  }
+
+  /** Resolves when every scheduled extraction has finished (tests, shutdown). */
+  idle(): Promise<void> {
+    return this.extractions.idle();
+  }
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,7 @@
+/** Storage key layout; nothing else builds storage keys. */
+export const storageKeys = {
+  videoPrefix: (videoId: string) => `videos/${videoId}`,
+  source: (videoId: string) => `videos/${videoId}/source`,
+  framesPrefix: (videoId: string) => `videos/${videoId}/frames`,
+  frame: (videoId: string, frameIndex: number) => `videos/${videoId}/frames/${String(frameIndex).padStart(6, '0')}.jpg`,
+};

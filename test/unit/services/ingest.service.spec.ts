@@ -1,0 +1,165 @@
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import type { NewVideo, VideoRecord, VideoRepository } from '../../../src/db/types.ts';
+import { AppError } from '../../../src/errors.ts';
+import { createLogger } from '../../../src/logger.ts';
+import type { DetectionJob } from '../../../src/queue/types.ts';
+import { IngestService, type IngestSettings, type Media } from '../../../src/services/ingest.service.ts';
+import type { VideoStorage } from '../../../src/storage/video-storage.ts';
+
+class MemoryStorage implements VideoStorage {
+  readonly driver = 'memory';
+  readonly objects = new Map<string, Buffer>();
+  async writeStream(key: string, data: Readable) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of data) chunks.push(chunk as Buffer);
+    this.objects.set(key, Buffer.concat(chunks));
+    return { bytes: this.objects.get(key)!.length };
+  }
+  async write(key: string, data: Buffer) {
+    this.objects.set(key, data);
+  }
+  async read(key: string) {
+    const value = this.objects.get(key);
+    if (!value) throw new Error(`no ${key}`);
+    return value;
+  }
+  async createReadStream(key: string) {
+    return Readable.from([await this.read(key)]);
+  }
+  async exists(key: string) {
+    return this.objects.has(key);
+  }
+  localPath(key: string) {
+    return `/memory/${key}`;
+  }
+  async deletePrefix(prefix: string) {
+    for (const key of [...this.objects.keys()]) if (key.startsWith(`${prefix}/`)) this.objects.delete(key);
+  }
+  async list(prefix: string) {
+    return [...this.objects.keys()].filter((key) => key.startsWith(`${prefix}/`)).sort();
+  }
+}
+
+class MemoryVideos implements VideoRepository {
+  readonly rows = new Map<string, VideoRecord>();
+  async create(video: NewVideo): Promise<VideoRecord> {
+    const now = new Date();
+    const record: VideoRecord = { ...video, status: 'queued', framesTotal: null, framesDone: 0, error: null, createdAt: now, updatedAt: now, completedAt: null };
+    this.rows.set(video.id, record);
+    return record;
+  }
+  async get(id: string) {
+    return this.rows.get(id);
+  }
+  async markExtracting(id: string) {
+    this.rows.get(id)!.status = 'extracting';
+  }
+  async markExtracted(id: string, framesTotal: number) {
+    const row = this.rows.get(id)!;
+    Object.assign(row, { framesTotal, status: framesTotal === row.framesDone ? 'completed' : 'processing' });
+    return row;
+  }
+  async markFailed(id: string, error: string) {
+    Object.assign(this.rows.get(id)!, { status: 'failed', error });
+  }
+  async delete(id: string) {
+    this.rows.delete(id);
+  }
+}
+
+const settings: IngestSettings = { batchSize: 4, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, extractionConcurrency: 1 };
+const goodProbe = {
+  ok: true as const,
+  video: { durationMs: 2000, fps: 10, width: 64, height: 48, codec: 'h264', startTimeMs: 0, creationTime: null, frameCountEstimate: 20 },
+  raw: {},
+};
+
+function setUp(media: Partial<Media> = {}) {
+  const storage = new MemoryStorage();
+  const videos = new MemoryVideos();
+  const published: DetectionJob[] = [];
+  const fullMedia: Media = {
+    probe: async () => goodProbe as never,
+    verifyDecodable: async () => ({ ok: true }) as never,
+    extractFrames: async (_path, _options, onFrame) => {
+      for (let index = 0; index < 10; index += 1) await onFrame({ index, ptsMs: index * 200, jpeg: Buffer.from([index]) });
+      return { frames: 10 };
+    },
+    ...media,
+  };
+  const service = new IngestService(settings, videos, storage, fullMedia, { publish: async (jobs) => void published.push(...jobs) }, createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true }));
+  return { service, storage, videos, published };
+}
+
+describe('IngestService', () => {
+  it('accepts a video, extracts its frames into storage and publishes jobs of BATCH_SIZE frames', async () => {
+    const { service, storage, videos, published } = setUp();
+    const staged = await service.stageUpload('clip.mp4', Readable.from([Buffer.from('video bytes')]));
+    const video = await service.acceptUpload(staged, '2.5');
+    assert.equal(video.sampleFps, 2.5);
+    await service.idle();
+    assert.deepEqual(published.map((job) => job.frames.map((frame) => frame.index)), [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]);
+    assert.ok(published.every((job) => job.videoId === video.id));
+    assert.equal(published[1]!.frames[0]!.ptsMs, 800);
+    assert.equal((await storage.list(`videos/${video.id}/frames`)).length, 10);
+    assert.equal(videos.rows.get(video.id)!.framesTotal, 10);
+    assert.equal(videos.rows.get(video.id)!.status, 'processing');
+  });
+
+  it('uses the default fps, and null for "all"', async () => {
+    const { service } = setUp();
+    assert.equal(service.parseFpsField(undefined), 5);
+    assert.equal(service.parseFpsField('all'), null);
+    for (const bad of ['0', '-3', '31', 'fast', '1e2']) {
+      assert.throws(() => service.parseFpsField(bad), (error: unknown) => error instanceof AppError && error.code === 'invalid_fps', bad);
+    }
+  });
+
+  for (const name of ['../../etc/passwd', 'a/b.mp4', 'a\\b.mp4', '..', 'bad\nname.mp4']) {
+    it(`refuses the file name ${JSON.stringify(name)} before writing anything`, async () => {
+      const { service, storage } = setUp();
+      await assert.rejects(service.stageUpload(name, Readable.from([Buffer.from('x')])), (error: unknown) => error instanceof AppError && error.code === 'invalid_file_name');
+      assert.equal(storage.objects.size, 0);
+    });
+  }
+
+  const refusals: Array<[string, Partial<Media>, string | undefined, number, string]> = [
+    ['an unreadable file', { probe: async () => ({ ok: false, code: 'unreadable_video', message: 'moov atom not found' }) as never }, undefined, 415, 'unreadable_video'],
+    ['an image', { probe: async () => ({ ok: false, code: 'not_a_video', message: 'still image' }) as never }, undefined, 415, 'not_a_video'],
+    ['a truncated video', { verifyDecodable: async () => ({ ok: false, code: 'truncated_video', message: 'partial file' }) as never }, undefined, 422, 'truncated_video'],
+    ['a bad fps', {}, 'lots', 400, 'invalid_fps'],
+  ];
+  for (const [what, media, fps, status, code] of refusals) {
+    it(`refuses ${what} with ${status} ${code} and deletes what was staged`, async () => {
+      const { service, storage, videos, published } = setUp(media);
+      const staged = await service.stageUpload('clip.mp4', Readable.from([Buffer.from('bytes')]));
+      assert.equal(storage.objects.size, 1);
+      await assert.rejects(service.acceptUpload(staged, fps), (error: unknown) => error instanceof AppError && error.status === status && error.code === code);
+      assert.equal(storage.objects.size, 0);
+      assert.equal(videos.rows.size, 0);
+      assert.equal(published.length, 0);
+    });
+  }
+
+  it('refuses an empty file', async () => {
+    const { service, storage } = setUp();
+    const staged = await service.stageUpload('empty.mp4', Readable.from([]));
+    await assert.rejects(service.acceptUpload(staged, undefined), (error: unknown) => error instanceof AppError && error.code === 'empty_file');
+    assert.equal(storage.objects.size, 0);
+  });
+
+  it('marks the video failed when extraction breaks', async () => {
+    const { service, videos } = setUp({
+      extractFrames: async () => {
+        throw new Error('ffmpeg exited with code 1: Invalid data');
+      },
+    });
+    const staged = await service.stageUpload('clip.mp4', Readable.from([Buffer.from('bytes')]));
+    const video = await service.acceptUpload(staged, undefined);
+    await service.idle();
+    const row = videos.rows.get(video.id)!;
+    assert.equal(row.status, 'failed');
+    assert.match(row.error ?? '', /Invalid data/);
+  });
+});
