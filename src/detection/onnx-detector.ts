@@ -1,0 +1,140 @@
+import { readFile } from 'node:fs/promises';
+import * as ort from 'onnxruntime-node';
+import { writeFrameToBatch } from './letterbox.ts';
+import { readOnnxModelInfo } from './onnx-metadata.ts';
+import { decodeYoloOutput } from './postprocess.ts';
+import type { DetectOptions, DetectTimings, Detection, Detector, ModelInfo, PreparedFrame } from './types.ts';
+
+export interface OnnxDetectorOptions {
+  /** ORT intra-op threads; 0 or undefined lets ORT choose (one per physical core). */
+  threads?: number;
+}
+
+/** YOLOv8 on ONNX Runtime's CPU execution provider. */
+export class OnnxDetector implements Detector {
+  readonly engine = 'onnx';
+  readonly device = 'cpu';
+
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly modelInfo: ModelInfo,
+    private readonly inputName: string,
+    private readonly outputName: string,
+    /** Frames per session.run: the model's fixed batch dimension, or undefined when it is dynamic. */
+    private readonly fixedBatch: number | undefined,
+  ) {}
+
+  static async create(modelPath: string, options: OnnxDetectorOptions = {}): Promise<OnnxDetector> {
+    const bytes = await readFile(modelPath);
+    // Metadata first: a file that is not a YOLOv8 export fails with a clear message before ORT loads it.
+    const modelInfo = readOnnxModelInfo(bytes);
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
+      executionProviders: ['cpu'],
+      graphOptimizationLevel: 'all',
+      // One model, one image stream: parallelism comes from intra-op threads, not from running nodes concurrently.
+      executionMode: 'sequential',
+    };
+    if (options.threads && options.threads > 0) sessionOptions.intraOpNumThreads = options.threads;
+    // The bytes are already in memory for the metadata, so ORT loads from them instead of re-reading the file.
+    const session = await ort.InferenceSession.create(bytes, sessionOptions);
+    try {
+      const inputName = session.inputNames[0];
+      const outputName = session.outputNames[0];
+      if (inputName === undefined || outputName === undefined) throw new Error(`${modelPath}: the model has no inputs or outputs`);
+      const fixedBatch = checkShapes(modelPath, modelInfo, session.inputMetadata[0], session.outputMetadata[0]);
+      return new OnnxDetector(session, modelInfo, inputName, outputName, fixedBatch);
+    } catch (error) {
+      await session.release();
+      throw error;
+    }
+  }
+
+  async detectBatch(frames: PreparedFrame[], options: DetectOptions, timings?: DetectTimings): Promise<Detection[][]> {
+    const results: Detection[][] = [];
+    // A dynamic-batch model takes all frames in one run; a fixed-batch one (the stock export: 1) in chunks.
+    const chunk = this.fixedBatch ?? Math.max(frames.length, 1);
+    for (let start = 0; start < frames.length; start += chunk) {
+      results.push(...(await this.runChunk(frames.slice(start, start + chunk), options, timings)));
+    }
+    return results;
+  }
+
+  private async runChunk(frames: PreparedFrame[], options: DetectOptions, timings?: DetectTimings): Promise<Detection[][]> {
+    const [h, w] = this.modelInfo.imgsz;
+    const frameSize = 3 * h * w;
+    for (const frame of frames) {
+      if (frame.tensor.length !== frameSize) throw new Error(`frame tensor has ${frame.tensor.length} values, the model takes 3x${h}x${w}`);
+    }
+    const inferenceStarted = performance.now();
+    // A fixed batch larger than the chunk is zero-padded; the padding's outputs are ignored.
+    const batch = this.fixedBatch ?? frames.length;
+    let data: Float32Array;
+    if (batch === 1) {
+      data = frames[0]!.tensor; // no copy for the common single-frame case
+    } else {
+      data = new Float32Array(batch * frameSize);
+      frames.forEach((frame, i) => writeFrameToBatch(data, frame, i));
+    }
+    const input = new ort.Tensor('float32', data, [batch, 3, h, w]);
+    let outputs: ort.InferenceSession.ReturnType;
+    try {
+      outputs = await this.session.run({ [this.inputName]: input }, [this.outputName]);
+    } finally {
+      input.dispose();
+    }
+    const postprocessStarted = performance.now();
+    try {
+      const output = outputs[this.outputName];
+      if (!output || output.type !== 'float32' || output.dims.length !== 3) {
+        throw new Error(`model output "${this.outputName}" is not a float32 [batch, 4 + classes, anchors] tensor`);
+      }
+      const [, channels, anchors] = output.dims as [number, number, number];
+      const numClasses = channels - 4;
+      const values = output.data as Float32Array;
+      const perImage = channels * anchors;
+      const results = frames.map((frame, i) =>
+        decodeYoloOutput(values.subarray(i * perImage, (i + 1) * perImage), anchors, numClasses, frame, this.modelInfo.names, options),
+      );
+      if (timings) {
+        timings.inferenceMs += postprocessStarted - inferenceStarted;
+        timings.postprocessMs += performance.now() - postprocessStarted;
+      }
+      return results;
+    } finally {
+      for (const tensor of Object.values(outputs)) tensor.dispose();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/**
+ * Checks the graph against the metadata (a mismatch would silently give garbage boxes) and returns
+ * the fixed batch size, or undefined for a dynamic batch (symbolic name or -1).
+ */
+function checkShapes(
+  modelPath: string,
+  info: ModelInfo,
+  input: ort.InferenceSession.ValueMetadata | undefined,
+  output: ort.InferenceSession.ValueMetadata | undefined,
+): number | undefined {
+  if (!input?.isTensor || input.shape.length === 0) return 1; // shape unknown: one frame per run is always safe
+  const [n, c, h, w] = input.shape;
+  const fixed = (d: number | string | undefined): d is number => typeof d === 'number' && d > 0;
+  if (input.shape.length !== 4 || (fixed(c) && c !== 3)) {
+    throw new Error(`${modelPath}: input "${input.name}" has shape [${input.shape.join(', ')}], expected [batch, 3, height, width]`);
+  }
+  const [ih, iw] = info.imgsz;
+  if ((fixed(h) && h !== ih) || (fixed(w) && w !== iw)) {
+    throw new Error(`${modelPath}: input is ${String(h)}x${String(w)} but the metadata says imgsz [${ih}, ${iw}]`);
+  }
+  if (output?.isTensor && output.shape.length === 3 && fixed(output.shape[1]) && output.shape[1] !== 4 + info.names.length) {
+    throw new Error(
+      `${modelPath}: output "${output.name}" has ${output.shape[1]} channels but metadata names ${info.names.length} classes ` +
+        `(expected 4 + ${info.names.length}); only YOLOv8 detection exports are supported`,
+    );
+  }
+  return fixed(n) ? n : undefined;
+}

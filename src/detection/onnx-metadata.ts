@@ -1,0 +1,260 @@
+import type { ModelInfo } from './types.ts';
+
+/** Thrown when an ONNX file has no usable Ultralytics metadata (names, imgsz, stride). */
+export class ModelMetadataError extends Error {
+  override name = 'ModelMetadataError';
+}
+
+// ModelProto field numbers (onnx.proto3) and protobuf wire types.
+const MODEL_METADATA_PROPS = 14;
+const ENTRY_KEY = 1;
+const ENTRY_VALUE = 2;
+const WIRE_VARINT = 0;
+const WIRE_FIXED64 = 1;
+const WIRE_LEN = 2;
+const WIRE_FIXED32 = 5;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Minimal protobuf wire-format cursor: enough to walk ModelProto's top-level fields and skip the
+ * rest by length (the graph and its weights are one big length-delimited field, skipped in O(1)).
+ */
+class WireReader {
+  pos = 0;
+  constructor(readonly bytes: Uint8Array, readonly end = bytes.length) {}
+
+  done(): boolean {
+    return this.pos >= this.end;
+  }
+
+  /** Varints are up to 10 bytes; numbers are built with multiplication so values past 2^31 stay exact up to 2^53. */
+  varint(): number {
+    let result = 0;
+    let factor = 1;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.end) throw new ModelMetadataError('not an ONNX model: truncated varint');
+      const byte = this.bytes[this.pos++]!;
+      result += (byte & 0x7f) * factor;
+      if (byte < 0x80) return result;
+      factor *= 128;
+    }
+    throw new ModelMetadataError('not an ONNX model: malformed varint');
+  }
+
+  /** Reads a length prefix and returns [start, end) of the payload, checked against the buffer. */
+  lengthDelimited(): [number, number] {
+    const length = this.varint();
+    const start = this.pos;
+    const end = start + length;
+    if (end > this.end) throw new ModelMetadataError('not an ONNX model: field runs past the end of the file');
+    this.pos = end;
+    return [start, end];
+  }
+
+  skip(wireType: number): void {
+    switch (wireType) {
+      case WIRE_VARINT:
+        this.varint();
+        return;
+      case WIRE_FIXED64:
+        this.advance(8);
+        return;
+      case WIRE_LEN:
+        this.lengthDelimited();
+        return;
+      case WIRE_FIXED32:
+        this.advance(4);
+        return;
+      default:
+        // Groups (3/4) are never used by onnx.proto; anything else means this is not protobuf.
+        throw new ModelMetadataError(`not an ONNX model: unsupported protobuf wire type ${wireType} at byte ${this.pos}`);
+    }
+  }
+
+  private advance(n: number): void {
+    if (this.pos + n > this.end) throw new ModelMetadataError('not an ONNX model: truncated field');
+    this.pos += n;
+  }
+}
+
+/** Returns every metadata_props key/value pair of an ONNX ModelProto (later duplicates win, as in onnx). */
+export function readOnnxMetadataProps(modelBytes: Uint8Array): Map<string, string> {
+  const props = new Map<string, string>();
+  const reader = new WireReader(modelBytes);
+  while (!reader.done()) {
+    const tag = reader.varint();
+    const field = Math.floor(tag / 8);
+    const wireType = tag % 8;
+    if (field === MODEL_METADATA_PROPS && wireType === WIRE_LEN) {
+      const [start, end] = reader.lengthDelimited();
+      const entry = readEntry(modelBytes, start, end);
+      if (entry) props.set(entry[0], entry[1]);
+    } else {
+      reader.skip(wireType);
+    }
+  }
+  return props;
+}
+
+function readEntry(bytes: Uint8Array, start: number, end: number): [string, string] | undefined {
+  const reader = new WireReader(bytes, end);
+  reader.pos = start;
+  let key: string | undefined;
+  let value = '';
+  while (!reader.done()) {
+    const tag = reader.varint();
+    const field = Math.floor(tag / 8);
+    const wireType = tag % 8;
+    if ((field === ENTRY_KEY || field === ENTRY_VALUE) && wireType === WIRE_LEN) {
+      const [s, e] = reader.lengthDelimited();
+      const text = decodeUtf8(bytes.subarray(s, e));
+      if (field === ENTRY_KEY) key = text;
+      else value = text;
+    } else {
+      reader.skip(wireType);
+    }
+  }
+  return key === undefined ? undefined : [key, value];
+}
+
+function decodeUtf8(bytes: Uint8Array): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw new ModelMetadataError('ONNX metadata_props holds a string that is not valid UTF-8');
+  }
+}
+
+/**
+ * Reads class names, input size and stride from the metadata an Ultralytics export writes
+ * (names, imgsz, stride), so models trained on other datasets work without configuration.
+ */
+export function readOnnxModelInfo(modelBytes: Uint8Array): ModelInfo {
+  const props = readOnnxMetadataProps(modelBytes);
+  const hint = 'expected an Ultralytics YOLOv8 ONNX export, which writes names, imgsz and stride into metadata_props';
+  const required = (key: string): string => {
+    const value = props.get(key);
+    if (value === undefined) {
+      const found = props.size ? `found keys: ${[...props.keys()].join(', ')}` : 'the model has no metadata_props';
+      throw new ModelMetadataError(`ONNX model metadata has no "${key}" (${found}); ${hint}`);
+    }
+    return value;
+  };
+  const info: ModelInfo = {
+    names: parseNames(required('names')),
+    imgsz: parseImgsz(required('imgsz')),
+    stride: parseStride(required('stride')),
+  };
+  const description = [props.get('description'), props.get('version') && `Ultralytics ${props.get('version')}`]
+    .filter(Boolean)
+    .join(', ');
+  if (description) info.description = description;
+  return info;
+}
+
+/** Parses `[640, 640]` (or a bare `640`, meaning square) into [height, width]. */
+export function parseImgsz(text: string): [number, number] {
+  const trimmed = text.trim();
+  const list = /^\[\s*(\d+)\s*,\s*(\d+)\s*\]$/.exec(trimmed);
+  const single = /^\[?\s*(\d+)\s*\]?$/.exec(trimmed);
+  const [h, w] = list ? [Number(list[1]), Number(list[2])] : single ? [Number(single[1]), Number(single[1])] : [NaN, NaN];
+  if (!(h > 0 && w > 0)) throw new ModelMetadataError(`ONNX metadata "imgsz" is not [height, width]: ${JSON.stringify(text)}`);
+  return [h, w];
+}
+
+function parseStride(text: string): number {
+  const stride = Number(text.trim());
+  if (!Number.isInteger(stride) || stride <= 0) throw new ModelMetadataError(`ONNX metadata "stride" is not a positive integer: ${JSON.stringify(text)}`);
+  return stride;
+}
+
+/**
+ * Parses the Python repr of the names dict, `{0: 'person', 1: "it's", ...}` (or a list `['a', 'b']`),
+ * into an array indexed by class id. A hand-written scanner rather than JSON tricks, because Python
+ * picks either quote kind per string and escapes with backslashes.
+ */
+export function parseNames(text: string): string[] {
+  const fail = (why: string, at: number): never => {
+    throw new ModelMetadataError(`ONNX metadata "names" is not a Python dict of class names (${why} at offset ${at}): ${JSON.stringify(text.slice(0, 120))}`);
+  };
+  let i = 0;
+  const skipSpace = (): void => {
+    while (i < text.length && /\s/.test(text[i]!)) i++;
+  };
+  const expect = (ch: string): void => {
+    skipSpace();
+    if (text[i] !== ch) fail(`expected '${ch}'`, i);
+    i++;
+  };
+  const readInt = (): number => {
+    skipSpace();
+    const match = /^\d+/.exec(text.slice(i, i + 16));
+    if (!match) return fail('expected an integer class id', i);
+    i += match[0].length;
+    return Number(match[0]);
+  };
+  const readString = (): string => {
+    skipSpace();
+    const quote = text[i];
+    if (quote !== "'" && quote !== '"') return fail('expected a quoted class name', i);
+    i++;
+    let out = '';
+    while (i < text.length && text[i] !== quote) {
+      const ch = text[i++]!;
+      if (ch !== '\\') {
+        out += ch;
+        continue;
+      }
+      const esc = text[i++];
+      if (esc === undefined) break;
+      if (esc === 'x' || esc === 'u' || esc === 'U') {
+        const len = esc === 'x' ? 2 : esc === 'u' ? 4 : 8;
+        const hex = text.slice(i, i + len);
+        if (!/^[0-9a-fA-F]+$/.test(hex) || hex.length !== len) fail(`bad \\${esc} escape`, i);
+        out += String.fromCodePoint(parseInt(hex, 16));
+        i += len;
+      } else {
+        out += ({ n: '\n', t: '\t', r: '\r', '0': '\0' } as Record<string, string>)[esc] ?? esc;
+      }
+    }
+    if (text[i] !== quote) fail('unterminated string', i);
+    i++;
+    return out;
+  };
+
+  skipSpace();
+  const isList = text[i] === '[';
+  expect(isList ? '[' : '{');
+  const close = isList ? ']' : '}';
+  const byId = new Map<number, string>();
+  skipSpace();
+  if (text[i] !== close) {
+    for (;;) {
+      const id = isList ? byId.size : readInt();
+      if (!isList) expect(':');
+      if (byId.has(id)) fail(`duplicate class id ${id}`, i);
+      byId.set(id, readString());
+      skipSpace();
+      if (text[i] === ',') {
+        i++;
+        skipSpace();
+        if (text[i] === close) break; // trailing comma
+        continue;
+      }
+      break;
+    }
+  }
+  expect(close);
+  skipSpace();
+  if (i !== text.length) fail('unexpected trailing text', i);
+  if (byId.size === 0) fail('no classes', 0);
+  // Class ids index the network's score rows, so they must be exactly 0..n-1.
+  const names: string[] = [];
+  for (let id = 0; id < byId.size; id++) {
+    const name = byId.get(id);
+    if (name === undefined) fail(`class ids are not 0..${byId.size - 1} (missing ${id})`, 0);
+    names.push(name!);
+  }
+  return names;
+}

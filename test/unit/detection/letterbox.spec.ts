@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import sharp from 'sharp';
+import { computeLetterbox, hwcToChw, prepareFrame, roundHalfEven, writeFrameToBatch } from '../../../src/detection/letterbox.ts';
+
+describe('roundHalfEven (Python round)', () => {
+  it('sends halves to the even neighbour', () => {
+    assert.deepEqual([0.5, 1.5, 2.5, 3.5, 360.5, 361.5, -0.5, -1.5].map(roundHalfEven), [0, 2, 2, 4, 360, 362, 0, -2]);
+  });
+  it('rounds non-halves to nearest', () => {
+    assert.deepEqual([2.4999, 2.5001, 0.4, 0.6, 139.9, 7].map(roundHalfEven), [2, 3, 0, 1, 140, 7]);
+  });
+});
+
+describe('computeLetterbox', () => {
+  it('landscape 768x576 into 640x640: 640x480 with 80 px top and bottom', () => {
+    const lb = computeLetterbox(768, 576, 640, 640);
+    assert.equal(lb.scale, 640 / 768);
+    assert.deepEqual([lb.newWidth, lb.newHeight, lb.top, lb.bottom, lb.left, lb.right], [640, 480, 80, 80, 0, 0]);
+  });
+
+  it('portrait 480x640: pads left and right', () => {
+    const lb = computeLetterbox(480, 640, 640, 640);
+    assert.equal(lb.scale, 1);
+    assert.deepEqual([lb.newWidth, lb.newHeight, lb.top, lb.bottom, lb.left, lb.right], [480, 640, 0, 0, 80, 80]);
+  });
+
+  it('scales small images up (scaleup=True)', () => {
+    const lb = computeLetterbox(320, 240, 640, 640);
+    assert.equal(lb.scale, 2);
+    assert.deepEqual([lb.newWidth, lb.newHeight, lb.top, lb.bottom], [640, 480, 80, 80]);
+  });
+
+  it('uses banker\'s rounding for the resized size (1280x721: 360.5 -> 360, not 361)', () => {
+    const lb = computeLetterbox(1280, 721, 640, 640);
+    assert.equal(lb.scale, 0.5);
+    assert.deepEqual([lb.newWidth, lb.newHeight, lb.top, lb.bottom], [640, 360, 140, 140]);
+    const up = computeLetterbox(1280, 723, 640, 640); // 361.5 -> 362
+    assert.deepEqual([up.newHeight, up.top, up.bottom], [362, 139, 139]);
+    const portrait = computeLetterbox(719, 1280, 640, 640); // 359.5 -> 360
+    assert.deepEqual([portrait.newWidth, portrait.left, portrait.right], [360, 140, 140]);
+  });
+
+  it('puts the odd padding pixel at the bottom/right', () => {
+    const half = computeLetterbox(640, 639, 640, 640); // dh = 0.5
+    assert.deepEqual([half.top, half.bottom], [0, 1]);
+    const oneAndHalf = computeLetterbox(640, 637, 640, 640); // dh = 1.5
+    assert.deepEqual([oneAndHalf.top, oneAndHalf.bottom], [1, 2]);
+    const wide = computeLetterbox(483, 640, 640, 640); // dw = 78.5 -> 78 left, 79 right
+    assert.deepEqual([wide.left, wide.right], [78, 79]);
+    const tall = computeLetterbox(640, 479, 640, 640); // no scaling, dh = 80.5
+    assert.deepEqual([tall.scale, tall.newHeight, tall.top, tall.bottom], [1, 479, 80, 81]);
+  });
+
+  it('handles odd source sizes and non-square targets, always filling the target exactly', () => {
+    for (const [w, h, dh, dw] of [[741, 500, 640, 640], [641, 481, 640, 640], [1280, 720, 384, 640], [640, 479, 640, 640], [333, 777, 320, 480], [1, 1, 640, 640], [5000, 3, 640, 640]] as const) {
+      const lb = computeLetterbox(w, h, dh, dw);
+      assert.equal(lb.newWidth + lb.left + lb.right, dw, `${w}x${h} width`);
+      assert.equal(lb.newHeight + lb.top + lb.bottom, dh, `${w}x${h} height`);
+      assert.ok(lb.newWidth === dw || lb.newHeight === dh, `${w}x${h} touches one side`);
+    }
+    const lb = computeLetterbox(1280, 720, 384, 640);
+    assert.deepEqual([lb.scale, lb.newWidth, lb.newHeight, lb.top, lb.bottom], [0.5, 640, 360, 12, 12]);
+    assert.deepEqual(computeLetterbox(741, 500, 640, 640).newHeight, 432);
+    assert.equal(computeLetterbox(5000, 3, 640, 640).newHeight, 1, 'never an empty image');
+  });
+
+  it('rejects empty sizes', () => {
+    assert.throws(() => computeLetterbox(0, 10, 640, 640), RangeError);
+  });
+});
+
+describe('hwcToChw / writeFrameToBatch', () => {
+  it('de-interleaves RGB into planes divided by 255', () => {
+    const out = hwcToChw(Uint8Array.from([255, 0, 51, 0, 255, 102]), 2);
+    assert.deepEqual([...out], [1, 0, 0, 1, 0.2, 0.4].map((v) => Math.fround(v)));
+  });
+
+  it('writes a frame into its batch slot', () => {
+    const batch = new Float32Array(9);
+    const frame = { tensor: Float32Array.from([1, 2, 3]), sourceWidth: 1, sourceHeight: 1, scale: 1, padLeft: 0, padTop: 0 };
+    writeFrameToBatch(batch, frame, 1);
+    assert.deepEqual([...batch], [0, 0, 0, 1, 2, 3, 0, 0, 0]);
+    assert.throws(() => writeFrameToBatch(batch, frame, 3), RangeError);
+  });
+});
+
+describe('prepareFrame', () => {
+  it('letterboxes into CHW float with gray 114 padding and the mapping back', async () => {
+    // A 4x2 pure red image into 8x8: scaled x2 to 8x4, 2 rows of padding above and below.
+    const png = await sharp({ create: { width: 4, height: 2, channels: 3, background: { r: 255, g: 0, b: 0 } } }).png().toBuffer();
+    const frame = await prepareFrame(png, [8, 8]);
+    assert.deepEqual([frame.sourceWidth, frame.sourceHeight, frame.scale, frame.padLeft, frame.padTop], [4, 2, 2, 0, 2]);
+    assert.equal(frame.tensor.length, 3 * 8 * 8);
+    const at = (c: number, y: number, x: number) => frame.tensor[c * 64 + y * 8 + x];
+    const gray = Math.fround(114 / 255);
+    for (const y of [0, 1, 6, 7]) for (let c = 0; c < 3; c++) assert.equal(at(c, y, 3), gray, `pad c${c} y${y}`);
+    for (const y of [2, 3, 4, 5]) {
+      assert.equal(at(0, y, 0), 1);
+      assert.equal(at(1, y, 7), 0);
+      assert.equal(at(2, y, 4), 0);
+    }
+  });
+
+  it('gives 3 channels for a greyscale JPEG and skips resizing at the network size', async () => {
+    const jpeg = await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 200, g: 200, b: 200 } } }).greyscale().jpeg().toBuffer();
+    const frame = await prepareFrame(jpeg, [16, 16]);
+    assert.deepEqual([frame.scale, frame.padLeft, frame.padTop, frame.tensor.length], [1, 0, 0, 3 * 256]);
+    assert.ok(Math.abs(frame.tensor[0]! - 200 / 255) < 3 / 255);
+    assert.equal(frame.tensor[0], frame.tensor[256]);
+  });
+});
