@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { decodeCheckArgs, frameExtractionArgs } from '../../../src/media/extract-args.ts';
+import { ffprobeArgs } from '../../../src/media/probe.ts';
+
+const OUTPUT = ['-fps_mode', 'passthrough', '-c:v', 'mjpeg', '-q:v', '3', '-color_range', 'pc', '-strict', 'unofficial', '-f', 'image2pipe', 'pipe:1'];
+const INPUT = ['-nostdin', '-hide_banner', '-nostats', '-loglevel', 'info', '-copyts', '-i', 'file:/data/in.mp4', '-map', '0:V:0', '-an', '-sn', '-dn'];
+
+describe('media argument builders', () => {
+  it('ffprobe: JSON with format and streams, errors only, input as a file: URL', () => {
+    assert.deepEqual(ffprobeArgs('/data/in.mp4'), ['-v', 'error', '-print_format', 'json', '-show_format', '-show_streams', 'file:/data/in.mp4']);
+  });
+
+  it('never lets a file name be read as a protocol', () => {
+    assert.equal(ffprobeArgs('concat:a.mp4|b.mp4').at(-1), 'file:concat:a.mp4|b.mp4');
+    assert.ok(frameExtractionArgs({ input: 'http://x/y.mp4', fps: 1, jpegQuality: 3 }).includes('file:http://x/y.mp4'));
+  });
+
+  it('frame extraction at a sampling rate: fps filter, then range conversion, then showinfo last', () => {
+    assert.deepEqual(frameExtractionArgs({ input: '/data/in.mp4', fps: 5, jpegQuality: 3 }), [
+      ...INPUT,
+      '-vf',
+      'fps=5,scale=out_range=full,format=yuv420p,showinfo=checksum=0',
+      ...OUTPUT,
+    ]);
+  });
+
+  it('frame extraction of every frame: no fps filter, still passthrough', () => {
+    assert.deepEqual(frameExtractionArgs({ input: '/data/in.mp4', fps: null, jpegQuality: 3 }), [
+      ...INPUT,
+      '-vf',
+      'scale=out_range=full,format=yuv420p,showinfo=checksum=0',
+      ...OUTPUT,
+    ]);
+  });
+
+  it('passes fractional rates and the quality through', () => {
+    const args = frameExtractionArgs({ input: '/v.mkv', fps: 2.5, jpegQuality: 31 });
+    assert.equal(args[args.indexOf('-vf') + 1], 'fps=2.5,scale=out_range=full,format=yuv420p,showinfo=checksum=0');
+    assert.equal(args[args.indexOf('-q:v') + 1], '31');
+  });
+
+  it('refuses rates and qualities ffmpeg would reject or misread', () => {
+    for (const fps of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+      assert.throws(() => frameExtractionArgs({ input: '/v.mp4', fps, jpegQuality: 3 }), RangeError, String(fps));
+    }
+    for (const jpegQuality of [1, 32, 2.5]) {
+      assert.throws(() => frameExtractionArgs({ input: '/v.mp4', fps: 1, jpegQuality }), RangeError, String(jpegQuality));
+    }
+  });
+
+  it('decode check of the first frame', () => {
+    assert.deepEqual(decodeCheckArgs({ input: '/data/in.mp4', maxFrames: 1 }), [
+      '-nostdin', '-hide_banner', '-nostats', '-loglevel', 'error', '-flags2', '+showall',
+      '-i', 'file:/data/in.mp4', '-map', '0:V:0', '-frames:v', '1', '-f', 'framecrc', 'pipe:1',
+    ]);
+  });
+
+  it('decode check of the tail seeks on the input side', () => {
+    assert.deepEqual(decodeCheckArgs({ input: '/data/in.mp4', fromMs: 78_500 }), [
+      '-nostdin', '-hide_banner', '-nostats', '-loglevel', 'error', '-flags2', '+showall',
+      '-ss', '78.500', '-i', 'file:/data/in.mp4', '-map', '0:V:0', '-f', 'framecrc', 'pipe:1',
+    ]);
+    assert.ok(!decodeCheckArgs({ input: '/data/in.mp4', fromMs: 0 }).includes('-ss'));
+  });
+});
