@@ -1,0 +1,111 @@
+import type { Sql } from './client.ts';
+import type { DetectionQuery, DetectionRepository, FrameDetectionsPage, FrameResult } from './types.ts';
+
+interface DetectionRow {
+  frame_index: number;
+  class_id: number;
+  class_name: string;
+  confidence: number;
+  x1: number;
+  y1: number;
+  x2: number;
+  y2: number;
+}
+
+export class PgDetectionRepository implements DetectionRepository {
+  constructor(private readonly sql: Sql) {}
+
+  async commitFrames(videoId: string, capturedAt: Date, frames: FrameResult[]): Promise<number> {
+    if (frames.length === 0) return 0;
+    const base = capturedAt.getTime();
+    return this.sql.begin(async (tx) => {
+      // Lock the video row first: commits of one video serialise, and a failed or deleted video takes nothing.
+      const [video] = await tx<{ status: string }[]>`SELECT status FROM videos WHERE id = ${videoId} FOR UPDATE`;
+      if (!video || video.status === 'failed') return 0;
+
+      // Frames already recorded (a redelivered job) are skipped; only new frames get detections.
+      const inserted = await tx<{ frame_index: number }[]>`
+        INSERT INTO frames (video_id, frame_index, pts_ms, captured_at, detection_count)
+        SELECT ${videoId}::uuid, f.frame_index, f.pts_ms, ${capturedAt}::timestamptz + make_interval(secs => f.pts_ms / 1000.0), f.detection_count
+        FROM unnest(${frames.map((f) => f.frameIndex)}::int[], ${frames.map((f) => f.ptsMs)}::int[], ${frames.map((f) => f.detections.length)}::int[])
+          AS f(frame_index, pts_ms, detection_count)
+        ON CONFLICT (video_id, frame_index) DO NOTHING
+        RETURNING frame_index`;
+      if (inserted.length === 0) return 0;
+
+      const fresh = new Set(inserted.map((row) => row.frame_index));
+      const columns = { frameIndex: [] as number[], ptsMs: [] as number[], capturedAt: [] as Date[], classId: [] as number[], className: [] as string[], confidence: [] as number[], x1: [] as number[], y1: [] as number[], x2: [] as number[], y2: [] as number[] };
+      for (const frame of frames) {
+        if (!fresh.has(frame.frameIndex)) continue;
+        const at = new Date(base + frame.ptsMs);
+        for (const d of frame.detections) {
+          columns.frameIndex.push(frame.frameIndex);
+          columns.ptsMs.push(frame.ptsMs);
+          columns.capturedAt.push(at);
+          columns.classId.push(d.classId);
+          columns.className.push(d.className);
+          columns.confidence.push(d.confidence);
+          columns.x1.push(d.box[0]);
+          columns.y1.push(d.box[1]);
+          columns.x2.push(d.box[2]);
+          columns.y2.push(d.box[3]);
+        }
+      }
+      if (columns.frameIndex.length > 0) {
+        // unnest takes one array parameter per column, so a batch of any size stays far below
+        // PostgreSQL's 65,535 bound-parameter limit, and it is one round trip.
+        await tx`
+          INSERT INTO detections (video_id, frame_index, pts_ms, captured_at, class_id, class_name, confidence, x1, y1, x2, y2)
+          SELECT ${videoId}::uuid, * FROM unnest(
+            ${columns.frameIndex}::int[], ${columns.ptsMs}::int[], ${columns.capturedAt.map((d) => d.toISOString())}::timestamptz[],
+            ${columns.classId}::smallint[], ${columns.className}::text[], ${columns.confidence}::real[],
+            ${columns.x1}::real[], ${columns.y1}::real[], ${columns.x2}::real[], ${columns.y2}::real[])`;
+      }
+      await tx`
+        UPDATE videos SET
+          frames_done = frames_done + ${inserted.length},
+          status = CASE WHEN frames_total IS NOT NULL AND frames_done + ${inserted.length} >= frames_total THEN 'completed' ELSE status END,
+          completed_at = CASE WHEN frames_total IS NOT NULL AND frames_done + ${inserted.length} >= frames_total THEN now() ELSE completed_at END,
+          updated_at = now()
+        WHERE id = ${videoId}`;
+      return inserted.length;
+    });
+  }
+
+  async listFrames(query: DetectionQuery): Promise<FrameDetectionsPage> {
+    const { videoId, limit } = query;
+    const cursor = query.cursor ?? -1;
+    const className = query.className ?? null;
+    const minConfidence = query.minConfidence ?? 0;
+    // With a class filter only frames that have a matching detection are listed.
+    const frames = await this.sql<{ frame_index: number; pts_ms: number }[]>`
+      SELECT f.frame_index, f.pts_ms FROM frames f
+      WHERE f.video_id = ${videoId} AND f.frame_index > ${cursor}
+        AND (${className}::text IS NULL OR EXISTS (
+          SELECT 1 FROM detections d WHERE d.video_id = f.video_id AND d.frame_index = f.frame_index
+            AND d.class_name = ${className} AND d.confidence >= ${minConfidence}))
+      ORDER BY f.frame_index
+      LIMIT ${limit + 1}`;
+    const more = frames.length > limit;
+    const page = more ? frames.slice(0, limit) : frames;
+    if (page.length === 0) return { frames: [], nextCursor: null };
+
+    const first = page[0]!.frame_index;
+    const last = page.at(-1)!.frame_index;
+    const rows = await this.sql<DetectionRow[]>`
+      SELECT frame_index, class_id, class_name, confidence, x1, y1, x2, y2 FROM detections
+      WHERE video_id = ${videoId} AND frame_index BETWEEN ${first} AND ${last}
+        AND (${className}::text IS NULL OR class_name = ${className}) AND confidence >= ${minConfidence}
+      ORDER BY frame_index, confidence DESC, id`;
+    const byFrame = new Map<number, FrameResult>(page.map((f) => [f.frame_index, { frameIndex: f.frame_index, ptsMs: f.pts_ms, detections: [] }]));
+    for (const row of rows) {
+      byFrame.get(row.frame_index)?.detections.push({
+        classId: row.class_id,
+        className: row.class_name,
+        confidence: row.confidence,
+        box: [row.x1, row.y1, row.x2, row.y2],
+      });
+    }
+    return { frames: [...byFrame.values()], nextCursor: more ? last : null };
+  }
+}

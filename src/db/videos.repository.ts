@@ -1,0 +1,92 @@
+import type { Sql } from './client.ts';
+import type { NewVideo, VideoRecord, VideoRepository, VideoStatus } from './types.ts';
+
+interface VideoRow {
+  id: string;
+  status: VideoStatus;
+  original_name: string;
+  size_bytes: string;
+  storage_key: string;
+  sample_fps: number | null;
+  duration_ms: number | null;
+  source_fps: number | null;
+  width: number;
+  height: number;
+  codec: string;
+  creation_time: Date | null;
+  captured_at: Date;
+  frames_total: number | null;
+  frames_done: number;
+  error: string | null;
+  created_at: Date;
+  updated_at: Date;
+  completed_at: Date | null;
+}
+
+const columns = 'id, status, original_name, size_bytes, storage_key, sample_fps, duration_ms, source_fps, width, height, codec, creation_time, captured_at, frames_total, frames_done, error, created_at, updated_at, completed_at';
+
+function toRecord(row: VideoRow): VideoRecord {
+  return {
+    id: row.id,
+    status: row.status,
+    originalName: row.original_name,
+    sizeBytes: Number(row.size_bytes),
+    storageKey: row.storage_key,
+    sampleFps: row.sample_fps,
+    source: { durationMs: row.duration_ms, fps: row.source_fps, width: row.width, height: row.height, codec: row.codec, creationTime: row.creation_time },
+    capturedAt: row.captured_at,
+    framesTotal: row.frames_total,
+    framesDone: row.frames_done,
+    error: row.error,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    completedAt: row.completed_at,
+  };
+}
+
+export class PgVideoRepository implements VideoRepository {
+  constructor(private readonly sql: Sql) {}
+
+  async create(video: NewVideo): Promise<VideoRecord> {
+    const { source } = video;
+    const [row] = await this.sql<VideoRow[]>`
+      INSERT INTO videos (id, original_name, size_bytes, storage_key, sample_fps, duration_ms, source_fps, width, height, codec, creation_time, captured_at, probe)
+      VALUES (${video.id}, ${video.originalName}, ${video.sizeBytes}, ${video.storageKey}, ${video.sampleFps}, ${source.durationMs === null ? null : Math.round(source.durationMs)},
+              ${source.fps}, ${source.width}, ${source.height}, ${source.codec}, ${source.creationTime}, ${video.capturedAt}, ${this.sql.json(video.probe as never)})
+      RETURNING ${this.sql.unsafe(columns)}`;
+    return toRecord(row!);
+  }
+
+  async get(id: string): Promise<VideoRecord | undefined> {
+    const [row] = await this.sql<VideoRow[]>`SELECT ${this.sql.unsafe(columns)} FROM videos WHERE id = ${id}`;
+    return row ? toRecord(row) : undefined;
+  }
+
+  async markExtracting(id: string): Promise<void> {
+    await this.sql`UPDATE videos SET status = 'extracting', updated_at = now() WHERE id = ${id} AND status = 'queued'`;
+  }
+
+  async markExtracted(id: string, framesTotal: number): Promise<VideoRecord> {
+    // One statement: a worker committing the last frame at the same moment cannot leave it 'processing'.
+    const [row] = await this.sql<VideoRow[]>`
+      UPDATE videos SET
+        frames_total = ${framesTotal},
+        status = CASE WHEN frames_done >= ${framesTotal} THEN 'completed' ELSE 'processing' END,
+        completed_at = CASE WHEN frames_done >= ${framesTotal} THEN now() ELSE NULL END,
+        updated_at = now()
+      WHERE id = ${id} AND status <> 'failed'
+      RETURNING ${this.sql.unsafe(columns)}`;
+    if (row) return toRecord(row);
+    const current = await this.get(id);
+    if (!current) throw new Error(`video ${id} no longer exists`);
+    return current;
+  }
+
+  async markFailed(id: string, error: string): Promise<void> {
+    await this.sql`UPDATE videos SET status = 'failed', error = ${error}, updated_at = now() WHERE id = ${id} AND status <> 'completed'`;
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.sql`DELETE FROM videos WHERE id = ${id}`;
+  }
+}
