@@ -108,9 +108,12 @@ export class IngestService {
    */
   async acceptUpload(staged: StagedUpload, fpsField: string | undefined): Promise<VideoRecord> {
     try {
-      const sampleFps = this.parseFpsField(fpsField);
+      const requestedFps = this.parseFpsField(fpsField);
       if (staged.sizeBytes === 0) throw errors.badRequest('empty_file', 'the uploaded file is empty');
       const probe = await this.probe(staged.storageKey);
+      // Sampling at or above the source rate would make ffmpeg duplicate frames: take every frame instead.
+      const sourceFps = probe.video.fps;
+      const sampleFps = requestedFps !== null && sourceFps !== null && requestedFps >= sourceFps ? null : requestedFps;
       const now = new Date();
       const newVideo: NewVideo = {
         id: staged.videoId,

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Logger } from '../logger.ts';
+import { MalformedJobError } from '../queue/reliable-queue.ts';
 import type { ReservedJob } from '../queue/types.ts';
 import type { DetectionService, PreparedJob } from '../services/detection.service.ts';
 import { errorMessage } from '../services/ingest.service.ts';
@@ -8,10 +9,10 @@ import { isTransientError } from './transient-error.ts';
 
 export interface WorkerQueue {
   reserve(workerId: string, timeoutSeconds: number): Promise<ReservedJob | null>;
-  ack(workerId: string, reserved: ReservedJob): Promise<void>;
+  ack(workerId: string, reserved: Pick<ReservedJob, 'payload'>): Promise<void>;
   heartbeat(workerId: string, ttlMs: number): Promise<void>;
   reclaimOrphanedJobs(): Promise<number>;
-  releaseWorker(workerId: string): Promise<void>;
+  releaseWorker(workerId: string): Promise<unknown>;
 }
 
 export interface WorkerSettings {
@@ -97,6 +98,12 @@ export class DetectionWorker {
       prepared.catch(() => undefined); // handled in complete(); avoid an unhandled rejection meanwhile
       return { reserved, prepared };
     } catch (error) {
+      if (error instanceof MalformedJobError) {
+        // Not a job we could ever run: log it and drop it rather than let it block the list.
+        this.logger.error('dropping a malformed job', { error: error.message });
+        await this.queue.ack(this.id, { payload: error.payload }).catch(() => undefined);
+        return undefined;
+      }
       this.logger.warn('reserving a job failed; retrying', { error: errorMessage(error) });
       await sleep(1000);
       return undefined;

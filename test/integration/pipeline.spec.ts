@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createClient } from 'redis';
 import { queueKeys } from '../../src/queue/keys.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { createTestDatabase, onlyRow, type TestDatabase } from '../helpers/database.ts';
 import { cutClip, VTEST_AVI } from '../helpers/media-fixtures.ts';
 import { deleteKeys, uniquePrefix } from '../helpers/redis.ts';
 import { freePort, ServiceProcess, waitFor } from '../helpers/service.ts';
@@ -152,7 +152,7 @@ describe('pipeline end to end: real processes, Redis, PostgreSQL, ffmpeg and YOL
     assert.ok(filtered.length > 0);
     for (const frame of filtered) for (const d of frame.detections) assert.ok(d.className === 'person' && d.confidence >= 0.6);
 
-    const [{ total }] = await db.sql<{ total: number }[]>`SELECT count(*)::int AS total FROM detections WHERE video_id = ${accepted.id}`;
+    const { total } = onlyRow(await db.sql<{ total: number }[]>`SELECT count(*)::int AS total FROM detections WHERE video_id = ${accepted.id}`);
     assert.equal(total, boxes.length);
     // The README's analytics query: people per minute in the last hour.
     const perMinute = await db.sql<{ minute: Date; people: number }[]>`
@@ -188,8 +188,8 @@ describe('pipeline end to end: real processes, Redis, PostgreSQL, ffmpeg and YOL
     assert.equal(video.framesDone, 40);
     assert.equal(video.framesTotal, 40);
 
-    const [{ frames, distinct }] = await db.sql<{ frames: number; distinct: number }[]>`
-      SELECT count(*)::int AS frames, count(DISTINCT frame_index)::int AS distinct FROM frames WHERE video_id = ${id}`;
+    const { frames, distinct } = onlyRow(await db.sql<{ frames: number; distinct: number }[]>`
+      SELECT count(*)::int AS frames, count(DISTINCT frame_index)::int AS distinct FROM frames WHERE video_id = ${id}`);
     assert.equal(frames, 40);
     assert.equal(distinct, 40);
     // Same frames, same model: exactly the clean run's detections, row for row.

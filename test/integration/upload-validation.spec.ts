@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createClient } from 'redis';
 import * as fixtures from '../helpers/media-fixtures.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { createTestDatabase, onlyRow, type TestDatabase } from '../helpers/database.ts';
 import { deleteKeys, uniquePrefix } from '../helpers/redis.ts';
 import { freePort, ServiceProcess } from '../helpers/service.ts';
 
@@ -71,7 +71,7 @@ describe('upload validation: bad input gets a clear 4xx and leaves nothing behin
     const keys = await redis.keys(`${prefix}*`);
     const jobs = keys.length === 0 ? 0 : (await Promise.all(keys.filter((k) => !k.includes('worker')).map((k) => redis.type(k).then((t) => (t === 'list' ? redis.lLen(k) : 0))))).reduce((a, b) => a + b, 0);
     assert.equal(jobs, 0, 'jobs left in Redis');
-    const [{ count }] = await db.sql<{ count: number }[]>`SELECT count(*)::int AS count FROM videos`;
+    const { count } = onlyRow(await db.sql<{ count: number }[]>`SELECT count(*)::int AS count FROM videos`);
     assert.equal(count, 0, 'rows left in videos');
   }
 
