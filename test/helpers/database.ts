@@ -13,7 +13,7 @@ export interface TestDatabase {
 }
 
 /** A fresh, migrated database of its own for one test file (or benchmark run); drop() removes it. */
-export async function createTestDatabase(): Promise<TestDatabase> {
+export async function createTestDatabase(options: { migrate?: boolean } = {}): Promise<TestDatabase> {
   const name = `vidsense_test_${process.pid}_${randomBytes(4).toString('hex')}`;
   const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
   try {
@@ -24,7 +24,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   const url = new URL(ADMIN_URL);
   url.pathname = `/${name}`;
   const sql = createSql(url.toString(), { max: 4 });
-  await migrate(sql);
+  if (options.migrate !== false) await migrate(sql);
   return {
     name,
     url: url.toString(),

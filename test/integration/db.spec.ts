@@ -1,0 +1,165 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { createSql } from '../../src/db/client.ts';
+import { PgDetectionRepository } from '../../src/db/detections.repository.ts';
+import { migrate } from '../../src/db/migrate.ts';
+import type { FrameResult, NewVideo } from '../../src/db/types.ts';
+import { PgVideoRepository } from '../../src/db/videos.repository.ts';
+import { createTestDatabase, onlyRow, type TestDatabase } from '../helpers/database.ts';
+
+function newVideo(overrides: Partial<NewVideo> = {}): NewVideo {
+  return {
+    id: randomUUID(),
+    originalName: 'street.mp4',
+    sizeBytes: 5_000_000_000, // beyond 32 bits, to check bigint handling
+    storageKey: 'videos/x/source',
+    sampleFps: 5,
+    source: { durationMs: 8000, fps: 10, width: 768, height: 576, codec: 'h264', creationTime: null },
+    capturedAt: new Date('2026-01-01T12:00:00Z'),
+    probe: { format: { format_name: 'mov,mp4' } },
+    ...overrides,
+  };
+}
+
+function frame(frameIndex: number, classes: string[] = ['person']): FrameResult {
+  return {
+    frameIndex,
+    ptsMs: frameIndex * 200,
+    detections: classes.map((className, i) => ({ classId: className === 'car' ? 2 : 0, className, confidence: 0.5 + (i % 40) / 100, box: [i, i, i + 10, i + 20] })),
+  };
+}
+
+describe('PostgreSQL repositories (real database)', () => {
+  let db: TestDatabase;
+  let videos: PgVideoRepository;
+  let detections: PgDetectionRepository;
+
+  before(async () => {
+    db = await createTestDatabase();
+    videos = new PgVideoRepository(db.sql);
+    detections = new PgDetectionRepository(db.sql);
+  });
+  after(() => db.drop());
+
+  it('migrations run exactly once when several processes start at once on an empty database, and again change nothing', async () => {
+    const empty = await createTestDatabase({ migrate: false });
+    try {
+      const processes = [createSql(empty.url, { max: 1 }), createSql(empty.url, { max: 1 }), createSql(empty.url, { max: 1 })];
+      const applied = await Promise.all(processes.map((sql) => migrate(sql)));
+      assert.deepEqual(applied.flat(), ['001_initial'], 'each migration applied by exactly one process');
+      assert.deepEqual(await migrate(processes[0]!), []);
+      await Promise.all(processes.map((sql) => sql.end()));
+      const rows = await empty.sql<{ name: string }[]>`SELECT name FROM schema_migrations ORDER BY version`;
+      assert.deepEqual(rows.map((r) => r.name), ['001_initial']);
+    } finally {
+      await empty.drop();
+    }
+  });
+
+  it('creates and reads a video, keeping bigints and the probe', async () => {
+    const input = newVideo();
+    const created = await videos.create(input);
+    assert.equal(created.status, 'queued');
+    assert.equal(created.sizeBytes, 5_000_000_000);
+    const read = await videos.get(input.id);
+    assert.deepEqual(read, created);
+    const { probe } = onlyRow(await db.sql<{ probe: unknown }[]>`SELECT probe FROM videos WHERE id = ${input.id}`);
+    assert.deepEqual(probe, input.probe);
+    assert.equal(await videos.get(randomUUID()), undefined);
+  });
+
+  it('commits idempotently: a redelivered job adds no rows and no progress', async () => {
+    const video = await videos.create(newVideo());
+    await videos.markExtracting(video.id);
+    const batch = [frame(0, ['person', 'car']), frame(1), frame(2, [])];
+    assert.equal(await detections.commitFrames(video.id, video.capturedAt, batch), 3);
+    assert.equal(await detections.commitFrames(video.id, video.capturedAt, batch), 0);
+    // A partly overlapping redelivery adds only the new frame.
+    assert.equal(await detections.commitFrames(video.id, video.capturedAt, [frame(2, []), frame(3)]), 1);
+    const counts = onlyRow(await db.sql<{ frames: number; boxes: number }[]>`
+      SELECT (SELECT count(*)::int FROM frames WHERE video_id = ${video.id}) AS frames,
+             (SELECT count(*)::int FROM detections WHERE video_id = ${video.id}) AS boxes`);
+    assert.deepEqual(counts, { frames: 4, boxes: 4 });
+    assert.equal((await videos.get(video.id))!.framesDone, 4);
+    const car = onlyRow(await db.sql<{ captured_at: Date; pts_ms: number }[]>`SELECT captured_at, pts_ms FROM detections WHERE video_id = ${video.id} AND class_name = 'car'`);
+    assert.equal(car.captured_at.toISOString(), '2026-01-01T12:00:00.000Z');
+    const late = onlyRow(await db.sql<{ captured_at: Date }[]>`SELECT captured_at FROM detections WHERE video_id = ${video.id} AND frame_index = 3`);
+    assert.equal(late.captured_at.toISOString(), '2026-01-01T12:00:00.600Z');
+  });
+
+  it('completes when the last frame is committed after extraction ends', async () => {
+    const video = await videos.create(newVideo());
+    await detections.commitFrames(video.id, video.capturedAt, [frame(0)]);
+    const extracted = await videos.markExtracted(video.id, 2);
+    assert.equal(extracted.status, 'processing');
+    await detections.commitFrames(video.id, video.capturedAt, [frame(1)]);
+    const done = (await videos.get(video.id))!;
+    assert.equal(done.status, 'completed');
+    assert.ok(done.completedAt);
+  });
+
+  it('completes when extraction ends after the last frame was committed', async () => {
+    const video = await videos.create(newVideo());
+    await detections.commitFrames(video.id, video.capturedAt, [frame(0), frame(1)]);
+    assert.equal((await videos.get(video.id))!.status, 'queued');
+    const extracted = await videos.markExtracted(video.id, 2);
+    assert.equal(extracted.status, 'completed');
+    assert.equal(extracted.framesDone, 2);
+  });
+
+  it('a video with no frames completes at once; framesDone can never exceed framesTotal', async () => {
+    const empty = await videos.create(newVideo());
+    assert.equal((await videos.markExtracted(empty.id, 0)).status, 'completed');
+    const video = await videos.create(newVideo());
+    await videos.markExtracted(video.id, 1);
+    await assert.rejects(detections.commitFrames(video.id, video.capturedAt, [frame(0), frame(1)]), /frames_done|check constraint/);
+    assert.equal((await videos.get(video.id))!.framesDone, 0, 'the refused commit left nothing');
+  });
+
+  it('a failed video takes no more results and is never revived', async () => {
+    const video = await videos.create(newVideo());
+    await videos.markFailed(video.id, 'frame extraction failed: boom');
+    assert.equal(await detections.commitFrames(video.id, video.capturedAt, [frame(0)]), 0);
+    const after = await videos.markExtracted(video.id, 1);
+    assert.equal(after.status, 'failed');
+    assert.equal(after.error, 'frame extraction failed: boom');
+  });
+
+  it('lists frames with keyset pagination and filters', async () => {
+    const video = await videos.create(newVideo());
+    await detections.commitFrames(video.id, video.capturedAt, [frame(0, ['person']), frame(1, []), frame(2, ['car', 'person']), frame(3, ['car']), frame(4, ['person'])]);
+    const first = await detections.listFrames({ videoId: video.id, cursor: null, limit: 2 });
+    assert.deepEqual(first.frames.map((f) => f.frameIndex), [0, 1]);
+    assert.equal(first.nextCursor, 1);
+    const second = await detections.listFrames({ videoId: video.id, cursor: 1, limit: 2 });
+    assert.deepEqual(second.frames.map((f) => [f.frameIndex, f.detections.length]), [[2, 2], [3, 1]]);
+    const last = await detections.listFrames({ videoId: video.id, cursor: 3, limit: 2 });
+    assert.deepEqual(last.frames.map((f) => f.frameIndex), [4]);
+    assert.equal(last.nextCursor, null);
+
+    const cars = await detections.listFrames({ videoId: video.id, cursor: null, limit: 10, className: 'car' });
+    assert.deepEqual(cars.frames.map((f) => f.frameIndex), [2, 3]);
+    assert.ok(cars.frames.every((f) => f.detections.every((d) => d.className === 'car')));
+    const confident = await detections.listFrames({ videoId: video.id, cursor: null, limit: 10, className: 'person', minConfidence: 0.505 });
+    assert.deepEqual(confident.frames.map((f) => f.frameIndex), [2]); // the only person at 0.51
+    // Within a frame, most confident first: the person (0.51, second in its frame) before the car (0.50).
+    assert.deepEqual(second.frames[0]!.detections.map((d) => [d.className, d.box]), [['person', [1, 1, 11, 21]], ['car', [0, 0, 10, 20]]]);
+  });
+
+  it('bulk-inserts a large batch in one commit (beyond the 65,535-parameter limit of row-wise inserts)', async () => {
+    const video = await videos.create(newVideo());
+    const frames = Array.from({ length: 16 }, (_, i) => frame(i, Array.from({ length: 1250 }, () => 'person')));
+    assert.equal(await detections.commitFrames(video.id, video.capturedAt, frames), 16);
+    const { boxes } = onlyRow(await db.sql<{ boxes: number }[]>`SELECT count(*)::int AS boxes FROM detections WHERE video_id = ${video.id}`);
+    assert.equal(boxes, 20_000);
+  });
+
+  it('deleting a video removes its frames and detections', async () => {
+    const video = await videos.create(newVideo());
+    await detections.commitFrames(video.id, video.capturedAt, [frame(0)]);
+    await videos.delete(video.id);
+    const { left } = onlyRow(await db.sql<{ left: number }[]>`
+      SELECT (SELECT count(*) FROM frames WHERE video_id = ${video.id}) + (SELECT count(*) FROM detections WHERE video_id = ${video.id}) AS left`);
+    assert.equal(Number(left), 0);
+  });
+});

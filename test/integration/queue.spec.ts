@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { createClient } from 'redis';
+import { MalformedJobError, ReliableQueue } from '../../src/queue/reliable-queue.ts';
+import type { DetectionJob } from '../../src/queue/types.ts';
+import { deleteKeys, uniquePrefix } from '../helpers/redis.ts';
+
+function job(id: string, index = 0): DetectionJob {
+  return { id, videoId: 'video-1', frames: [{ index, ptsMs: index * 100, key: `videos/video-1/frames/${index}.jpg` }] };
+}
+
+describe('ReliableQueue (real Redis)', () => {
+  const client = createClient({ url: 'redis://127.0.0.1:6379' });
+  const blocking = client.duplicate();
+  let prefix: string;
+  let queue: ReliableQueue;
+
+  before(async () => {
+    await client.connect();
+    await blocking.connect();
+  });
+  after(async () => {
+    await client.quit();
+    await blocking.quit();
+  });
+  beforeEach(async () => {
+    prefix = uniquePrefix();
+    queue = new ReliableQueue(client, blocking, prefix);
+    await queue.load();
+  });
+  afterEach(() => deleteKeys(client, prefix));
+
+  const ids = async (key: string) => (await client.lRange(key, 0, -1)).map((payload) => (JSON.parse(payload) as DetectionJob).id);
+
+  it('hands jobs out first in, first out, and holds each in the worker processing list until acked', async () => {
+    await queue.publish([job('a'), job('b')]);
+    await queue.publish([job('c')]);
+    const first = await queue.reserve('w1', 1);
+    assert.equal(first?.job.id, 'a');
+    assert.deepEqual(await ids(queue.keys.processing('w1')), ['a']);
+    assert.deepEqual(await ids(queue.keys.pending), ['c', 'b']);
+    await queue.ack('w1', first!);
+    assert.deepEqual(await ids(queue.keys.processing('w1')), []);
+    assert.equal((await queue.reserve('w1', 1))?.job.id, 'b');
+    assert.equal((await queue.reserve('w1', 1))?.job.id, 'c');
+    assert.deepEqual(await queue.counts(), { pending: 0, processing: 0 }); // w1 never registered a heartbeat
+  });
+
+  it('returns null when nothing arrives within the timeout', async () => {
+    const started = Date.now();
+    assert.equal(await queue.reserve('w1', 0.2), null);
+    assert.ok(Date.now() - started >= 150);
+  });
+
+  it('ack removes exactly the acknowledged job', async () => {
+    await queue.publish([job('a'), job('b')]);
+    const a = await queue.reserve('w1', 1);
+    const b = await queue.reserve('w1', 1);
+    await queue.ack('w1', b!);
+    assert.deepEqual(await ids(queue.keys.processing('w1')), ['a']);
+    await queue.ack('w1', a!);
+    await queue.ack('w1', a!); // a second ack of the same job is harmless
+    assert.equal(await client.lLen(queue.keys.processing('w1')), 0);
+  });
+
+  it('reclaims the jobs of a worker whose heartbeat expired, in order, and leaves live workers alone', async () => {
+    await queue.publish([job('a'), job('b'), job('c'), job('d')]);
+    await queue.heartbeat('dead', 150);
+    await queue.heartbeat('alive', 60_000);
+    await queue.reserve('dead', 1); // a
+    await queue.reserve('dead', 1); // b
+    await queue.reserve('alive', 1); // c
+    assert.equal(await queue.reclaimOrphanedJobs(), 0, 'nothing is reclaimed while the heartbeat lives');
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    assert.equal(await queue.reclaimOrphanedJobs(), 2);
+    assert.deepEqual(await ids(queue.keys.processing('dead')), []);
+    assert.deepEqual(await ids(queue.keys.processing('alive')), ['c']);
+    // The reclaimed jobs run next, oldest first, before d.
+    assert.deepEqual(
+      [(await queue.reserve('new', 1))?.job.id, (await queue.reserve('new', 1))?.job.id, (await queue.reserve('new', 1))?.job.id],
+      ['a', 'b', 'd'],
+    );
+    assert.deepEqual(await client.sMembers(queue.keys.workers), ['alive']);
+  });
+
+  it('concurrent reclaimers move each job exactly once', async () => {
+    const jobs = Array.from({ length: 50 }, (_, i) => job(`j${i}`, i));
+    await queue.publish(jobs);
+    for (let w = 0; w < 5; w += 1) {
+      await queue.heartbeat(`dead${w}`, 100);
+      for (let i = 0; i < 10; i += 1) await queue.reserve(`dead${w}`, 1);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const others = [client.duplicate(), client.duplicate(), client.duplicate()];
+    await Promise.all(others.map((c) => c.connect()));
+    const moved = await Promise.all(others.map((c) => new ReliableQueue(c, c, prefix).reclaimOrphanedJobs()));
+    await Promise.all(others.map((c) => c.quit()));
+    assert.equal(moved.reduce((a, b) => a + b, 0), 50);
+    const pending = await ids(queue.keys.pending);
+    assert.equal(pending.length, 50);
+    assert.equal(new Set(pending).size, 50);
+  });
+
+  it('releaseWorker hands held jobs back and unregisters the worker', async () => {
+    await queue.publish([job('a'), job('b')]);
+    await queue.heartbeat('w1', 60_000);
+    await queue.reserve('w1', 1);
+    assert.deepEqual(await queue.counts(), { pending: 1, processing: 1 });
+    assert.equal(await queue.releaseWorker('w1'), 1);
+    assert.deepEqual(await queue.counts(), { pending: 2, processing: 0 });
+    assert.equal(await client.exists(queue.keys.heartbeat('w1')), 0);
+    assert.equal((await queue.reserve('w2', 1))?.job.id, 'a');
+  });
+
+  it('reports a malformed payload without losing it, so the worker can drop it deliberately', async () => {
+    await client.lPush(queue.keys.pending, ['{"not":"a job"}']);
+    await assert.rejects(queue.reserve('w1', 1), (error: unknown) => error instanceof MalformedJobError && error.payload === '{"not":"a job"}');
+    assert.equal(await client.lLen(queue.keys.processing('w1')), 1);
+    await queue.ack('w1', { payload: '{"not":"a job"}' });
+    assert.equal(await client.lLen(queue.keys.processing('w1')), 0);
+  });
+
+  it('re-sends a script Redis has forgotten (SCRIPT FLUSH, as after a restart)', async () => {
+    await client.scriptFlush();
+    await queue.heartbeat('w1', 60_000);
+    assert.equal(await client.exists(queue.keys.heartbeat('w1')), 1);
+  });
+});
