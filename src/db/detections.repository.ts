@@ -17,7 +17,6 @@ export class PgDetectionRepository implements DetectionRepository {
 
   async commitFrames(videoId: string, capturedAt: Date, frames: FrameResult[]): Promise<number> {
     if (frames.length === 0) return 0;
-    const base = capturedAt.getTime();
     return this.sql.begin(async (tx) => {
       // Lock the video row first: commits of one video serialise, and a failed or deleted video takes nothing.
       const [video] = await tx<{ status: string }[]>`SELECT status FROM videos WHERE id = ${videoId} FOR UPDATE`;
@@ -26,7 +25,7 @@ export class PgDetectionRepository implements DetectionRepository {
       // Frames already recorded (a redelivered job) are skipped; only new frames get detections.
       const inserted = await tx<{ frame_index: number }[]>`
         INSERT INTO frames (video_id, frame_index, pts_ms, captured_at, detection_count)
-        SELECT ${videoId}::uuid, f.frame_index, f.pts_ms, ${capturedAt}::timestamptz + make_interval(secs => f.pts_ms / 1000.0), f.detection_count
+        SELECT ${videoId}::uuid, f.frame_index, f.pts_ms, ${capturedAt}::timestamptz + f.pts_ms * interval '1 millisecond', f.detection_count
         FROM unnest(${frames.map((f) => f.frameIndex)}::int[], ${frames.map((f) => f.ptsMs)}::int[], ${frames.map((f) => f.detections.length)}::int[])
           AS f(frame_index, pts_ms, detection_count)
         ON CONFLICT (video_id, frame_index) DO NOTHING
@@ -34,14 +33,12 @@ export class PgDetectionRepository implements DetectionRepository {
       if (inserted.length === 0) return 0;
 
       const fresh = new Set(inserted.map((row) => row.frame_index));
-      const columns = { frameIndex: [] as number[], ptsMs: [] as number[], capturedAt: [] as Date[], classId: [] as number[], className: [] as string[], confidence: [] as number[], x1: [] as number[], y1: [] as number[], x2: [] as number[], y2: [] as number[] };
+      const columns = { frameIndex: [] as number[], ptsMs: [] as number[], classId: [] as number[], className: [] as string[], confidence: [] as number[], x1: [] as number[], y1: [] as number[], x2: [] as number[], y2: [] as number[] };
       for (const frame of frames) {
         if (!fresh.has(frame.frameIndex)) continue;
-        const at = new Date(base + frame.ptsMs);
         for (const d of frame.detections) {
           columns.frameIndex.push(frame.frameIndex);
           columns.ptsMs.push(frame.ptsMs);
-          columns.capturedAt.push(at);
           columns.classId.push(d.classId);
           columns.className.push(d.className);
           columns.confidence.push(d.confidence);
@@ -52,15 +49,21 @@ export class PgDetectionRepository implements DetectionRepository {
         }
       }
       if (columns.frameIndex.length > 0) {
-        // unnest takes one array parameter per column, so a batch of any size stays far below
-        // PostgreSQL's 65,535 bound-parameter limit, and it is one round trip.
+        // unnest takes one array parameter per column, so a batch of any size binds 10 parameters,
+        // far below PostgreSQL's 65,535 limit that a multi-row VALUES list hits at ~6,500 boxes,
+        // and it is one round trip. captured_at is computed as for the frame rows.
         await tx`
           INSERT INTO detections (video_id, frame_index, pts_ms, captured_at, class_id, class_name, confidence, x1, y1, x2, y2)
-          SELECT ${videoId}::uuid, * FROM unnest(
-            ${columns.frameIndex}::int[], ${columns.ptsMs}::int[], ${columns.capturedAt.map((d) => d.toISOString())}::timestamptz[],
+          SELECT ${videoId}::uuid, d.frame_index, d.pts_ms, ${capturedAt}::timestamptz + d.pts_ms * interval '1 millisecond',
+                 d.class_id, d.class_name, d.confidence, d.x1, d.y1, d.x2, d.y2
+          FROM unnest(
+            ${columns.frameIndex}::int[], ${columns.ptsMs}::int[],
             ${columns.classId}::smallint[], ${columns.className}::text[], ${columns.confidence}::real[],
-            ${columns.x1}::real[], ${columns.y1}::real[], ${columns.x2}::real[], ${columns.y2}::real[])`;
+            ${columns.x1}::real[], ${columns.y1}::real[], ${columns.x2}::real[], ${columns.y2}::real[])
+            AS d(frame_index, pts_ms, class_id, class_name, confidence, x1, y1, x2, y2)`;
       }
+      // Progress and completion in one statement. If frames_total is already known and these frames
+      // would exceed it, the CHECK constraint fails and the whole commit rolls back.
       await tx`
         UPDATE videos SET
           frames_done = frames_done + ${inserted.length},

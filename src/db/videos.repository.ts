@@ -5,7 +5,8 @@ interface VideoRow {
   id: string;
   status: VideoStatus;
   original_name: string;
-  size_bytes: string;
+  /** bigint: a number while exactly representable (see client.ts). */
+  size_bytes: number | string;
   storage_key: string;
   sample_fps: number | null;
   duration_ms: number | null;
@@ -67,12 +68,13 @@ export class PgVideoRepository implements VideoRepository {
   }
 
   async markExtracted(id: string, framesTotal: number): Promise<VideoRecord> {
-    // One statement: a worker committing the last frame at the same moment cannot leave it 'processing'.
+    // One statement, reading frames_done under the row lock: a worker committing the last frame at
+    // the same moment either commits first (and this completes the video) or waits and completes it.
     const [row] = await this.sql<VideoRow[]>`
       UPDATE videos SET
         frames_total = ${framesTotal},
         status = CASE WHEN frames_done >= ${framesTotal} THEN 'completed' ELSE 'processing' END,
-        completed_at = CASE WHEN frames_done >= ${framesTotal} THEN now() ELSE NULL END,
+        completed_at = CASE WHEN frames_done >= ${framesTotal} THEN coalesce(completed_at, now()) ELSE NULL END,
         updated_at = now()
       WHERE id = ${id} AND status <> 'failed'
       RETURNING ${this.sql.unsafe(columns)}`;

@@ -1,40 +1,15 @@
-import { createHash } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { createClient } from 'redis';
 import { queueKeys, type QueueKeys } from './keys.ts';
+import { LuaScript, type RedisClient } from './lua-script.ts';
 import { parseJob } from './parse-job.ts';
 import type { DetectionJob, ReservedJob } from './types.ts';
 
-type RedisClient = ReturnType<typeof createClient>;
-
-const scriptsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'scripts');
-
-class LuaScript {
-  readonly source: string;
-  readonly sha: string;
-  constructor(file: string) {
-    this.source = fs.readFileSync(path.join(scriptsDir, file), 'utf8');
-    this.sha = createHash('sha1').update(this.source).digest('hex');
-  }
-
-  async run(client: RedisClient, keys: string[], args: string[]): Promise<unknown> {
-    try {
-      return await client.evalSha(this.sha, { keys, arguments: args });
-    } catch (error) {
-      // After a Redis restart the script cache is empty: send the source once, then the SHA works again.
-      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      return client.eval(this.source, { keys, arguments: args });
-    }
-  }
-}
+export type { RedisClient } from './lua-script.ts';
 
 /** Thrown by reserve() for a list element that is not a job; the caller acknowledges it to drop it. */
 export class MalformedJobError extends Error {
   constructor(
     readonly payload: string,
-    reason: string,
+    readonly reason: string,
   ) {
     super(`malformed job payload (${reason}): ${payload.slice(0, 200)}`);
     this.name = 'MalformedJobError';
@@ -42,19 +17,23 @@ export class MalformedJobError extends Error {
 }
 
 /**
- * The design's reliable queue: a job moves atomically from pending to the worker's own processing
- * list (BLMOVE) and leaves it only when acknowledged after its results are committed. Jobs of
- * workers whose heartbeat expired are moved back to pending by a Lua script.
+ * The reliable-queue pattern: a job moves atomically from pending to the worker's own processing
+ * list (BLMOVE) and leaves it only when acknowledged, after its results are committed. Jobs held by
+ * workers whose heartbeat expired go back to the front of pending (reclaimOrphanedJobs), so
+ * delivery is at least once; consumers must commit idempotently.
  *
- * Blocking reads hold their connection, so reserve() uses `blockingClient`, which must be a
- * dedicated connection (e.g. `client.duplicate()`); everything else uses `client`.
+ * Wiring: BLMOVE holds its connection until a job arrives or the timeout passes, and anything else
+ * sent on that connection waits behind it. So reserve() uses `blockingClient`, which must be a
+ * connection of its own (`client.duplicate()`, connected) used by one reserve() at a time; every
+ * other command goes through `client`, which may be shared. A process that never calls reserve()
+ * (the API) may pass `client` twice.
  */
 export class ReliableQueue {
   readonly keys: QueueKeys;
   private readonly scripts = {
     heartbeat: new LuaScript('heartbeat-2.lua'),
-    reclaim: new LuaScript('reclaim-1.lua'),
-    release: new LuaScript('release-3.lua'),
+    reclaim: new LuaScript('reclaim-4.lua'),
+    release: new LuaScript('release-4.lua'),
   };
 
   constructor(
@@ -65,19 +44,23 @@ export class ReliableQueue {
     this.keys = queueKeys(prefix);
   }
 
-  /** Loads the scripts into Redis's cache up front, so a wrong Redis version fails at start-up. */
+  /** Loads the scripts into Redis's cache up front, so an unusable Redis fails at start-up. */
   async load(): Promise<void> {
-    for (const script of Object.values(this.scripts)) await this.client.scriptLoad(script.source);
+    await Promise.all(Object.values(this.scripts).map((script) => script.load(this.client)));
   }
 
+  /** Enqueues jobs in one round trip; they are reserved in the order given. */
   async publish(jobs: DetectionJob[]): Promise<void> {
     if (jobs.length === 0) return;
+    // LPUSH of several values pushes each to the left in turn; consumers take from the right.
     await this.client.lPush(this.keys.pending, jobs.map((job) => JSON.stringify(job)));
   }
 
   /**
-   * Waits up to timeoutSeconds for a job and moves it to this worker's processing list.
-   * Throws MalformedJobError (with the payload, still held) for an element that is not a job.
+   * Waits up to timeoutSeconds (fractions allowed; 0 waits forever) for a job and moves it to this
+   * worker's processing list. Returns null on timeout. For an element that is not a valid job it
+   * throws MalformedJobError carrying the payload, which stays in the processing list until the
+   * caller acks it: the worker logs and drops it instead of crashing or losing it silently.
    */
   async reserve(workerId: string, timeoutSeconds: number): Promise<ReservedJob | null> {
     const payload = await this.blockingClient.blMove(this.keys.pending, this.keys.processing(workerId), 'RIGHT', 'LEFT', timeoutSeconds);
@@ -87,30 +70,46 @@ export class ReliableQueue {
     return { job: parsed.job, payload };
   }
 
-  /** Removes exactly this job from the worker's processing list. Call only after its results are committed. */
+  /** Removes exactly this job (one element) from the worker's processing list. Call only after its results are committed. */
   async ack(workerId: string, reserved: Pick<ReservedJob, 'payload'>): Promise<void> {
     await this.client.lRem(this.keys.processing(workerId), 1, reserved.payload);
   }
 
+  /**
+   * Registers the worker and keeps it alive for ttlMs. Call it before the first reserve() and then
+   * well within ttlMs (e.g. every ttlMs / 3): a worker that misses its TTL has its jobs reclaimed.
+   */
   async heartbeat(workerId: string, ttlMs: number): Promise<void> {
-    await this.scripts.heartbeat.run(this.client, [this.keys.workers, this.keys.heartbeat(workerId)], [workerId, String(Math.ceil(ttlMs))]);
+    const ttl = String(Math.max(1, Math.ceil(ttlMs)));
+    await this.scripts.heartbeat.run(this.client, [this.keys.workers, this.keys.heartbeat(workerId)], [workerId, ttl]);
   }
 
-  /** Moves jobs held by workers whose heartbeat expired back to pending; returns how many. */
+  /**
+   * Moves the jobs held by registered workers whose heartbeat expired back to the front of pending
+   * and unregisters those workers; returns how many jobs moved. Safe to run from many processes at
+   * once: each worker is reclaimed by one atomic script, so no job is moved twice or lost.
+   */
   async reclaimOrphanedJobs(): Promise<number> {
-    return Number(await this.scripts.reclaim.run(this.client, [this.keys.pending], [this.keys.workers, this.keys.processingPrefix, this.keys.heartbeatPrefix]));
+    const workers = await this.client.sMembers(this.keys.workers);
+    // Issued together, node-redis pipelines these into one round trip.
+    const moved = await Promise.all(workers.map((workerId) => this.scripts.reclaim.run(this.client, this.workerKeys(workerId), [workerId])));
+    return moved.reduce<number>((sum, n) => sum + Number(n), 0);
   }
 
-  /** Graceful shutdown: hands the worker's held jobs back to pending and unregisters it. */
+  /** Graceful shutdown: hands the worker's held jobs back to the front of pending and unregisters it. Returns how many. */
   async releaseWorker(workerId: string): Promise<number> {
-    return Number(
-      await this.scripts.release.run(this.client, [this.keys.pending, this.keys.processing(workerId), this.keys.workers], [workerId, this.keys.heartbeat(workerId)]),
-    );
+    return Number(await this.scripts.release.run(this.client, this.workerKeys(workerId), [workerId]));
   }
 
+  /** Jobs waiting, and jobs held by registered workers. */
   async counts(): Promise<{ pending: number; processing: number }> {
     const workers = await this.client.sMembers(this.keys.workers);
     const [pending, ...held] = await Promise.all([this.client.lLen(this.keys.pending), ...workers.map((id) => this.client.lLen(this.keys.processing(id)))]);
     return { pending: pending ?? 0, processing: held.reduce((sum, n) => sum + n, 0) };
+  }
+
+  /** KEYS of reclaim-4.lua and release-4.lua, in their order. */
+  private workerKeys(workerId: string): string[] {
+    return [this.keys.workers, this.keys.heartbeat(workerId), this.keys.processing(workerId), this.keys.pending];
   }
 }

@@ -43,15 +43,16 @@ describe('PostgreSQL repositories (real database)', () => {
 
   it('migrations run exactly once when several processes start at once on an empty database, and again change nothing', async () => {
     const empty = await createTestDatabase({ migrate: false });
+    const processes = [createSql(empty.url, { max: 1 }), createSql(empty.url, { max: 1 }), createSql(empty.url, { max: 1 })];
     try {
-      const processes = [createSql(empty.url, { max: 1 }), createSql(empty.url, { max: 1 }), createSql(empty.url, { max: 1 })];
       const applied = await Promise.all(processes.map((sql) => migrate(sql)));
       assert.deepEqual(applied.flat(), ['001_initial'], 'each migration applied by exactly one process');
       assert.deepEqual(await migrate(processes[0]!), []);
-      await Promise.all(processes.map((sql) => sql.end()));
       const rows = await empty.sql<{ name: string }[]>`SELECT name FROM schema_migrations ORDER BY version`;
       assert.deepEqual(rows.map((r) => r.name), ['001_initial']);
     } finally {
+      // End the pools before the database is dropped under them.
+      await Promise.all(processes.map((sql) => sql.end({ timeout: 5 })));
       await empty.drop();
     }
   });
@@ -125,6 +126,47 @@ describe('PostgreSQL repositories (real database)', () => {
     assert.equal(after.error, 'frame extraction failed: boom');
   });
 
+  it('two workers committing the same frames at once record them once', async () => {
+    const video = await videos.create(newVideo());
+    await videos.markExtracted(video.id, 4);
+    const other = createSql(db.url, { max: 2 });
+    try {
+      const batch = [frame(0, ['car']), frame(1, ['person', 'car']), frame(2), frame(3, [])];
+      const results = await Promise.all([
+        detections.commitFrames(video.id, video.capturedAt, batch),
+        new PgDetectionRepository(other).commitFrames(video.id, video.capturedAt, batch),
+        detections.commitFrames(video.id, video.capturedAt, batch.slice(1, 3)),
+      ]);
+      assert.equal(results.reduce((a, b) => a + b, 0), 4);
+    } finally {
+      await other.end({ timeout: 5 });
+    }
+    const done = (await videos.get(video.id))!;
+    assert.equal(done.framesDone, 4);
+    assert.equal(done.status, 'completed');
+    const { boxes } = onlyRow(await db.sql<{ boxes: number }[]>`SELECT count(*) AS boxes FROM detections WHERE video_id = ${video.id}`);
+    assert.equal(boxes, 4, 'count(*) (bigint) comes back as a number');
+  });
+
+  it('completes whichever of markExtracted and the last commit runs second, even when they race', async () => {
+    for (let round = 0; round < 10; round += 1) {
+      const video = await videos.create(newVideo());
+      await detections.commitFrames(video.id, video.capturedAt, [frame(0)]);
+      const [, extracted] = await Promise.all([detections.commitFrames(video.id, video.capturedAt, [frame(1)]), videos.markExtracted(video.id, 2)]);
+      assert.ok(extracted.status === 'processing' || extracted.status === 'completed');
+      const final = (await videos.get(video.id))!;
+      assert.equal(final.status, 'completed', `round ${round}`);
+      assert.equal(final.framesDone, 2);
+      assert.ok(final.completedAt);
+    }
+  });
+
+  it('a deleted video takes no results', async () => {
+    const video = await videos.create(newVideo());
+    await videos.delete(video.id);
+    assert.equal(await detections.commitFrames(video.id, video.capturedAt, [frame(0)]), 0);
+  });
+
   it('lists frames with keyset pagination and filters', async () => {
     const video = await videos.create(newVideo());
     await detections.commitFrames(video.id, video.capturedAt, [frame(0, ['person']), frame(1, []), frame(2, ['car', 'person']), frame(3, ['car']), frame(4, ['person'])]);
@@ -142,6 +184,10 @@ describe('PostgreSQL repositories (real database)', () => {
     assert.ok(cars.frames.every((f) => f.detections.every((d) => d.className === 'car')));
     const confident = await detections.listFrames({ videoId: video.id, cursor: null, limit: 10, className: 'person', minConfidence: 0.505 });
     assert.deepEqual(confident.frames.map((f) => f.frameIndex), [2]); // the only person at 0.51
+    // A confidence floor alone filters detections but still lists every frame.
+    const floor = await detections.listFrames({ videoId: video.id, cursor: null, limit: 10, minConfidence: 0.505 });
+    assert.deepEqual(floor.frames.map((f) => [f.frameIndex, f.detections.length]), [[0, 0], [1, 0], [2, 1], [3, 0], [4, 0]]);
+    assert.equal(floor.nextCursor, null);
     // Within a frame, most confident first: the person (0.51, second in its frame) before the car (0.50).
     assert.deepEqual(second.frames[0]!.detections.map((d) => [d.className, d.box]), [['person', [1, 1, 11, 21]], ['car', [0, 0, 10, 20]]]);
   });

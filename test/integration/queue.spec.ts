@@ -119,6 +119,58 @@ describe('ReliableQueue (real Redis)', () => {
     assert.equal(await client.lLen(queue.keys.processing('w1')), 0);
   });
 
+  it('a registered worker that holds nothing is simply unregistered when its heartbeat expires', async () => {
+    await queue.heartbeat('idle', 100);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(await queue.reclaimOrphanedJobs(), 0);
+    assert.deepEqual(await client.sMembers(queue.keys.workers), []);
+  });
+
+  it('many reclaimers racing many rounds never duplicate or lose a job, and live workers keep theirs', async () => {
+    const jobs = Array.from({ length: 200 }, (_, i) => job(`j${i}`, i));
+    await queue.publish(jobs);
+    await queue.heartbeat('alive', 60_000);
+    for (let i = 0; i < 20; i += 1) await queue.reserve('alive', 1);
+    for (let w = 0; w < 20; w += 1) {
+      await queue.heartbeat(`dead${w}`, 100);
+      for (let i = 0; i < 5; i += 1) await queue.reserve(`dead${w}`, 1);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const others = Array.from({ length: 6 }, () => client.duplicate());
+    await Promise.all(others.map((c) => c.connect()));
+    try {
+      const queues = others.map((c) => new ReliableQueue(c, c, prefix));
+      const moved = await Promise.all(queues.flatMap((q) => [q.reclaimOrphanedJobs(), q.reclaimOrphanedJobs(), q.reclaimOrphanedJobs()]));
+      assert.equal(moved.reduce((a, b) => a + b, 0), 100);
+    } finally {
+      await Promise.all(others.map((c) => c.quit()));
+    }
+    const pending = await ids(queue.keys.pending);
+    const held = await ids(queue.keys.processing('alive'));
+    assert.equal(held.length, 20);
+    assert.equal(pending.length, 180);
+    assert.equal(new Set([...pending, ...held]).size, 200, 'every job exactly once');
+    assert.deepEqual(await client.sMembers(queue.keys.workers), ['alive']);
+    assert.deepEqual(await queue.counts(), { pending: 180, processing: 20 });
+  });
+
+  it('releaseWorker puts held jobs ahead of waiting ones, oldest first', async () => {
+    await queue.publish([job('a'), job('b'), job('c')]);
+    await queue.heartbeat('w1', 60_000);
+    await queue.reserve('w1', 1); // a
+    await queue.reserve('w1', 1); // b
+    assert.equal(await queue.releaseWorker('w1'), 2);
+    const order = [];
+    for (let i = 0; i < 3; i += 1) order.push((await queue.reserve('w2', 1))?.job.id);
+    assert.deepEqual(order, ['a', 'b', 'c']);
+    assert.deepEqual(await client.sMembers(queue.keys.workers), []);
+  });
+
+  it('publishing nothing is a no-op', async () => {
+    await queue.publish([]);
+    assert.equal(await client.exists(queue.keys.pending), 0);
+  });
+
   it('re-sends a script Redis has forgotten (SCRIPT FLUSH, as after a restart)', async () => {
     await client.scriptFlush();
     await queue.heartbeat('w1', 60_000);

@@ -1,0 +1,25 @@
+--[[
+  Reclaims one worker's jobs if it is dead: registered, but its heartbeat key has expired.
+  Its whole processing list goes back to the front of pending (so those jobs run next, in their
+  original order) and the worker is unregistered.
+  KEYS[1] workers set
+  KEYS[2] the worker's heartbeat key
+  KEYS[3] the worker's processing list
+  KEYS[4] pending list
+  ARGV[1] worker id
+  Returns the number of jobs moved (0 when the worker is alive or already reclaimed).
+  Atomic, so when several reclaimers race for the same worker exactly one moves its jobs; the
+  others find it unregistered. The caller lists the workers set and runs this once per worker,
+  which keeps every key declared in KEYS and built by keys.ts.
+]]
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+-- Workers consume pending from the right and processing lists hold the newest job on the left.
+-- Moving the newest held job first and pushing each to the right end leaves the oldest held job
+-- at the right end: held jobs run before everything else, oldest first.
+local moved = 0
+while redis.call('LMOVE', KEYS[3], KEYS[4], 'LEFT', 'RIGHT') do
+  moved = moved + 1
+end
+redis.call('SREM', KEYS[1], ARGV[1])
+return moved
