@@ -27,6 +27,10 @@ export interface Config {
   readonly heartbeatTtlMs: number;
   readonly reclaimIntervalMs: number;
   readonly ortThreads: number;
+  /** Refuse to start unless Redis has AOF on and eviction off (the zero-loss settings). */
+  readonly requireDurableRedis: boolean;
+  /** How long a SIGTERM/SIGINT shutdown may take before the process exits anyway. */
+  readonly shutdownTimeoutMs: number;
   readonly logLevel: string;
   readonly logFormat: 'json' | 'pretty';
   readonly ffmpegPath: string | undefined;
@@ -76,6 +80,8 @@ export function loadConfig(env: Env = process.env): Config {
     heartbeatTtlMs: read.integer('HEARTBEAT_TTL_MS', 15_000, { min: 500 }),
     reclaimIntervalMs: read.integer('RECLAIM_INTERVAL_MS', 5_000, { min: 100 }),
     ortThreads: read.integer('ORT_THREADS', 0, { min: 0, max: 256 }),
+    requireDurableRedis: read.oneOf('REQUIRE_DURABLE_REDIS', ['true', 'false'] as const, 'false') === 'true',
+    shutdownTimeoutMs: read.integer('SHUTDOWN_TIMEOUT_MS', 30_000, { min: 100 }),
     logLevel: read.oneOf('LOG_LEVEL', ['error', 'warn', 'info', 'debug'] as const, nodeEnv === 'test' ? 'warn' : 'info'),
     logFormat: read.oneOf('LOG_FORMAT', ['json', 'pretty'] as const, nodeEnv === 'production' ? 'json' : 'pretty'),
     ffmpegPath: env.FFMPEG_PATH || undefined,

@@ -1,8 +1,6 @@
 import { ConfigError, loadConfig, type Config } from '../config.ts';
 import { createRuntime, type Runtime } from './runtime.ts';
 
-const SHUTDOWN_TIMEOUT_MS = 30_000;
-
 /**
  * Runs one entry point: reads config, builds the runtime, starts the role and stops it once on
  * SIGTERM/SIGINT (a second signal, or the timeout, exits at once).
@@ -18,7 +16,13 @@ export async function runProcess(role: string, start: (runtime: Runtime) => Prom
     }
     throw error;
   }
-  const runtime = await createRuntime(config, role);
+  let runtime: Runtime;
+  try {
+    runtime = await createRuntime(config, role);
+  } catch (error) {
+    console.error(`${role} cannot start: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  }
   const started = await start(runtime);
   let stopping = false;
   const shutdown = (signal: string) => {
@@ -28,7 +32,7 @@ export async function runProcess(role: string, start: (runtime: Runtime) => Prom
     const deadline = setTimeout(() => {
       runtime.logger.error('shutdown timed out; exiting');
       process.exit(1);
-    }, SHUTDOWN_TIMEOUT_MS);
+    }, config.shutdownTimeoutMs);
     deadline.unref();
     started
       .stop()

@@ -8,6 +8,7 @@ import { PgVideoRepository } from '../db/videos.repository.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { resolveMediaBinaries } from '../media/binaries.ts';
 import { MediaRepository } from '../media/media.repository.ts';
+import { durabilityProblems, readRedisDurability } from '../queue/redis-durability.ts';
 import { ReliableQueue } from '../queue/reliable-queue.ts';
 import { createStorage } from '../storage/create-storage.ts';
 
@@ -39,6 +40,7 @@ export async function createRuntime(config: Config, role: string): Promise<Runti
   const blockingRedis = redis.duplicate();
   blockingRedis.on('error', (error: Error) => logger.warn('redis (blocking) connection error', { error: error.message }));
   await blockingRedis.connect();
+  await checkRedisDurability(redis, config.requireDurableRedis, logger);
   const queue = new ReliableQueue(redis, blockingRedis, config.queuePrefix);
   await queue.load();
 
@@ -56,6 +58,22 @@ export async function createRuntime(config: Config, role: string): Promise<Runti
       await Promise.allSettled([redis.quit(), blockingRedis.quit(), sql.end({ timeout: 5 })]);
     },
   };
+}
+
+/** Logs what makes the broker lossy; refuses to start when REQUIRE_DURABLE_REDIS says so. */
+async function checkRedisDurability(redis: Redis, required: boolean, logger: Logger): Promise<void> {
+  const settings = await readRedisDurability(redis);
+  if (!settings) {
+    const message = 'could not read Redis persistence settings (CONFIG GET refused); make sure AOF is on and eviction off';
+    if (required) throw new Error(`REQUIRE_DURABLE_REDIS=true: ${message}`);
+    logger.warn(message);
+    return;
+  }
+  const { problems, notes } = durabilityProblems(settings);
+  for (const note of notes) logger.info(`redis durability: ${note}`);
+  if (problems.length === 0) return;
+  if (required) throw new Error(`REQUIRE_DURABLE_REDIS=true but Redis is not durable: ${problems.join('; ')}`);
+  for (const problem of problems) logger.warn(`redis durability: ${problem}`, { settings });
 }
 
 export async function createMedia(config: Config): Promise<MediaRepository> {
