@@ -27,12 +27,18 @@ export interface Config {
   readonly heartbeatTtlMs: number;
   readonly reclaimIntervalMs: number;
   readonly ortThreads: number;
+  /** Failed deliveries of a job before it goes to the dead-letter list. */
+  readonly maxAttempts: number;
+  readonly retryBaseMs: number;
+  readonly retryMaxMs: number;
   /** Refuse to start unless Redis has AOF on and eviction off (the zero-loss settings). */
   readonly requireDurableRedis: boolean;
   /** How long a SIGTERM/SIGINT shutdown may take before the process exits anyway. */
   readonly shutdownTimeoutMs: number;
   readonly logLevel: string;
   readonly logFormat: 'json' | 'pretty';
+  /** Bearer token for the admin API (dead letters); the admin API is off when unset. */
+  readonly adminToken: string | undefined;
   readonly ffmpegPath: string | undefined;
   readonly ffprobePath: string | undefined;
 }
@@ -80,10 +86,14 @@ export function loadConfig(env: Env = process.env): Config {
     heartbeatTtlMs: read.integer('HEARTBEAT_TTL_MS', 15_000, { min: 500 }),
     reclaimIntervalMs: read.integer('RECLAIM_INTERVAL_MS', 5_000, { min: 100 }),
     ortThreads: read.integer('ORT_THREADS', 0, { min: 0, max: 256 }),
+    maxAttempts: read.integer('MAX_ATTEMPTS', 5, { min: 1, max: 100 }),
+    retryBaseMs: read.integer('RETRY_BASE_MS', 500, { min: 1 }),
+    retryMaxMs: read.integer('RETRY_MAX_MS', 30_000, { min: 1 }),
     requireDurableRedis: read.oneOf('REQUIRE_DURABLE_REDIS', ['true', 'false'] as const, 'false') === 'true',
     shutdownTimeoutMs: read.integer('SHUTDOWN_TIMEOUT_MS', 30_000, { min: 100 }),
     logLevel: read.oneOf('LOG_LEVEL', ['error', 'warn', 'info', 'debug'] as const, nodeEnv === 'test' ? 'warn' : 'info'),
     logFormat: read.oneOf('LOG_FORMAT', ['json', 'pretty'] as const, nodeEnv === 'production' ? 'json' : 'pretty'),
+    adminToken: env.ADMIN_TOKEN || undefined,
     ffmpegPath: env.FFMPEG_PATH || undefined,
     ffprobePath: env.FFPROBE_PATH || undefined,
   };

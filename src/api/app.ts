@@ -3,6 +3,7 @@ import type { DetectionRepository, VideoRepository } from '../db/types.ts';
 import type { Logger } from '../logger.ts';
 import type { IngestService } from '../services/ingest.service.ts';
 import { errorHandler, notFoundHandler } from './error-handler.ts';
+import { adminRoutes, type DeadLetterQueue } from './admin.routes.ts';
 import { healthRoutes, type ReadinessCheck } from './health.routes.ts';
 import { videoRoutes } from './videos.routes.ts';
 
@@ -13,6 +14,8 @@ export interface AppDeps {
   readiness: ReadinessCheck[];
   logger: Logger;
   maxUploadBytes: number;
+  deadLetters: DeadLetterQueue;
+  adminToken: string | undefined;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -21,6 +24,7 @@ export function createApp(deps: AppDeps): Express {
   app.set('query parser', 'simple');
   app.use(healthRoutes(deps.readiness));
   app.use(videoRoutes(deps));
+  app.use(adminRoutes(deps.deadLetters, deps.adminToken));
   app.use(notFoundHandler);
   app.use(errorHandler(deps.logger, deps.maxUploadBytes));
   return app;

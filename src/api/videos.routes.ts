@@ -64,6 +64,7 @@ export function presentVideo(video: VideoRecord) {
     sampleFps: video.sampleFps,
     framesTotal: video.framesTotal,
     framesDone: video.framesDone,
+    framesFailed: video.framesFailed,
     source: {
       durationMs: video.source.durationMs,
       fps: video.source.fps,

@@ -23,14 +23,23 @@ export class PgDetectionRepository implements DetectionRepository {
       if (!video || video.status === 'failed') return 0;
 
       // Frames already recorded (a redelivered job) are skipped; only new frames get detections.
-      const inserted = await tx<{ frame_index: number }[]>`
-        INSERT INTO frames (video_id, frame_index, pts_ms, captured_at, detection_count)
-        SELECT ${videoId}::uuid, f.frame_index, f.pts_ms, ${capturedAt}::timestamptz + f.pts_ms * interval '1 millisecond', f.detection_count
-        FROM unnest(${frames.map((f) => f.frameIndex)}::int[], ${frames.map((f) => f.ptsMs)}::int[], ${frames.map((f) => f.detections.length)}::int[])
-          AS f(frame_index, pts_ms, detection_count)
-        ON CONFLICT (video_id, frame_index) DO NOTHING
-        RETURNING frame_index`;
-      if (inserted.length === 0) return 0;
+      // The one exception: a success replaces a recorded failure (a dead letter that was retried).
+      const written = await tx<{ frame_index: number; outcome: 'done' | 'failed' | 'recovered' }[]>`
+        INSERT INTO frames AS existing (video_id, frame_index, pts_ms, captured_at, detection_count, error)
+        SELECT ${videoId}::uuid, f.frame_index, f.pts_ms, ${capturedAt}::timestamptz + f.pts_ms * interval '1 millisecond', f.detection_count, f.error
+        FROM unnest(${frames.map((f) => f.frameIndex)}::int[], ${frames.map((f) => f.ptsMs)}::int[], ${frames.map((f) => f.detections.length)}::int[],
+                    ${frames.map((f) => f.error ?? null)}::text[])
+          AS f(frame_index, pts_ms, detection_count, error)
+        ON CONFLICT (video_id, frame_index) DO UPDATE
+          SET detection_count = excluded.detection_count, error = NULL
+          WHERE existing.error IS NOT NULL AND excluded.error IS NULL
+        RETURNING frame_index,
+          CASE WHEN existing.xmax::text <> '0' THEN 'recovered' WHEN error IS NULL THEN 'done' ELSE 'failed' END AS outcome`;
+      if (written.length === 0) return 0;
+      const count = (outcome: string) => written.filter((row) => row.outcome === outcome).length;
+      const doneDelta = count('done') + count('recovered');
+      const failedDelta = count('failed') - count('recovered');
+      const inserted = written.filter((row) => row.outcome !== 'failed');
 
       const fresh = new Set(inserted.map((row) => row.frame_index));
       const columns = { frameIndex: [] as number[], ptsMs: [] as number[], classId: [] as number[], className: [] as string[], confidence: [] as number[], x1: [] as number[], y1: [] as number[], x2: [] as number[], y2: [] as number[] };
@@ -66,12 +75,14 @@ export class PgDetectionRepository implements DetectionRepository {
       // would exceed it, the CHECK constraint fails and the whole commit rolls back.
       await tx`
         UPDATE videos SET
-          frames_done = frames_done + ${inserted.length},
-          status = CASE WHEN frames_total IS NOT NULL AND frames_done + ${inserted.length} >= frames_total THEN 'completed' ELSE status END,
-          completed_at = CASE WHEN frames_total IS NOT NULL AND frames_done + ${inserted.length} >= frames_total THEN now() ELSE completed_at END,
+          frames_done = frames_done + ${doneDelta},
+          frames_failed = frames_failed + ${failedDelta},
+          status = CASE WHEN frames_total IS NOT NULL AND frames_done + frames_failed + ${doneDelta + failedDelta} >= frames_total THEN 'completed' ELSE status END,
+          completed_at = CASE WHEN frames_total IS NOT NULL AND frames_done + frames_failed + ${doneDelta + failedDelta} >= frames_total
+                              THEN coalesce(completed_at, now()) ELSE completed_at END,
           updated_at = now()
         WHERE id = ${videoId}`;
-      return inserted.length;
+      return written.length;
     });
   }
 
@@ -81,8 +92,8 @@ export class PgDetectionRepository implements DetectionRepository {
     const className = query.className ?? null;
     const minConfidence = query.minConfidence ?? 0;
     // With a class filter only frames that have a matching detection are listed.
-    const frames = await this.sql<{ frame_index: number; pts_ms: number }[]>`
-      SELECT f.frame_index, f.pts_ms FROM frames f
+    const frames = await this.sql<{ frame_index: number; pts_ms: number; error: string | null }[]>`
+      SELECT f.frame_index, f.pts_ms, f.error FROM frames f
       WHERE f.video_id = ${videoId} AND f.frame_index > ${cursor}
         AND (${className}::text IS NULL OR EXISTS (
           SELECT 1 FROM detections d WHERE d.video_id = f.video_id AND d.frame_index = f.frame_index
@@ -100,7 +111,7 @@ export class PgDetectionRepository implements DetectionRepository {
       WHERE video_id = ${videoId} AND frame_index BETWEEN ${first} AND ${last}
         AND (${className}::text IS NULL OR class_name = ${className}) AND confidence >= ${minConfidence}
       ORDER BY frame_index, confidence DESC, id`;
-    const byFrame = new Map<number, FrameResult>(page.map((f) => [f.frame_index, { frameIndex: f.frame_index, ptsMs: f.pts_ms, detections: [] }]));
+    const byFrame = new Map<number, FrameResult>(page.map((f) => [f.frame_index, { frameIndex: f.frame_index, ptsMs: f.pts_ms, detections: [], ...(f.error === null ? {} : { error: f.error }) }]));
     for (const row of rows) {
       byFrame.get(row.frame_index)?.detections.push({
         classId: row.class_id,

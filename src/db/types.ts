@@ -25,6 +25,8 @@ export interface VideoRecord {
   capturedAt: Date;
   framesTotal: number | null;
   framesDone: number;
+  /** Frames recorded without detections because they could not be processed (see FrameResult.error). */
+  framesFailed: number;
   error: string | null;
   createdAt: Date;
   updatedAt: Date;
@@ -47,6 +49,8 @@ export interface FrameResult {
   frameIndex: number;
   ptsMs: number;
   detections: Detection[];
+  /** Set when the frame could not be processed (corrupt image, dead-lettered job); it then has no detections. */
+  error?: string;
 }
 
 export interface FrameDetectionsPage {
@@ -80,9 +84,9 @@ export interface VideoRepository {
 export interface DetectionRepository {
   /**
    * Commits one job's results in one transaction, idempotently: frames already recorded for the
-   * video are skipped (a redelivered job adds nothing), frames_done grows by the number of new
-   * frames, and the video becomes 'completed' when frames_done reaches frames_total.
-   * Returns how many frames were newly recorded.
+   * video are skipped (a redelivered job adds nothing) unless a success replaces a recorded failure.
+   * frames_done counts processed frames, frames_failed frames recorded with an error; the video
+   * becomes 'completed' when together they reach frames_total. Returns how many frames were written.
    */
   commitFrames(videoId: string, capturedAt: Date, frames: FrameResult[]): Promise<number>;
   listFrames(query: DetectionQuery): Promise<FrameDetectionsPage>;

@@ -18,13 +18,14 @@ interface VideoRow {
   captured_at: Date;
   frames_total: number | null;
   frames_done: number;
+  frames_failed: number;
   error: string | null;
   created_at: Date;
   updated_at: Date;
   completed_at: Date | null;
 }
 
-const columns = 'id, status, original_name, size_bytes, storage_key, sample_fps, duration_ms, source_fps, width, height, codec, creation_time, captured_at, frames_total, frames_done, error, created_at, updated_at, completed_at';
+const columns = 'id, status, original_name, size_bytes, storage_key, sample_fps, duration_ms, source_fps, width, height, codec, creation_time, captured_at, frames_total, frames_done, frames_failed, error, created_at, updated_at, completed_at';
 
 function toRecord(row: VideoRow): VideoRecord {
   return {
@@ -38,6 +39,7 @@ function toRecord(row: VideoRow): VideoRecord {
     capturedAt: row.captured_at,
     framesTotal: row.frames_total,
     framesDone: row.frames_done,
+    framesFailed: row.frames_failed,
     error: row.error,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
@@ -73,8 +75,8 @@ export class PgVideoRepository implements VideoRepository {
     const [row] = await this.sql<VideoRow[]>`
       UPDATE videos SET
         frames_total = ${framesTotal},
-        status = CASE WHEN frames_done >= ${framesTotal} THEN 'completed' ELSE 'processing' END,
-        completed_at = CASE WHEN frames_done >= ${framesTotal} THEN coalesce(completed_at, now()) ELSE NULL END,
+        status = CASE WHEN frames_done + frames_failed >= ${framesTotal} THEN 'completed' ELSE 'processing' END,
+        completed_at = CASE WHEN frames_done + frames_failed >= ${framesTotal} THEN coalesce(completed_at, now()) ELSE NULL END,
         updated_at = now()
       WHERE id = ${id} AND status <> 'failed'
       RETURNING ${this.sql.unsafe(columns)}`;

@@ -35,7 +35,16 @@ export interface ApiRole {
 export async function startApi(runtime: Runtime, readiness: ReadinessCheck[]): Promise<ApiRole> {
   const { config, logger } = runtime;
   const ingest = new IngestService(config, runtime.videos, runtime.storage, await createMedia(config), runtime.queue, logger);
-  const app = createApp({ ingest, videos: runtime.videos, detections: runtime.detections, readiness, logger, maxUploadBytes: config.maxUploadBytes });
+  const app = createApp({
+    ingest,
+    videos: runtime.videos,
+    detections: runtime.detections,
+    readiness,
+    logger,
+    maxUploadBytes: config.maxUploadBytes,
+    deadLetters: runtime.queue,
+    adminToken: config.adminToken,
+  });
   const server = await new Promise<Server>((resolve, reject) => {
     const listening = app.listen(config.port, config.host, () => resolve(listening));
     listening.once('error', reject);

@@ -2,6 +2,8 @@
 export interface QueueKeys {
   /** Jobs waiting for a worker; LPUSH in, BLMOVE out from the right (FIFO). */
   readonly pending: string;
+  /** Jobs that failed MAX_ATTEMPTS times, newest first, with their last error (see DeadLetter). */
+  readonly deadLetters: string;
   /** Set of worker ids that may hold jobs; reclaimers check each one's heartbeat. */
   readonly workers: string;
   /** Jobs a worker holds until their results are committed. */
@@ -16,6 +18,7 @@ export function queueKeys(prefix: string): QueueKeys {
   return Object.freeze({
     pending: `${base}:pending`,
     workers: `${base}:workers`,
+    deadLetters: `${base}:dead`,
     processing: (workerId: string) => `${base}:processing:${workerId}`,
     heartbeat: (workerId: string) => `${base}:heartbeat:${workerId}`,
   });

@@ -19,5 +19,6 @@ export function parseJob(payload: string): { ok: true; job: DetectionJob } | { o
     }
   }
   if (job.publishedAt !== undefined && typeof job.publishedAt !== 'number') return { ok: false, reason: 'bad publishedAt' };
+  if (job.attempts !== undefined && !(Number.isInteger(job.attempts) && (job.attempts as number) >= 0)) return { ok: false, reason: 'bad attempts' };
   return { ok: true, job: job as unknown as DetectionJob };
 }

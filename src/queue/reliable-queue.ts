@@ -1,7 +1,7 @@
 import { queueKeys, type QueueKeys } from './keys.ts';
 import { LuaScript, type RedisClient } from './lua-script.ts';
 import { parseJob } from './parse-job.ts';
-import type { DetectionJob, ReservedJob } from './types.ts';
+import type { DeadLetter, DetectionJob, ReservedJob } from './types.ts';
 
 export type { RedisClient } from './lua-script.ts';
 
@@ -34,6 +34,8 @@ export class ReliableQueue {
     heartbeat: new LuaScript('heartbeat-2.lua'),
     reclaim: new LuaScript('reclaim-4.lua'),
     release: new LuaScript('release-4.lua'),
+    deadLetter: new LuaScript('dead-letter-2.lua'),
+    requeueDeadLetter: new LuaScript('requeue-dead-letter-2.lua'),
   };
 
   constructor(
@@ -99,6 +101,43 @@ export class ReliableQueue {
   /** Graceful shutdown: hands the worker's held jobs back to the front of pending and unregisters it. Returns how many. */
   async releaseWorker(workerId: string): Promise<number> {
     return Number(await this.scripts.release.run(this.client, this.workerKeys(workerId), [workerId]));
+  }
+
+  /**
+   * Gives up on a held job: it moves to the dead-letter list with its last error, atomically.
+   * Returns false when the job was no longer held (reclaimed meanwhile), in which case nothing moved.
+   */
+  async deadLetter(workerId: string, reserved: Pick<ReservedJob, 'payload' | 'job'>, error: string, attempts: number): Promise<boolean> {
+    const entry: DeadLetter = { job: { ...reserved.job, attempts }, error, attempts, failedAt: new Date().toISOString() };
+    const moved = await this.scripts.deadLetter.run(this.client, [this.keys.processing(workerId), this.keys.deadLetters], [reserved.payload, JSON.stringify(entry)]);
+    return Number(moved) === 1;
+  }
+
+  /** Dead letters, newest first. */
+  async listDeadLetters(offset = 0, limit = 100): Promise<{ total: number; items: DeadLetter[] }> {
+    const [total, raw] = await Promise.all([this.client.lLen(this.keys.deadLetters), this.client.lRange(this.keys.deadLetters, offset, offset + limit - 1)]);
+    return { total, items: raw.map((entry) => JSON.parse(entry) as DeadLetter) };
+  }
+
+  /** Queues a dead-lettered job again, next in line, with its attempts reset. False when no such job is dead-lettered. */
+  retryDeadLetter(jobId: string): Promise<boolean> {
+    return this.takeDeadLetter(jobId, (entry) => JSON.stringify({ ...entry.job, attempts: 0, publishedAt: Date.now() }));
+  }
+
+  /** Drops a dead letter for good. False when no such job is dead-lettered. */
+  discardDeadLetter(jobId: string): Promise<boolean> {
+    return this.takeDeadLetter(jobId, () => '');
+  }
+
+  private async takeDeadLetter(jobId: string, nextPayload: (entry: DeadLetter) => string): Promise<boolean> {
+    // Find the exact element, then remove it atomically; if another admin took it meanwhile, LREM finds nothing.
+    for (const raw of await this.client.lRange(this.keys.deadLetters, 0, -1)) {
+      const entry = JSON.parse(raw) as DeadLetter;
+      if (entry.job.id !== jobId) continue;
+      const taken = await this.scripts.requeueDeadLetter.run(this.client, [this.keys.deadLetters, this.keys.pending], [raw, nextPayload(entry)]);
+      return Number(taken) === 1;
+    }
+    return false;
   }
 
   /** Jobs waiting, and jobs held by registered workers. */

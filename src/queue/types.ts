@@ -12,6 +12,17 @@ export interface DetectionJob {
   frames: FrameRef[];
   /** Epoch milliseconds when the job was published; the worker reports queue wait from it. */
   publishedAt?: number;
+  /** Deliveries that ended without a commit (worker died or gave up); missing means none. */
+  attempts?: number;
+}
+
+/** A job that failed MAX_ATTEMPTS times, kept with its last error until retried or discarded. */
+export interface DeadLetter {
+  job: DetectionJob;
+  error: string;
+  attempts: number;
+  /** ISO time of the last failure. */
+  failedAt: string;
 }
 
 /** A job handed to a worker, with the exact payload needed to acknowledge it. */

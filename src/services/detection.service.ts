@@ -1,6 +1,6 @@
 import type { DetectionRepository, FrameResult, VideoRepository } from '../db/types.ts';
 import type { DetectOptions, Detector, PreparedFrame } from '../detection/types.ts';
-import type { DetectionJob } from '../queue/types.ts';
+import type { DetectionJob, FrameRef } from '../queue/types.ts';
 import type { VideoStorage } from '../storage/video-storage.ts';
 
 export type PrepareFrame = (jpeg: Buffer, imgsz: [number, number]) => Promise<PreparedFrame>;
@@ -21,7 +21,8 @@ export interface PreparedJob {
   job: DetectionJob;
   /** undefined when the video is gone or failed: the job is acknowledged with no work. */
   capturedAt: Date | undefined;
-  frames: PreparedFrame[];
+  /** In job order; a frame that could not be decoded carries its error instead of a tensor. */
+  frames: Array<{ ref: FrameRef; prepared?: PreparedFrame; error?: string }>;
 }
 
 /**
@@ -32,7 +33,7 @@ export class DetectionService {
   readonly timings: StageTimings = { jobs: 0, frames: 0, queueWaitMs: 0, readDecodeMs: 0, inferenceMs: 0, postprocessMs: 0, insertMs: 0 };
 
   constructor(
-    private readonly videos: Pick<VideoRepository, 'get' | 'markFailed'>,
+    private readonly videos: Pick<VideoRepository, 'get'>,
     private readonly detections: Pick<DetectionRepository, 'commitFrames'>,
     private readonly storage: Pick<VideoStorage, 'read'>,
     private readonly detector: Detector,
@@ -46,7 +47,18 @@ export class DetectionService {
     if (!video || video.status === 'failed') return { job, capturedAt: undefined, frames: [] };
     const started = performance.now();
     const imgsz = this.detector.modelInfo.imgsz;
-    const frames = await Promise.all(job.frames.map(async (frame) => this.prepareFrame(await this.storage.read(frame.key), imgsz)));
+    const frames = await Promise.all(
+      job.frames.map(async (ref) => {
+        // A read failure (storage down, frame missing) fails the whole attempt and is retried; a frame
+        // that reads but will not decode is corrupt, and only that frame fails.
+        const jpeg = await this.storage.read(ref.key);
+        try {
+          return { ref, prepared: await this.prepareFrame(jpeg, imgsz) };
+        } catch (error) {
+          return { ref, error: `corrupt frame: ${error instanceof Error ? error.message : String(error)}` };
+        }
+      }),
+    );
     this.timings.readDecodeMs += performance.now() - started;
     return { job, capturedAt: video.capturedAt, frames };
   }
@@ -55,11 +67,14 @@ export class DetectionService {
   async detectAndCommit(prepared: PreparedJob): Promise<number> {
     if (prepared.capturedAt === undefined) return 0;
     const stage = { inferenceMs: 0, postprocessMs: 0 };
-    const detections = await this.detector.detectBatch(prepared.frames, this.options, stage);
-    const results: FrameResult[] = prepared.job.frames.map((frame, i) => ({
-      frameIndex: frame.index,
-      ptsMs: frame.ptsMs,
-      detections: detections[i] ?? [],
+    const decodable = prepared.frames.filter((frame) => frame.prepared !== undefined);
+    const detections = await this.detector.detectBatch(decodable.map((frame) => frame.prepared!), this.options, stage);
+    const byIndex = new Map(decodable.map((frame, i) => [frame.ref.index, detections[i] ?? []]));
+    const results: FrameResult[] = prepared.frames.map(({ ref, error }) => ({
+      frameIndex: ref.index,
+      ptsMs: ref.ptsMs,
+      detections: byIndex.get(ref.index) ?? [],
+      ...(error === undefined ? {} : { error }),
     }));
     const insertStarted = performance.now();
     const added = await this.detections.commitFrames(prepared.job.videoId, prepared.capturedAt, results);
@@ -71,7 +86,10 @@ export class DetectionService {
     return added;
   }
 
-  failVideo(videoId: string, reason: string): Promise<void> {
-    return this.videos.markFailed(videoId, reason);
+  /** Records every frame of a job the worker gave up on as failed, so the video can still finish. */
+  async recordFailedJob(job: DetectionJob, reason: string): Promise<void> {
+    const video = await this.videos.get(job.videoId);
+    if (!video) return;
+    await this.detections.commitFrames(job.videoId, video.capturedAt, job.frames.map((ref) => ({ frameIndex: ref.index, ptsMs: ref.ptsMs, detections: [], error: reason })));
   }
 }

@@ -13,11 +13,17 @@ export interface WorkerQueue {
   heartbeat(workerId: string, ttlMs: number): Promise<void>;
   reclaimOrphanedJobs(): Promise<number>;
   releaseWorker(workerId: string): Promise<unknown>;
+  deadLetter(workerId: string, reserved: Pick<ReservedJob, 'payload' | 'job'>, error: string, attempts: number): Promise<boolean>;
 }
 
 export interface WorkerSettings {
   heartbeatTtlMs: number;
   reclaimIntervalMs: number;
+  /** Failed deliveries of a job (errors and worker deaths) before it is dead-lettered. */
+  maxAttempts: number;
+  /** First retry delay; doubles each attempt up to retryMaxMs, with jitter. */
+  retryBaseMs: number;
+  retryMaxMs: number;
   /** How long one blocking reserve waits before the loop checks whether it should stop. */
   reserveTimeoutSeconds?: number;
 }
@@ -110,32 +116,69 @@ export class DetectionWorker {
     }
   }
 
+  /**
+   * Runs one job to a commit. An unreachable PostgreSQL or Redis is not the job's fault: the job is
+   * held and retried until the service returns, without counting. Any other failure (a frame that
+   * cannot be read, a detector error) counts as an attempt; after maxAttempts the job is dead-lettered
+   * and its frames are recorded as failed, so the rest of the video still completes.
+   */
   private async complete({ reserved, prepared }: Reserved): Promise<void> {
     const { job } = reserved;
-    for (let attempt = 1; ; attempt += 1) {
+    let attempts = job.attempts ?? 0;
+    if (attempts >= this.settings.maxAttempts) {
+      await prepared.catch(() => undefined);
+      await this.giveUp(reserved, attempts, `workers died ${attempts} times while holding it`);
+      return;
+    }
+    let current = prepared;
+    for (let outage = 0; ; ) {
       try {
         const started = performance.now();
-        const added = await this.detection.detectAndCommit(await (attempt === 1 ? prepared : this.detection.prepare(job)));
+        const written = await this.detection.detectAndCommit(await current);
         await this.queue.ack(this.id, reserved);
-        this.logger.debug('job committed', { jobId: job.id, frames: job.frames.length, added, ms: Math.round(performance.now() - started) });
+        this.logger.debug('job committed', { jobId: job.id, frames: job.frames.length, written, ms: Math.round(performance.now() - started) });
         return;
       } catch (error) {
-        if (isTransientError(error) && this.running) {
-          // The job stays in our processing list while we wait, so a crash now loses nothing.
-          const delay = Math.min(30_000, 250 * 2 ** Math.min(attempt, 7));
-          this.logger.warn('transient failure; retrying job', { jobId: job.id, attempt, delayMs: delay, error: errorMessage(error) });
-          await sleep(delay);
-          continue;
+        // Shutting down: the job stays in our processing list and releaseWorker hands it back.
+        if (!this.running) return;
+        let delay: number;
+        if (isTransientError(error)) {
+          outage += 1;
+          delay = this.backoff(outage);
+          this.logger.warn('backing service unavailable; holding the job and retrying', { jobId: job.id, delayMs: delay, error: errorMessage(error) });
+        } else {
+          attempts += 1;
+          if (attempts >= this.settings.maxAttempts) {
+            await this.giveUp(reserved, attempts, errorMessage(error));
+            return;
+          }
+          delay = this.backoff(attempts);
+          this.logger.warn('job failed; retrying', { jobId: job.id, attempts, delayMs: delay, error: errorMessage(error) });
         }
-        if (isTransientError(error)) return; // shutting down: releaseWorker puts the job back
-        // A permanent failure (unreadable frame, bad data) would fail again on every delivery:
-        // record it on the video and drop the job rather than loop forever.
-        this.logger.error('job failed permanently', { jobId: job.id, videoId: job.videoId, error: errorMessage(error) });
-        await this.detection.failVideo(job.videoId, `detection failed on frames ${job.frames[0]?.index}..${job.frames.at(-1)?.index}: ${errorMessage(error)}`);
-        await this.queue.ack(this.id, reserved);
-        return;
+        await sleep(delay);
+        current = this.detection.prepare(job);
+        current.catch(() => undefined);
       }
     }
+  }
+
+  /** Exponential backoff with equal jitter: half the delay fixed, half random, so retries spread out. */
+  private backoff(attempt: number): number {
+    const delay = Math.min(this.settings.retryMaxMs, this.settings.retryBaseMs * 2 ** (attempt - 1));
+    return Math.round(delay / 2 + Math.random() * (delay / 2));
+  }
+
+  private async giveUp(reserved: ReservedJob, attempts: number, lastError: string): Promise<void> {
+    const { job } = reserved;
+    const reason = `dead-lettered after ${attempts} attempts: ${lastError}`;
+    this.logger.error('job dead-lettered', { jobId: job.id, videoId: job.videoId, attempts, error: lastError });
+    try {
+      // Failed frames first: if we die before the move below, the job is reclaimed and nothing is lost.
+      await this.detection.recordFailedJob(job, reason);
+    } catch (error) {
+      this.logger.error('could not record the failed frames; the video stays incomplete until the dead letter is retried', { jobId: job.id, error: errorMessage(error) });
+    }
+    await this.queue.deadLetter(this.id, reserved, lastError, attempts);
   }
 }
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { createSql } from '../../src/db/client.ts';
 import { PgDetectionRepository } from '../../src/db/detections.repository.ts';
-import { migrate } from '../../src/db/migrate.ts';
+import { loadMigrations, migrate } from '../../src/db/migrate.ts';
 import type { FrameResult, NewVideo } from '../../src/db/types.ts';
 import { PgVideoRepository } from '../../src/db/videos.repository.ts';
 import { createTestDatabase, onlyRow, type TestDatabase } from '../helpers/database.ts';
@@ -46,10 +46,12 @@ describe('PostgreSQL repositories (real database)', () => {
     const processes = [createSql(empty.url, { max: 1 }), createSql(empty.url, { max: 1 }), createSql(empty.url, { max: 1 })];
     try {
       const applied = await Promise.all(processes.map((sql) => migrate(sql)));
-      assert.deepEqual(applied.flat(), ['001_initial'], 'each migration applied by exactly one process');
+      const all = (await loadMigrations()).map((m) => m.name);
+      assert.ok(all.length >= 2);
+      assert.deepEqual(applied.flat().sort(), all, 'each migration applied by exactly one process');
       assert.deepEqual(await migrate(processes[0]!), []);
       const rows = await empty.sql<{ name: string }[]>`SELECT name FROM schema_migrations ORDER BY version`;
-      assert.deepEqual(rows.map((r) => r.name), ['001_initial']);
+      assert.deepEqual(rows.map((r) => r.name), all);
     } finally {
       // End the pools before the database is dropped under them.
       await Promise.all(processes.map((sql) => sql.end({ timeout: 5 })));
@@ -165,6 +167,24 @@ describe('PostgreSQL repositories (real database)', () => {
     const video = await videos.create(newVideo());
     await videos.delete(video.id);
     assert.equal(await detections.commitFrames(video.id, video.capturedAt, [frame(0)]), 0);
+  });
+
+  it('records failed frames, completes the video with them counted, and lets a later success replace a failure', async () => {
+    const video = await videos.create(newVideo());
+    await videos.markExtracted(video.id, 3);
+    const failed = (frameIndex: number): FrameResult => ({ frameIndex, ptsMs: frameIndex * 200, detections: [], error: 'dead-lettered after 3 attempts: ENOENT' });
+    assert.equal(await detections.commitFrames(video.id, video.capturedAt, [frame(0), failed(1), failed(2)]), 3);
+    let row = (await videos.get(video.id))!;
+    assert.deepEqual([row.status, row.framesDone, row.framesFailed], ['completed', 1, 2]);
+    // The same failure again changes nothing; a success for frame 1 replaces its failure.
+    assert.equal(await detections.commitFrames(video.id, video.capturedAt, [failed(1)]), 0);
+    assert.equal(await detections.commitFrames(video.id, video.capturedAt, [frame(1, ['car']), failed(2)]), 1);
+    row = (await videos.get(video.id))!;
+    assert.deepEqual([row.status, row.framesDone, row.framesFailed], ['completed', 2, 1]);
+    // A success never turns back into a failure.
+    assert.equal(await detections.commitFrames(video.id, video.capturedAt, [failed(0)]), 0);
+    const page = await detections.listFrames({ videoId: video.id, cursor: null, limit: 10 });
+    assert.deepEqual(page.frames.map((f) => [f.frameIndex, f.detections.length, f.error ?? null]), [[0, 1, null], [1, 1, null], [2, 0, 'dead-lettered after 3 attempts: ENOENT']]);
   });
 
   it('lists frames with keyset pagination and filters', async () => {

@@ -176,4 +176,42 @@ describe('ReliableQueue (real Redis)', () => {
     await queue.heartbeat('w1', 60_000);
     assert.equal(await client.exists(queue.keys.heartbeat('w1')), 1);
   });
+
+  it('counts a reclaim as an attempt, keeping the rest of the job intact', async () => {
+    await queue.publish([{ ...job('a'), publishedAt: 1764036000123 }]);
+    await queue.heartbeat('dead', 100);
+    await queue.reserve('dead', 1);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(await queue.reclaimOrphanedJobs(), 1);
+    const again = await queue.reserve('w2', 1);
+    assert.deepEqual(again?.job, { ...job('a'), publishedAt: 1764036000123, attempts: 1 });
+    await queue.heartbeat('w2', 100);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await queue.reclaimOrphanedJobs();
+    assert.equal((await queue.reserve('w3', 1))?.job.attempts, 2);
+  });
+
+  it('dead-letters a held job atomically, lists it, and retries or discards it', async () => {
+    await queue.publish([job('a'), job('b')]);
+    const a = (await queue.reserve('w1', 1))!;
+    assert.equal(await queue.deadLetter('w1', a, 'ENOENT: frame missing', 3), true);
+    assert.equal(await client.lLen(queue.keys.processing('w1')), 0);
+    assert.equal(await queue.deadLetter('w1', a, 'again', 3), false, 'a job no longer held is not dead-lettered twice');
+    const b = (await queue.reserve('w1', 1))!;
+    await queue.deadLetter('w1', b, 'decoder crashed', 5);
+
+    const listed = await queue.listDeadLetters();
+    assert.equal(listed.total, 2);
+    assert.deepEqual(listed.items.map((d) => [d.job.id, d.error, d.attempts]), [['b', 'decoder crashed', 5], ['a', 'ENOENT: frame missing', 3]]);
+    assert.ok(!Number.isNaN(Date.parse(listed.items[0]!.failedAt)));
+
+    assert.equal(await queue.retryDeadLetter('a'), true);
+    assert.equal(await queue.retryDeadLetter('a'), false);
+    const retried = (await queue.reserve('w2', 1))!;
+    assert.equal(retried.job.id, 'a');
+    assert.equal(retried.job.attempts, 0, 'a retried dead letter starts its attempts again');
+    assert.equal(await queue.discardDeadLetter('b'), true);
+    assert.equal(await queue.discardDeadLetter('nope'), false);
+    assert.deepEqual(await queue.listDeadLetters(), { total: 0, items: [] });
+  });
 });

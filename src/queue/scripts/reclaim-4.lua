@@ -1,7 +1,8 @@
 --[[
   Reclaims one worker's jobs if it is dead: registered, but its heartbeat key has expired.
   Its whole processing list goes back to the front of pending (so those jobs run next, in their
-  original order) and the worker is unregistered.
+  original order) and the worker is unregistered. Each job's `attempts` grows by one: a job that
+  keeps killing the workers that take it reaches MAX_ATTEMPTS and is dead-lettered by the next one.
   KEYS[1] workers set
   KEYS[2] the worker's heartbeat key
   KEYS[3] the worker's processing list
@@ -18,7 +19,15 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 -- Moving the newest held job first and pushing each to the right end leaves the oldest held job
 -- at the right end: held jobs run before everything else, oldest first.
 local moved = 0
-while redis.call('LMOVE', KEYS[3], KEYS[4], 'LEFT', 'RIGHT') do
+while true do
+  local payload = redis.call('LPOP', KEYS[3])
+  if not payload then break end
+  local ok, job = pcall(cjson.decode, payload)
+  if ok and type(job) == 'table' then
+    job['attempts'] = (tonumber(job['attempts']) or 0) + 1
+    payload = cjson.encode(job)
+  end
+  redis.call('RPUSH', KEYS[4], payload)
   moved = moved + 1
 end
 redis.call('SREM', KEYS[1], ARGV[1])

@@ -45,7 +45,7 @@ class MemoryVideos implements VideoRepository {
   readonly rows = new Map<string, VideoRecord>();
   async create(video: NewVideo): Promise<VideoRecord> {
     const now = new Date();
-    const record: VideoRecord = { ...video, status: 'queued', framesTotal: null, framesDone: 0, error: null, createdAt: now, updatedAt: now, completedAt: null };
+    const record: VideoRecord = { ...video, status: 'queued', framesTotal: null, framesDone: 0, framesFailed: 0, error: null, createdAt: now, updatedAt: now, completedAt: null };
     this.rows.set(video.id, record);
     return record;
   }

@@ -32,6 +32,13 @@ class FakeQueue implements WorkerQueue {
   async reclaimOrphanedJobs() {
     return 0;
   }
+  deadLettered: Array<{ id: string; error: string; attempts: number }> = [];
+  async deadLetter(_workerId: string, reserved: ReservedJob, error: string, attempts: number) {
+    assert.ok(this.processing.includes(reserved), 'dead-lettered a job it did not hold');
+    this.processing = this.processing.filter((job) => job !== reserved);
+    this.deadLettered.push({ id: reserved.job.id, error, attempts });
+    return true;
+  }
   async releaseWorker() {
     this.released += this.processing.length;
     this.pending.unshift(...this.processing);
@@ -52,20 +59,40 @@ const fakeDetector: Detector = {
   close: async () => {},
 };
 
-function setUp(commit: (frames: FrameResult[]) => Promise<number>) {
-  const failed: string[] = [];
+interface Faults {
+  commit?: (frames: FrameResult[]) => Promise<number>;
+  read?: (key: string) => Promise<Buffer>;
+  decode?: (jpeg: Buffer) => Promise<PreparedFrame>;
+  maxAttempts?: number;
+}
+
+function setUp(faults: Faults | ((frames: FrameResult[]) => Promise<number>)) {
+  const { commit = async (frames: FrameResult[]) => frames.length, read = async (key: string) => Buffer.from(key), decode = async () => ({}) as PreparedFrame, maxAttempts = 3 } =
+    typeof faults === 'function' ? { commit: faults } : faults;
+  const committed: FrameResult[][] = [];
   const video = { id: 'v1', status: 'processing', capturedAt: new Date(0) } as VideoRecord;
   const service = new DetectionService(
-    { get: async () => video, markFailed: async (_id, reason) => void failed.push(reason) },
-    { commitFrames: async (_videoId, _at, frames) => commit(frames) },
-    { read: async (key) => Buffer.from(key) },
+    { get: async () => video },
+    {
+      commitFrames: async (_videoId, _at, frames) => {
+        const written = await commit(frames);
+        committed.push(frames);
+        return written;
+      },
+    },
+    { read },
     fakeDetector,
-    async () => ({}) as PreparedFrame,
+    decode,
     { confidenceThreshold: 0.25, iouThreshold: 0.7 },
   );
   const queue = new FakeQueue();
-  const worker = new DetectionWorker(queue, service, { heartbeatTtlMs: 1000, reclaimIntervalMs: 1000, reserveTimeoutSeconds: 0.01 }, logger);
-  return { queue, worker, failed };
+  const worker = new DetectionWorker(
+    queue,
+    service,
+    { heartbeatTtlMs: 1000, reclaimIntervalMs: 1000, reserveTimeoutSeconds: 0.01, maxAttempts, retryBaseMs: 5, retryMaxMs: 20 },
+    logger,
+  );
+  return { queue, worker, committed };
 }
 
 async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
@@ -78,18 +105,18 @@ async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> 
 
 describe('DetectionWorker', () => {
   it('acknowledges each job only after its results are committed', async () => {
-    const committed: number[][] = [];
+    const committedIndexes: number[][] = [];
     const { queue, worker } = setUp(async (frames) => {
       // Acknowledgement must not have happened yet for this job.
-      assert.equal(queue.acked.length, committed.length);
-      committed.push(frames.map((f) => f.frameIndex));
+      assert.equal(queue.acked.length, committedIndexes.length);
+      committedIndexes.push(frames.map((f) => f.frameIndex));
       return frames.length;
     });
     queue.pending.push(job('a', [0, 1]), job('b', [2, 3]), job('c', [4]));
     await worker.start();
     await until(() => queue.acked.length === 3);
     await worker.stop();
-    assert.deepEqual(committed, [[0, 1], [2, 3], [4]]);
+    assert.deepEqual(committedIndexes, [[0, 1], [2, 3], [4]]);
     assert.deepEqual(queue.acked, ['a', 'b', 'c']);
   });
 
@@ -102,21 +129,79 @@ describe('DetectionWorker', () => {
     });
     queue.pending.push(job('a', [0]));
     await worker.start();
-    await until(() => queue.acked.length === 1, 10_000);
+    await until(() => queue.acked.length === 1);
     await worker.stop();
     assert.equal(calls, 3);
   });
 
-  it('fails the video and drops the job on a permanent error instead of looping', async () => {
-    const { queue, worker, failed } = setUp(async () => {
-      throw new Error('Input buffer contains unsupported image format');
+  it('retries a failing job with backoff, then dead-letters it and records its frames as failed', async () => {
+    let reads = 0;
+    const { queue, worker, committed } = setUp({
+      read: async (key) => {
+        reads += 1;
+        if (key === 'f/1') throw Object.assign(new Error(`ENOENT: no such file, open '${key}'`), { code: 'ENOENT' });
+        return Buffer.from(key);
+      },
     });
-    queue.pending.push(job('a', [0, 1]));
+    queue.pending.push(job('poison', [0, 1]), job('fine', [2]));
+    await worker.start();
+    await until(() => queue.acked.length === 1 && queue.deadLettered.length === 1);
+    await worker.stop();
+    assert.deepEqual(queue.deadLettered.map((d) => [d.id, d.attempts]), [['poison', 3]]);
+    assert.match(queue.deadLettered[0]!.error, /ENOENT/);
+    assert.deepEqual(queue.acked, ['fine']);
+    const failures = committed.find((frames) => frames.every((f) => f.error !== undefined))!;
+    assert.deepEqual(failures.map((f) => f.frameIndex), [0, 1]);
+    assert.match(failures[0]!.error!, /^dead-lettered after 3 attempts: ENOENT/);
+    assert.ok(reads >= 6, 'each attempt read the frames again');
+  });
+
+  it('dead-letters at once a job that already used its attempts (workers died holding it)', async () => {
+    const { queue, worker } = setUp({});
+    const tired = job('tired', [0]);
+    tired.job.attempts = 3;
+    queue.pending.push(tired);
+    await worker.start();
+    await until(() => queue.deadLettered.length === 1);
+    await worker.stop();
+    assert.match(queue.deadLettered[0]!.error, /workers died 3 times/);
+    assert.deepEqual(queue.acked, []);
+  });
+
+  it('a corrupt frame fails alone: the rest of the job is detected and committed', async () => {
+    const { queue, worker, committed } = setUp({
+      decode: async (jpeg) => {
+        if (jpeg.toString() === 'f/1') throw new Error('Input buffer has corrupt header');
+        return {} as PreparedFrame;
+      },
+    });
+    queue.pending.push(job('a', [0, 1, 2]));
     await worker.start();
     await until(() => queue.acked.length === 1);
     await worker.stop();
-    assert.equal(failed.length, 1);
-    assert.match(failed[0]!, /frames 0\.\.1: Input buffer contains unsupported image format/);
+    assert.deepEqual(committed[0]!.map((f) => [f.frameIndex, f.detections.length, f.error ?? null]), [
+      [0, 1, null],
+      [1, 0, 'corrupt frame: Input buffer has corrupt header'],
+      [2, 1, null],
+    ]);
+  });
+
+  it('holds a job through a database outage without counting attempts', async () => {
+    let calls = 0;
+    const { queue, worker } = setUp({
+      maxAttempts: 2,
+      commit: async (frames) => {
+        calls += 1;
+        if (calls <= 4) throw Object.assign(new Error('write CONNECTION_CLOSED 127.0.0.1:5432'), { code: 'CONNECTION_CLOSED' });
+        return frames.length;
+      },
+    });
+    queue.pending.push(job('a', [0]));
+    await worker.start();
+    await until(() => queue.acked.length === 1);
+    await worker.stop();
+    assert.equal(calls, 5);
+    assert.deepEqual(queue.deadLettered, []);
   });
 
   it('on stop, returns jobs it holds but has not finished', async () => {
