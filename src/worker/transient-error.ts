@@ -20,10 +20,12 @@ const transientCodes = new Set([
   '40P01',
 ]);
 
+const redisConnectionErrors = new Set(['ClientClosedError', 'ClientOfflineError', 'SocketClosedUnexpectedlyError', 'ConnectionTimeoutError']);
+
 export function isTransientError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string' && (transientCodes.has(code) || code.startsWith('08'))) return true;
-  // node-redis reports a lost socket with these error classes.
-  return ['ClientClosedError', 'SocketClosedUnexpectedlyError', 'ConnectionTimeoutError'].includes(error.name);
+  // node-redis reports a lost socket with these classes; v5 leaves `name` as 'Error', so look at the class.
+  return redisConnectionErrors.has(error.constructor.name) || redisConnectionErrors.has(error.name);
 }
