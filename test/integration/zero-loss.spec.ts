@@ -1,0 +1,332 @@
+/**
+ * Zero message loss, proven by killing real processes. Each test runs real API and worker processes
+ * against its own redis-server (AOF, appendfsync always, on a free loopback port) and its own database.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createClient } from 'redis';
+import { queueKeys } from '../../src/queue/keys.ts';
+import type { DetectionJob } from '../../src/queue/types.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { cutClip, VTEST_AVI } from '../helpers/media-fixtures.ts';
+import { RedisServer } from '../helpers/redis-server.ts';
+import { freePort, ServiceProcess, sleep, waitFor } from '../helpers/service.ts';
+import { TcpProxy } from '../helpers/tcp-proxy.ts';
+
+const PREFIX = 'zeroloss';
+const ADMIN_TOKEN = 'test-admin-token';
+
+interface VideoBody {
+  id: string;
+  status: string;
+  framesTotal: number | null;
+  framesDone: number;
+  framesFailed: number;
+  error: string | null;
+}
+
+/** One isolated deployment: private Redis, own database, own storage, real processes. */
+class Stack {
+  readonly processes: ServiceProcess[] = [];
+  readonly baseUrl: string;
+  readonly env: Record<string, string>;
+
+  private constructor(
+    readonly redisServer: RedisServer,
+    readonly db: TestDatabase,
+    readonly redis: ReturnType<typeof createClient>,
+    readonly storageDir: string,
+    port: number,
+    extraEnv: Record<string, string>,
+  ) {
+    this.baseUrl = `http://127.0.0.1:${port}`;
+    this.env = {
+      DATABASE_URL: db.url,
+      REDIS_URL: redisServer.url,
+      REQUIRE_DURABLE_REDIS: 'true',
+      QUEUE_PREFIX: PREFIX,
+      STORAGE_DIR: storageDir,
+      KEEP_FRAMES: 'true',
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      BATCH_SIZE: '4',
+      HEARTBEAT_TTL_MS: '1500',
+      RECLAIM_INTERVAL_MS: '300',
+      RETRY_BASE_MS: '50',
+      RETRY_MAX_MS: '500',
+      ADMIN_TOKEN,
+      ...extraEnv,
+    };
+  }
+
+  static async start(tmp: string, extraEnv: Record<string, string> = {}): Promise<Stack> {
+    const redisServer = await RedisServer.start({ appendfsync: 'always' });
+    const db = await createTestDatabase();
+    const redis = createClient({ url: redisServer.url });
+    redis.on('error', () => {}); // the tests kill this server on purpose
+    await redis.connect();
+    const storageDir = await fs.mkdtemp(path.join(tmp, 'storage-'));
+    return new Stack(redisServer, db, redis, storageDir, await freePort(), extraEnv);
+  }
+
+  get keys() {
+    return queueKeys(PREFIX);
+  }
+
+  async startApi(): Promise<ServiceProcess> {
+    const api = ServiceProcess.start('api', this.env);
+    this.processes.push(api);
+    await api.waitForLog('api listening');
+    return api;
+  }
+
+  async startWorker(env: Record<string, string> = {}): Promise<ServiceProcess> {
+    const worker = ServiceProcess.start('worker', { ...this.env, ...env });
+    this.processes.push(worker);
+    await worker.waitForLog('worker started', 60_000);
+    return worker;
+  }
+
+  workerId(worker: ServiceProcess): string {
+    const line = worker.logs.find((l) => l.includes('"worker started"'));
+    return (JSON.parse(line!) as { workerId: string }).workerId;
+  }
+
+  async upload(file: string, fps: string): Promise<string> {
+    const form = new FormData();
+    form.append('fps', fps);
+    form.append('video', new Blob([await fs.readFile(file)]), path.basename(file));
+    const res = await fetch(`${this.baseUrl}/videos`, { method: 'POST', body: form });
+    assert.equal(res.status, 202, await res.clone().text());
+    return ((await res.json()) as { id: string }).id;
+  }
+
+  async video(id: string): Promise<VideoBody> {
+    return (await (await fetch(`${this.baseUrl}/videos/${id}`)).json()) as VideoBody;
+  }
+
+  waitFor(what: string, predicate: (video: VideoBody) => boolean, id: string, timeoutMs = 180_000): Promise<VideoBody> {
+    return waitFor(what, async () => {
+      const video = await this.video(id);
+      return predicate(video) ? video : undefined;
+    }, timeoutMs, 50);
+  }
+
+  waitCompleted(id: string): Promise<VideoBody> {
+    return this.waitFor(`video ${id} to complete`, (v) => v.status === 'completed' || v.status === 'failed', id);
+  }
+
+  /** Frames still owned by Redis (pending or held by any worker). */
+  async framesInRedis(): Promise<number> {
+    const lists = [this.keys.pending, ...(await this.redis.keys(`${PREFIX}:queue:processing:*`))];
+    let frames = 0;
+    for (const list of lists) for (const payload of await this.redis.lRange(list, 0, -1)) frames += (JSON.parse(payload) as DetectionJob).frames.length;
+    return frames;
+  }
+
+  async framesCommitted(videoId?: string): Promise<number> {
+    const [row] = videoId
+      ? await this.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM frames WHERE video_id = ${videoId}`
+      : await this.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM frames`;
+    return row!.n;
+  }
+
+  /** Detections of a video as comparable rows (frame, class, rounded confidence and box). */
+  async detectionRows(videoId: string): Promise<string[]> {
+    const rows = await this.db.sql<{ frame_index: number; class_id: number; confidence: number; x1: number; y1: number; x2: number; y2: number }[]>`
+      SELECT frame_index, class_id, confidence, x1, y1, x2, y2 FROM detections WHERE video_id = ${videoId}`;
+    return rows.map((r) => [r.frame_index, r.class_id, r.confidence.toFixed(3), r.x1.toFixed(1), r.y1.toFixed(1), r.x2.toFixed(1), r.y2.toFixed(1)].join(' ')).sort();
+  }
+
+  /** Every processed frame recorded once, with exactly the detections its row says it has. */
+  async assertExactlyOnce(videoId: string, framesTotal: number): Promise<void> {
+    const [row] = await this.db.sql<{ frames: number; distinct: number; boxes: number; expected: number }[]>`
+      SELECT (SELECT count(*)::int FROM frames WHERE video_id = ${videoId}) AS frames,
+             (SELECT count(DISTINCT frame_index)::int FROM frames WHERE video_id = ${videoId}) AS distinct,
+             (SELECT count(*)::int FROM detections WHERE video_id = ${videoId}) AS boxes,
+             (SELECT coalesce(sum(detection_count), 0)::int FROM frames WHERE video_id = ${videoId}) AS expected`;
+    assert.deepEqual(row, { frames: framesTotal, distinct: framesTotal, boxes: row!.expected, expected: row!.expected });
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.processes.map((p) => p.stop()));
+    await this.redis.quit().catch(() => undefined);
+    await this.redisServer.stop();
+    await this.db.drop();
+  }
+}
+
+describe('zero message loss under real process failures', function () {
+  this.timeout(300_000);
+
+  let tmp: string;
+  let clip: string;
+  let stack: Stack | undefined;
+
+  before(async () => {
+    tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'vidsense-zero-loss-'));
+    clip = await cutClip(VTEST_AVI, 8, path.join(tmp, 'vtest-8s.mp4')); // 40 frames at 5 fps
+  });
+  afterEach(async () => {
+    await stack?.stop();
+    stack = undefined;
+  });
+  after(() => fs.rm(tmp, { recursive: true, force: true }));
+
+  it('1. a worker SIGKILLed in the middle of a batch: every frame gets exactly one set of detections', async () => {
+    stack = await Stack.start(tmp);
+    await stack.startApi();
+    const doomed = await stack.startWorker();
+    const id = await stack.upload(clip, '5');
+    await stack.waitFor('first commits', (v) => v.framesDone >= 8, id);
+    doomed.kill('SIGKILL');
+    await doomed.waitForExit();
+    assert.ok((await stack.redis.lLen(stack.keys.processing(stack.workerId(doomed)))) > 0, 'the killed worker held no job');
+    await stack.startWorker();
+    const video = await stack.waitCompleted(id);
+    assert.deepEqual([video.status, video.framesDone, video.framesTotal], ['completed', 40, 40]);
+    await stack.assertExactlyOnce(id, 40);
+  });
+
+  it('2. redis-server SIGKILLed after uploads were queued, restarted on its AOF: every job is still there and gets processed', async () => {
+    stack = await Stack.start(tmp);
+    await stack.startApi();
+    const ids = [await stack.upload(clip, '2'), await stack.upload(clip, '2')]; // 16 frames each, 4 jobs each
+    for (const id of ids) await stack.waitFor('extraction', (v) => v.framesTotal !== null, id);
+    const before = await stack.redis.lRange(stack.keys.pending, 0, -1);
+    assert.equal(before.length, 8);
+
+    await stack.redisServer.kill('SIGKILL');
+    await stack.redisServer.restart();
+    await waitFor('the test client to reconnect', async () => ((await stack!.redis.ping()) === 'PONG' ? true : undefined));
+    assert.deepEqual(await stack.redis.lRange(stack.keys.pending, 0, -1), before, 'the AOF gave back exactly the queued jobs');
+
+    await stack.startWorker();
+    for (const id of ids) {
+      const video = await stack.waitCompleted(id);
+      assert.deepEqual([video.status, video.framesDone], ['completed', 16]);
+      await stack.assertExactlyOnce(id, 16);
+    }
+  });
+
+  it('3. PostgreSQL unreachable mid-run: no job is acknowledged without its rows, and all rows are there after recovery', async () => {
+    const base = await Stack.start(tmp);
+    stack = base;
+    const pg = new URL(base.db.url);
+    const proxy = await TcpProxy.start({ host: pg.hostname, port: Number(pg.port) });
+    try {
+      await stack.startApi();
+      // Only the worker reaches PostgreSQL through the proxy, so the API keeps answering status.
+      const worker = await stack.startWorker({ DATABASE_URL: proxy.url(base.db.url) });
+      const id = await stack.upload(clip, '5');
+      const { framesTotal } = await stack.waitFor('extraction and first commits', (v) => v.framesTotal !== null && v.framesDone >= 4, id);
+
+      await proxy.cut();
+      // During the outage, every frame is either committed or still owned by Redis: nothing was acked early.
+      for (let i = 0; i < 10; i += 1) {
+        const inRedis = await stack.framesInRedis();
+        const committed = await stack.framesCommitted(id);
+        assert.ok(inRedis + committed >= framesTotal!, `lost frames: ${inRedis} in Redis + ${committed} committed < ${framesTotal}`);
+        await sleep(200);
+      }
+      assert.ok(worker.alive, 'the worker survived the outage');
+      assert.ok(worker.logs.some((l) => l.includes('backing service unavailable')), 'the worker noticed the outage');
+      await proxy.restore();
+
+      const video = await stack.waitCompleted(id);
+      assert.deepEqual([video.status, video.framesDone, video.framesFailed], ['completed', 40, 0]);
+      await stack.assertExactlyOnce(id, 40);
+      assert.equal(await stack.framesInRedis(), 0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('4. a poison job (an unreadable frame) is dead-lettered after MAX_ATTEMPTS while the rest of the video completes; retrying it repairs the video', async () => {
+    stack = await Stack.start(tmp, { MAX_ATTEMPTS: '2' });
+    await stack.startApi();
+    const id = await stack.upload(clip, '5');
+    await stack.waitFor('extraction', (v) => v.framesTotal === 40, id);
+    const frameFile = path.join(stack.storageDir, 'videos', id, 'frames', '000013.jpg'); // in the job of frames 12..15
+    const saved = await fs.readFile(frameFile);
+    await fs.rm(frameFile);
+
+    await stack.startWorker();
+    let video = await stack.waitCompleted(id);
+    assert.deepEqual([video.status, video.framesDone, video.framesFailed], ['completed', 36, 4]);
+
+    const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    assert.equal((await fetch(`${stack.baseUrl}/admin/dead-letters`)).status, 401);
+    const dead = (await (await fetch(`${stack.baseUrl}/admin/dead-letters`, { headers: admin })).json()) as { total: number; items: Array<{ job: DetectionJob; error: string; attempts: number }> };
+    assert.equal(dead.total, 1);
+    assert.deepEqual(dead.items[0]!.job.frames.map((f) => f.index), [12, 13, 14, 15]);
+    assert.equal(dead.items[0]!.attempts, 2);
+    assert.match(dead.items[0]!.error, /ENOENT/);
+    const page = (await (await fetch(`${stack.baseUrl}/videos/${id}/detections?cursor=11&limit=4`)).json()) as { frames: Array<{ frameIndex: number; error?: string }> };
+    assert.ok(page.frames.every((f) => /dead-lettered after 2 attempts/.test(f.error ?? '')));
+
+    // The operator fixes the cause and retries: the frames are processed and replace the failures.
+    await fs.writeFile(frameFile, saved);
+    const retry = await fetch(`${stack.baseUrl}/admin/dead-letters/${encodeURIComponent(dead.items[0]!.job.id)}/retry`, { method: 'POST', headers: admin });
+    assert.equal(retry.status, 202);
+    video = await stack.waitFor('the retried frames', (v) => v.framesDone === 40, id);
+    assert.deepEqual([video.status, video.framesFailed], ['completed', 0]);
+    await stack.assertExactlyOnce(id, 40);
+    assert.equal(((await (await fetch(`${stack.baseUrl}/admin/dead-letters`, { headers: admin })).json()) as { total: number }).total, 0);
+  });
+
+  it('5. twenty uploads, two workers, one SIGKILLed and restarted twice: detections equal a clean run, row for row', async () => {
+    stack = await Stack.start(tmp);
+    await stack.startApi();
+    const short = await cutClip(VTEST_AVI, 2, path.join(tmp, 'vtest-2s.mp4')); // 10 frames at 5 fps
+    const steady = await stack.startWorker();
+    const reference = await stack.upload(short, '5');
+    await stack.waitCompleted(reference);
+    const clean = await stack.detectionRows(reference);
+    assert.ok(clean.length > 0);
+
+    const ids = await Promise.all(Array.from({ length: 20 }, () => stack!.upload(short, '5')));
+    let victim = await stack.startWorker();
+    for (let kill = 0; kill < 2; kill += 1) {
+      const committedBefore = await stack.framesCommitted();
+      await waitFor('progress before the kill', async () => ((await stack!.framesCommitted()) >= committedBefore + 12 ? true : undefined), 120_000, 50);
+      victim.kill('SIGKILL');
+      await victim.waitForExit();
+      victim = await stack.startWorker();
+    }
+    for (const id of ids) {
+      const video = await stack.waitCompleted(id);
+      assert.deepEqual([video.status, video.framesDone], ['completed', 10], id);
+      await stack.assertExactlyOnce(id, 10);
+      assert.deepEqual(await stack.detectionRows(id), clean, `video ${id} differs from the clean run`);
+    }
+    assert.ok(steady.alive);
+  });
+
+  it('6. SIGTERM during processing: the worker exits within the timeout and nothing is lost', async () => {
+    stack = await Stack.start(tmp, { SHUTDOWN_TIMEOUT_MS: '10000' });
+    await stack.startApi();
+    const worker = await stack.startWorker();
+    const id = await stack.upload(clip, '5');
+    await stack.waitFor('first commits', (v) => v.framesDone >= 8, id);
+    const started = Date.now();
+    worker.kill('SIGTERM');
+    const exit = await worker.waitForExit();
+    const tookMs = Date.now() - started;
+    assert.equal(exit.code, 0, worker.logs.slice(-5).join('\n'));
+    assert.ok(tookMs < 10_000, `shutdown took ${tookMs} ms`);
+    assert.ok(worker.logs.some((l) => l.includes('"worker stopped"')));
+    // It handed back what it held: nothing is left in its processing list.
+    assert.equal(await stack.redis.lLen(stack.keys.processing(stack.workerId(worker))), 0);
+    const video = await stack.video(id);
+    if (video.status !== 'completed') {
+      assert.ok((await stack.framesInRedis()) + (await stack.framesCommitted(id)) >= 40);
+      await stack.startWorker();
+    }
+    const done = await stack.waitCompleted(id);
+    assert.deepEqual([done.status, done.framesDone], ['completed', 40]);
+    await stack.assertExactlyOnce(id, 40);
+  });
+});
