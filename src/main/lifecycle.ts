@@ -43,8 +43,10 @@ export async function runProcess(role: string, start: (runtime: Runtime) => Prom
         process.exit(1);
       });
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  // `on`, not `once`: execa's signal-exit re-raises a signal that has no other listener left, which
+  // would kill the process in the middle of its graceful shutdown. A second signal exits at once.
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
 }
 
 export function main(role: string, start: (runtime: Runtime) => Promise<{ stop(): Promise<void> }>): void {

@@ -1,0 +1,108 @@
+/**
+ * The API under failure: PostgreSQL unreachable, a lossy Redis, and SIGTERM during extraction.
+ * Real processes, a private redis-server with AOF and an own database per test.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { cutClip, VTEST_AVI } from '../helpers/media-fixtures.ts';
+import { freePort, ServiceProcess, waitFor } from '../helpers/service.ts';
+import { Stack } from '../helpers/stack.ts';
+import { TcpProxy } from '../helpers/tcp-proxy.ts';
+
+describe('API resilience (real processes)', function () {
+  this.timeout(180_000);
+
+  let tmp: string;
+  let clip: string;
+  let stack: Stack | undefined;
+
+  before(async () => {
+    tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'vidsense-api-resilience-'));
+    clip = await cutClip(VTEST_AVI, 2, path.join(tmp, 'vtest-2s.mp4'));
+  });
+  afterEach(async () => {
+    await stack?.stop();
+    stack = undefined;
+  });
+  after(() => fs.rm(tmp, { recursive: true, force: true }));
+
+  async function storedFiles(dir: string): Promise<string[]> {
+    const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
+    return entries.filter((entry) => entry.isFile()).map((entry) => entry.name);
+  }
+
+  it('answers 503 JSON while PostgreSQL is unreachable, leaves nothing behind, and recovers', async () => {
+    stack = await Stack.start(tmp);
+    const pg = new URL(stack.db.url);
+    const proxy = await TcpProxy.start({ host: pg.hostname, port: Number(pg.port) });
+    try {
+      const api = ServiceProcess.start('api', { ...stack.env, DATABASE_URL: proxy.url(stack.db.url) });
+      stack.processes.push(api);
+      await api.waitForLog('api listening');
+      const id = await stack.upload(clip, '5');
+
+      await proxy.cut();
+      const status = await fetch(`${stack.baseUrl}/videos/${id}`);
+      assert.equal(status.status, 503);
+      assert.equal(((await status.json()) as { error: { code: string } }).error.code, 'service_unavailable');
+      const filesBefore = await storedFiles(stack.storageDir);
+      const form = new FormData();
+      form.append('video', new Blob([await fs.readFile(clip)]), 'clip.mp4');
+      const upload = await fetch(`${stack.baseUrl}/videos`, { method: 'POST', body: form });
+      assert.equal(upload.status, 503, await upload.clone().text());
+      assert.deepEqual(await storedFiles(stack.storageDir), filesBefore, 'the refused upload left files behind');
+      assert.equal((await fetch(`${stack.baseUrl}/healthz`)).status, 200);
+      const ready = await fetch(`${stack.baseUrl}/readyz`);
+      assert.equal(ready.status, 503);
+      assert.equal(((await ready.json()) as { checks: { postgres: { ok: boolean }; redis: { ok: boolean } } }).checks.postgres.ok, false);
+
+      await proxy.restore();
+      await waitFor('the API to reach PostgreSQL again', async () => ((await fetch(`${stack!.baseUrl}/videos/${id}`)).status === 200 ? true : undefined), 30_000, 200);
+      assert.ok(api.alive);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('warns about a lossy Redis, and refuses to start on one when REQUIRE_DURABLE_REDIS=true', async () => {
+    stack = await Stack.start(tmp);
+    // The machine's shared Redis runs without AOF: exactly the lossy set-up the check is for.
+    const lossy = { ...stack.env, REDIS_URL: 'redis://127.0.0.1:6379', PORT: String(await freePort()) };
+    const refused = ServiceProcess.start('api', { ...lossy, REQUIRE_DURABLE_REDIS: 'true' });
+    const exit = await refused.waitForExit();
+    assert.notEqual(exit.code, 0);
+    assert.ok(refused.logs.some((line) => /REQUIRE_DURABLE_REDIS=true but Redis is not durable: appendonly is off/.test(line)), refused.logs.join('\n'));
+
+    const warned = ServiceProcess.start('api', { ...lossy, REQUIRE_DURABLE_REDIS: 'false' });
+    stack.processes.push(warned);
+    await warned.waitForLog('api listening');
+    assert.ok(warned.logs.some((line) => line.includes('redis durability: appendonly is off')));
+
+    // The private server has AOF with fsync always and noeviction: the strict setting starts.
+    await stack.startApi();
+  });
+
+  it('on SIGTERM stops taking uploads, finishes the extraction in progress, then exits', async () => {
+    stack = await Stack.start(tmp, { SHUTDOWN_TIMEOUT_MS: '60000' });
+    const api = await stack.startApi();
+    const id = await stack.upload(VTEST_AVI, 'all'); // 795 frames: extraction takes a few seconds
+    await stack.waitFor('extraction to start', (v) => v.status === 'extracting', id);
+    api.kill('SIGTERM');
+    await waitFor('the listener to close', async () => {
+      try {
+        await fetch(`${stack!.baseUrl}/healthz`);
+        return undefined;
+      } catch {
+        return true; // connection refused: no new requests are taken
+      }
+    }, 10_000, 20);
+    const exit = await api.waitForExit();
+    assert.deepEqual(exit, { code: 0, signal: null }, api.logs.slice(-5).join('\n'));
+    assert.ok(api.logs.some((line) => line.includes('"extraction finished"')), 'the extraction was cut short');
+    const [row] = await stack.db.sql<{ frames_total: number | null; status: string }[]>`SELECT frames_total, status FROM videos WHERE id = ${id}`;
+    assert.deepEqual(row, { frames_total: 795, status: 'processing' });
+    assert.equal(await stack.framesInRedis(), 795, 'every extracted frame is queued');
+  });
+});
