@@ -18,6 +18,7 @@ import { createClient } from 'redis';
 import { createDetector } from '../src/detection/create-detector.ts';
 import { prepareFrame } from '../src/detection/letterbox.ts';
 import type { PreparedFrame } from '../src/detection/types.ts';
+import type { StageTimings } from '../src/services/detection.service.ts';
 import { LocalStorage } from '../src/storage/local-storage.ts';
 import { createTestDatabase } from '../test/helpers/database.ts';
 import { deleteKeys, uniquePrefix } from '../test/helpers/redis.ts';
@@ -29,15 +30,6 @@ const batchSize = Number(process.env.BATCH_SIZE ?? 16);
 const ortThreads = Number(process.env.ORT_THREADS ?? 0);
 const modelPath = path.resolve(process.env.MODEL_PATH ?? 'models/yolov8n.onnx');
 
-interface StageTimings {
-  jobs: number;
-  frames: number;
-  queueWaitMs: number;
-  readDecodeMs: number;
-  inferenceMs: number;
-  postprocessMs: number;
-  insertMs: number;
-}
 
 /** Peak resident memory of a live process, from the kernel's high-water mark. */
 async function peakRssMb(pid: number): Promise<number> {
@@ -63,6 +55,8 @@ async function main(): Promise<void> {
     DATABASE_URL: db.url,
     QUEUE_PREFIX: prefix,
     STORAGE_DIR: path.join(tmp, 'storage'),
+    // The bare detector below reads the frames after the pipeline is done with them.
+    KEEP_FRAMES: 'true',
     PORT: String(port),
     HOST: '127.0.0.1',
     BATCH_SIZE: String(batchSize),

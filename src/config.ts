@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 
 /**
@@ -13,6 +14,16 @@ export interface Config {
   readonly queuePrefix: string;
   readonly databaseUrl: string;
   readonly storageDir: string;
+  /** Which VideoStorage adapter holds uploads and frames. */
+  readonly storageDriver: 'local' | 's3';
+  /** Set when storageDriver is 's3'; credentials come from the AWS SDK's default chain. */
+  readonly s3: S3Config | undefined;
+  /** Keep extracted frames after their detections are committed (they are deleted by default). */
+  readonly keepFrames: boolean;
+  /** Keep the uploaded video after its frames are extracted. */
+  readonly keepSourceVideo: boolean;
+  /** Where ffmpeg's local copy of a remote (S3) upload is downloaded; deleted after use. */
+  readonly workDir: string;
   readonly modelPath: string;
   readonly batchSize: number;
   readonly maxUploadBytes: number;
@@ -20,6 +31,8 @@ export interface Config {
   readonly defaultFps: number | null;
   readonly maxFps: number;
   readonly extractionConcurrency: number;
+  /** An extraction whose API process stops renewing its lease for this long is restarted by another. */
+  readonly extractionLeaseMs: number;
   readonly confidenceThreshold: number;
   readonly iouThreshold: number;
   readonly jpegQuality: number;
@@ -41,6 +54,16 @@ export interface Config {
   readonly adminToken: string | undefined;
   readonly ffmpegPath: string | undefined;
   readonly ffprobePath: string | undefined;
+}
+
+export interface S3Config {
+  readonly bucket: string;
+  readonly region: string;
+  /** An S3-compatible endpoint (MinIO, R2, ...); undefined means AWS itself. */
+  readonly endpoint: string | undefined;
+  readonly forcePathStyle: boolean;
+  /** Key prefix inside the bucket, without leading or trailing '/'; '' for the bucket root. */
+  readonly prefix: string;
 }
 
 export class ConfigError extends Error {
@@ -66,6 +89,9 @@ export function loadConfig(env: Env = process.env): Config {
     else defaultFps = parsed;
   }
 
+  const storageDriver = read.oneOf('STORAGE_DRIVER', ['local', 's3'] as const, 'local');
+  const s3 = storageDriver === 's3' ? readS3Config(env, read, problems) : undefined;
+
   const config: Config = {
     nodeEnv,
     port: read.integer('PORT', 3000, { min: 0, max: 65535 }),
@@ -74,12 +100,18 @@ export function loadConfig(env: Env = process.env): Config {
     queuePrefix: read.string('QUEUE_PREFIX', 'vidsense'),
     databaseUrl: read.url('DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/postgres', ['postgres:', 'postgresql:']),
     storageDir: path.resolve(env.STORAGE_DIR ?? 'data/storage'),
+    storageDriver,
+    s3,
+    keepFrames: read.oneOf('KEEP_FRAMES', ['true', 'false'] as const, 'false') === 'true',
+    keepSourceVideo: read.oneOf('KEEP_SOURCE_VIDEO', ['true', 'false'] as const, 'true') === 'true',
+    workDir: env.WORK_DIR ? path.resolve(env.WORK_DIR) : os.tmpdir(),
     modelPath: path.resolve(env.MODEL_PATH ?? 'models/yolov8n.onnx'),
     batchSize: read.integer('BATCH_SIZE', 16, { min: 1, max: 256 }),
     maxUploadBytes: read.integer('MAX_UPLOAD_BYTES', 2 * 1024 ** 3, { min: 1 }),
     defaultFps,
     maxFps,
     extractionConcurrency: read.integer('EXTRACTION_CONCURRENCY', 2, { min: 1, max: 64 }),
+    extractionLeaseMs: read.integer('EXTRACTION_LEASE_MS', 60_000, { min: 300 }),
     confidenceThreshold: read.number('CONFIDENCE_THRESHOLD', 0.25, { min: 0, max: 1 }),
     iouThreshold: read.number('IOU_THRESHOLD', 0.7, { min: 0, max: 1 }),
     jpegQuality: read.integer('JPEG_QUALITY', 3, { min: 2, max: 31 }),
@@ -99,6 +131,28 @@ export function loadConfig(env: Env = process.env): Config {
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
+}
+
+function readS3Config(env: Env, read: EnvReader, problems: string[]): S3Config {
+  const bucket = (env.S3_BUCKET ?? '').trim();
+  // S3's bucket naming rules (lower case, digits, dots, hyphens; 3-63 characters).
+  if (bucket === '') problems.push('S3_BUCKET is required when STORAGE_DRIVER=s3');
+  else if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) problems.push(`S3_BUCKET is not a valid bucket name (got "${bucket}")`);
+  const region = (env.S3_REGION ?? '').trim() || 'us-east-1';
+  if (!/^[a-z0-9-]+$/.test(region)) problems.push(`S3_REGION must look like "us-east-1" (got "${region}")`);
+  const endpoint = env.S3_ENDPOINT ? read.url('S3_ENDPOINT', env.S3_ENDPOINT, ['http:', 'https:']) : undefined;
+  // Leading and trailing slashes are forgiven; inside, the prefix follows the storage key rules.
+  const prefix = (env.S3_PREFIX ?? '').trim().replace(/^\/+|\/+$/g, '');
+  if (prefix !== '' && (prefix.length > 512 || /[\\\0]/.test(prefix) || prefix.split('/').some((segment) => segment === '' || segment === '.' || segment === '..'))) {
+    problems.push(`S3_PREFIX must be '/'-separated names without empty, "." or ".." segments or backslashes (got "${env.S3_PREFIX}")`);
+  }
+  return {
+    bucket,
+    region,
+    endpoint,
+    forcePathStyle: read.oneOf('S3_FORCE_PATH_STYLE', ['true', 'false'] as const, 'false') === 'true',
+    prefix,
+  };
 }
 
 /** Parses a frames-per-second request: a positive number no larger than max. */

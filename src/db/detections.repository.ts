@@ -86,6 +86,12 @@ export class PgDetectionRepository implements DetectionRepository {
     });
   }
 
+  async committedFrames(videoId: string, frameIndexes: number[]): Promise<Set<number>> {
+    const rows = await this.sql<{ frame_index: number }[]>`
+      SELECT frame_index FROM frames WHERE video_id = ${videoId} AND frame_index = ANY(${frameIndexes}::int[]) AND error IS NULL`;
+    return new Set(rows.map((row) => row.frame_index));
+  }
+
   async listFrames(query: DetectionQuery): Promise<FrameDetectionsPage> {
     const { videoId, limit } = query;
     const cursor = query.cursor ?? -1;

@@ -10,6 +10,8 @@ export interface SourceMetadata {
   codec: string;
   /** The container's creation_time tag, when present. */
   creationTime: Date | null;
+  /** The video stream's start_time: frame timestamps are measured from it. */
+  startTimeMs: number;
 }
 
 export interface VideoRecord {
@@ -70,7 +72,15 @@ export interface DetectionQuery {
 export interface VideoRepository {
   create(video: NewVideo): Promise<VideoRecord>;
   get(id: string): Promise<VideoRecord | undefined>;
-  markExtracting(id: string): Promise<void>;
+  /**
+   * Takes the extraction of a video for this process: true when it was still queued, or when the
+   * process extracting it stopped renewing its lease for leaseMs. Of several claimers one wins.
+   */
+  claimExtraction(id: string, leaseMs: number): Promise<boolean>;
+  /** Renews the extraction lease while frames are being extracted. */
+  renewExtraction(id: string): Promise<void>;
+  /** Accepted videos whose extraction never started or stalled (no lease renewal for leaseMs). */
+  findStalledExtractions(leaseMs: number, limit: number): Promise<VideoRecord[]>;
   /**
    * Extraction is over: frames_total is known. The status becomes 'processing', or 'completed'
    * at once when every frame is already committed (or there were none).
@@ -90,4 +100,6 @@ export interface DetectionRepository {
    */
   commitFrames(videoId: string, capturedAt: Date, frames: FrameResult[]): Promise<number>;
   listFrames(query: DetectionQuery): Promise<FrameDetectionsPage>;
+  /** Which of these frames are already recorded with their detections (not as failures). */
+  committedFrames(videoId: string, frameIndexes: number[]): Promise<Set<number>>;
 }

@@ -15,6 +15,7 @@ interface VideoRow {
   height: number;
   codec: string;
   creation_time: Date | null;
+  start_time_ms: number;
   captured_at: Date;
   frames_total: number | null;
   frames_done: number;
@@ -25,7 +26,7 @@ interface VideoRow {
   completed_at: Date | null;
 }
 
-const columns = 'id, status, original_name, size_bytes, storage_key, sample_fps, duration_ms, source_fps, width, height, codec, creation_time, captured_at, frames_total, frames_done, frames_failed, error, created_at, updated_at, completed_at';
+const columns = 'id, status, original_name, size_bytes, storage_key, sample_fps, duration_ms, source_fps, width, height, codec, creation_time, start_time_ms, captured_at, frames_total, frames_done, frames_failed, error, created_at, updated_at, completed_at';
 
 function toRecord(row: VideoRow): VideoRecord {
   return {
@@ -35,7 +36,7 @@ function toRecord(row: VideoRow): VideoRecord {
     sizeBytes: Number(row.size_bytes),
     storageKey: row.storage_key,
     sampleFps: row.sample_fps,
-    source: { durationMs: row.duration_ms, fps: row.source_fps, width: row.width, height: row.height, codec: row.codec, creationTime: row.creation_time },
+    source: { durationMs: row.duration_ms, fps: row.source_fps, width: row.width, height: row.height, codec: row.codec, creationTime: row.creation_time, startTimeMs: row.start_time_ms },
     capturedAt: row.captured_at,
     framesTotal: row.frames_total,
     framesDone: row.frames_done,
@@ -53,9 +54,9 @@ export class PgVideoRepository implements VideoRepository {
   async create(video: NewVideo): Promise<VideoRecord> {
     const { source } = video;
     const [row] = await this.sql<VideoRow[]>`
-      INSERT INTO videos (id, original_name, size_bytes, storage_key, sample_fps, duration_ms, source_fps, width, height, codec, creation_time, captured_at, probe)
+      INSERT INTO videos (id, original_name, size_bytes, storage_key, sample_fps, duration_ms, source_fps, width, height, codec, creation_time, start_time_ms, captured_at, probe)
       VALUES (${video.id}, ${video.originalName}, ${video.sizeBytes}, ${video.storageKey}, ${video.sampleFps}, ${source.durationMs === null ? null : Math.round(source.durationMs)},
-              ${source.fps}, ${source.width}, ${source.height}, ${source.codec}, ${source.creationTime}, ${video.capturedAt}, ${this.sql.json(video.probe as never)})
+              ${source.fps}, ${source.width}, ${source.height}, ${source.codec}, ${source.creationTime}, ${Math.round(source.startTimeMs)}, ${video.capturedAt}, ${this.sql.json(video.probe as never)})
       RETURNING ${this.sql.unsafe(columns)}`;
     return toRecord(row!);
   }
@@ -65,8 +66,28 @@ export class PgVideoRepository implements VideoRepository {
     return row ? toRecord(row) : undefined;
   }
 
-  async markExtracting(id: string): Promise<void> {
-    await this.sql`UPDATE videos SET status = 'extracting', updated_at = now() WHERE id = ${id} AND status = 'queued'`;
+  async claimExtraction(id: string, leaseMs: number): Promise<boolean> {
+    // Atomic: of several processes trying, one sees the row still unclaimed (or its lease expired).
+    const rows = await this.sql`
+      UPDATE videos SET status = 'extracting', extraction_heartbeat_at = now(), updated_at = now()
+      WHERE id = ${id}
+        AND (status = 'queued' OR (status = 'extracting' AND extraction_heartbeat_at < now() - ${leaseMs} * interval '1 millisecond'))
+      RETURNING id`;
+    return rows.length === 1;
+  }
+
+  async renewExtraction(id: string): Promise<void> {
+    await this.sql`UPDATE videos SET extraction_heartbeat_at = now() WHERE id = ${id} AND status = 'extracting'`;
+  }
+
+  async findStalledExtractions(leaseMs: number, limit: number): Promise<VideoRecord[]> {
+    const rows = await this.sql<VideoRow[]>`
+      SELECT ${this.sql.unsafe(columns)} FROM videos
+      WHERE status IN ('queued', 'extracting')
+        AND coalesce(extraction_heartbeat_at, created_at) < now() - ${leaseMs} * interval '1 millisecond'
+      ORDER BY created_at
+      LIMIT ${limit}`;
+    return rows.map(toRecord);
   }
 
   async markExtracted(id: string, framesTotal: number): Promise<VideoRecord> {

@@ -52,12 +52,14 @@ export async function startApi(runtime: Runtime, readiness: ReadinessCheck[]): P
   // Uploads of large videos are slow; let the body arrive, but drop idle sockets.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
+  ingest.startRecovery();
   const address = server.address();
   logger.info('api listening', { port: typeof address === 'object' && address ? address.port : config.port });
   return {
     server,
     ingest,
     async stop() {
+      ingest.stopRecovery();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await ingest.idle();
     },
@@ -78,7 +80,7 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
   const detection = new DetectionService(runtime.videos, runtime.detections, runtime.storage, model, prepareFrame, {
     confidenceThreshold: config.confidenceThreshold,
     iouThreshold: config.iouThreshold,
-  });
+  }, { keepFrames: config.keepFrames, logger });
   const worker = new DetectionWorker(runtime.queue, detection, config, logger);
   await worker.start();
   return {

@@ -1,5 +1,6 @@
 import type { DetectionRepository, FrameResult, VideoRepository } from '../db/types.ts';
 import type { DetectOptions, Detector, PreparedFrame } from '../detection/types.ts';
+import type { Logger } from '../logger.ts';
 import type { DetectionJob, FrameRef } from '../queue/types.ts';
 import type { VideoStorage } from '../storage/video-storage.ts';
 
@@ -14,6 +15,13 @@ export interface StageTimings {
   inferenceMs: number;
   postprocessMs: number;
   insertMs: number;
+}
+
+/** What happens to a job's frames once its detections are committed. */
+export interface FrameLifecycle {
+  /** KEEP_FRAMES: false deletes the job's frames from storage after the commit. */
+  keepFrames: boolean;
+  logger: Pick<Logger, 'warn'>;
 }
 
 /** A job whose frames are read, decoded and letterboxed, waiting for the detector. */
@@ -34,21 +42,25 @@ export class DetectionService {
 
   constructor(
     private readonly videos: Pick<VideoRepository, 'get'>,
-    private readonly detections: Pick<DetectionRepository, 'commitFrames'>,
-    private readonly storage: Pick<VideoStorage, 'read'>,
+    private readonly detections: Pick<DetectionRepository, 'commitFrames' | 'committedFrames'>,
+    private readonly storage: Pick<VideoStorage, 'read' | 'delete'>,
     private readonly detector: Detector,
     private readonly prepareFrame: PrepareFrame,
     private readonly options: DetectOptions,
+    private readonly lifecycle: FrameLifecycle,
   ) {}
 
   async prepare(job: DetectionJob): Promise<PreparedJob> {
     if (job.publishedAt !== undefined) this.timings.queueWaitMs += Math.max(0, Date.now() - job.publishedAt);
     const video = await this.videos.get(job.videoId);
     if (!video || video.status === 'failed') return { job, capturedAt: undefined, frames: [] };
+    // A redelivered job (its worker died after the commit) skips frames already recorded: no second
+    // inference, and no read of frames that were deleted after that commit.
+    const committed = job.attempts ? await this.detections.committedFrames(job.videoId, job.frames.map((ref) => ref.index)) : new Set<number>();
     const started = performance.now();
     const imgsz = this.detector.modelInfo.imgsz;
     const frames = await Promise.all(
-      job.frames.map(async (ref) => {
+      job.frames.filter((ref) => !committed.has(ref.index)).map(async (ref) => {
         // A read failure (storage down, frame missing) fails the whole attempt and is retried; a frame
         // that reads but will not decode is corrupt, and only that frame fails.
         const jpeg = await this.storage.read(ref.key);
@@ -65,7 +77,7 @@ export class DetectionService {
 
   /** Runs the detector and commits; returns how many frames were newly recorded (0 for a redelivery). */
   async detectAndCommit(prepared: PreparedJob): Promise<number> {
-    if (prepared.capturedAt === undefined) return 0;
+    if (prepared.capturedAt === undefined || prepared.frames.length === 0) return 0;
     const stage = { inferenceMs: 0, postprocessMs: 0 };
     const decodable = prepared.frames.filter((frame) => frame.prepared !== undefined);
     const detections = await this.detector.detectBatch(decodable.map((frame) => frame.prepared!), this.options, stage);
@@ -83,7 +95,22 @@ export class DetectionService {
     this.timings.postprocessMs += stage.postprocessMs;
     this.timings.jobs += 1;
     this.timings.frames += results.length;
+    if (!this.lifecycle.keepFrames) await this.deleteFrames(prepared.frames.map((frame) => frame.ref.key), prepared.job);
     return added;
+  }
+
+  /**
+   * The detections are committed, so the frames have served their purpose. Only after a successful
+   * commit (a dead-lettered job keeps its frames for a retry), and a failure here never fails the job:
+   * it only leaves frames behind. A job redelivered after this ran (the worker died before its ack)
+   * skips its committed frames in prepare(), so their absence does not matter.
+   */
+  private async deleteFrames(keys: string[], job: DetectionJob): Promise<void> {
+    try {
+      await this.storage.delete(keys);
+    } catch (error) {
+      this.lifecycle.logger.warn('could not delete committed frames', { jobId: job.id, videoId: job.videoId, error: error instanceof Error ? error.message : String(error) });
+    }
   }
 
   /** Records every frame of a job the worker gave up on as failed, so the video can still finish. */

@@ -1,5 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { parseFps } from '../config.ts';
 import type { NewVideo, VideoRecord, VideoRepository } from '../db/types.ts';
 import { AppError, errors } from '../errors.ts';
@@ -18,6 +23,12 @@ export interface IngestSettings {
   maxFps: number;
   jpegQuality: number;
   extractionConcurrency: number;
+  /** Where a storage without local files (S3) has its upload downloaded for ffmpeg; default os.tmpdir(). */
+  workDir?: string;
+  /** false: the uploaded video is deleted once its frames are extracted. Default true. */
+  keepSourceVideo?: boolean;
+  /** An extraction whose process stops renewing its lease for this long is restarted by another. */
+  extractionLeaseMs: number;
 }
 
 export interface JobPublisher {
@@ -51,6 +62,7 @@ const probeRefusalStatus: Record<string, number> = {
  */
 export class IngestService {
   private readonly extractions: TaskLimiter;
+  private recoveryTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly settings: IngestSettings,
@@ -128,12 +140,13 @@ export class IngestService {
           height: probe.video.height,
           codec: probe.video.codec,
           creationTime: probe.video.creationTime,
+          startTimeMs: probe.video.startTimeMs,
         },
         capturedAt: probe.video.creationTime ?? now,
         probe: probe.raw,
       };
       const video = await this.videos.create(newVideo);
-      this.scheduleExtraction(video, probe.video.startTimeMs);
+      this.scheduleExtraction(video);
       return video;
     } catch (error) {
       await this.discardStaged(staged.videoId);
@@ -141,36 +154,59 @@ export class IngestService {
     }
   }
 
-  private async probe(storageKey: string): Promise<Extract<ProbeResult, { ok: true }>> {
-    const file = this.requireLocalPath(storageKey);
-    const probe = await this.media.probe(file);
-    if (!probe.ok) throw this.refusal(probe.code, probe.message);
-    const decodable = await this.media.verifyDecodable(file, probe.video.durationMs);
-    if (!decodable.ok) throw this.refusal(decodable.code, decodable.message);
-    return probe;
+  private probe(storageKey: string): Promise<Extract<ProbeResult, { ok: true }>> {
+    return this.withLocalFile(storageKey, async (file) => {
+      const probe = await this.media.probe(file);
+      if (!probe.ok) throw this.refusal(probe.code, probe.message);
+      const decodable = await this.media.verifyDecodable(file, probe.video.durationMs);
+      if (!decodable.ok) throw this.refusal(decodable.code, decodable.message);
+      return probe;
+    });
   }
 
   private refusal(code: string, message: string): AppError {
     return new AppError(probeRefusalStatus[code] ?? 422, code, message);
   }
 
-  private requireLocalPath(storageKey: string): string {
-    const file = this.storage.localPath(storageKey);
-    if (file === undefined) throw new Error(`storage driver ${this.storage.driver} has no local path for ffmpeg`);
-    return file;
+  /**
+   * Runs `use` on a local file holding the stored object, for ffmpeg. A storage without local files (S3)
+   * has the object downloaded into a private temporary directory, deleted afterwards whatever happens.
+   * The checks and the extraction each download their own copy: extraction may run much later, so no
+   * copy outlives one step.
+   */
+  private async withLocalFile<T>(storageKey: string, use: (file: string) => Promise<T>): Promise<T> {
+    const local = this.storage.localPath(storageKey);
+    if (local !== undefined) return use(local);
+    const dir = await fs.mkdtemp(path.join(this.settings.workDir ?? os.tmpdir(), 'vidsense-source-'));
+    try {
+      const file = path.join(dir, 'source');
+      await pipeline(await this.storage.createReadStream(storageKey), createWriteStream(file, { flags: 'wx' }));
+      return await use(file);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   }
 
-  private scheduleExtraction(video: VideoRecord, startTimeMs: number): void {
-    void this.extractions.run(() => this.extract(video, startTimeMs)).catch((error: unknown) => {
+  private scheduleExtraction(video: VideoRecord): void {
+    void this.extractions.run(() => this.extract(video)).catch((error: unknown) => {
       this.logger.error('extraction failed', { videoId: video.id, error: errorMessage(error) });
     });
   }
 
-  /** Extracts, stores and publishes every frame of a video; marks it failed if extraction breaks. */
-  async extract(video: VideoRecord, startTimeMs: number): Promise<void> {
+  /**
+   * Extracts, stores and publishes every frame of a video; marks it failed if extraction breaks.
+   * It first claims the video (another process may have it) and renews that lease while it runs.
+   * A restart after a crash redoes the whole video: frame keys are the same, and the jobs it publishes
+   * again are absorbed by the idempotent commit.
+   */
+  async extract(video: VideoRecord): Promise<void> {
+    if (!(await this.videos.claimExtraction(video.id, this.settings.extractionLeaseMs))) return;
     const started = Date.now();
+    const lease = setInterval(() => {
+      this.videos.renewExtraction(video.id).catch((error: unknown) => this.logger.warn('could not renew an extraction lease', { videoId: video.id, error: errorMessage(error) }));
+    }, Math.max(50, Math.floor(this.settings.extractionLeaseMs / 3)));
+    lease.unref();
     try {
-      await this.videos.markExtracting(video.id);
       let pending: FrameRef[] = [];
       const flush = async () => {
         if (pending.length === 0) return;
@@ -178,22 +214,56 @@ export class IngestService {
         pending = [];
         await this.queue.publish([{ id: `${video.id}:${frames[0]!.index}`, videoId: video.id, frames, publishedAt: Date.now() }]);
       };
-      const { frames } = await this.media.extractFrames(
-        this.requireLocalPath(video.storageKey),
-        { fps: video.sampleFps, jpegQuality: this.settings.jpegQuality, startTimeMs },
-        async (frame) => {
+      const options = { fps: video.sampleFps, jpegQuality: this.settings.jpegQuality, startTimeMs: video.source.startTimeMs };
+      const { frames } = await this.withLocalFile(video.storageKey, (file) =>
+        this.media.extractFrames(file, options, async (frame) => {
           const key = storageKeys.frame(video.id, frame.index);
           await this.storage.write(key, frame.jpeg);
           pending.push({ index: frame.index, ptsMs: frame.ptsMs, key });
           if (pending.length >= this.settings.batchSize) await flush();
-        },
+        }),
       );
       await flush();
       const updated = await this.videos.markExtracted(video.id, frames);
       this.logger.info('extraction finished', { videoId: video.id, frames, ms: Date.now() - started, status: updated.status });
+      if (this.settings.keepSourceVideo === false) await this.deleteSource(video);
     } catch (error) {
       await this.videos.markFailed(video.id, `frame extraction failed: ${errorMessage(error)}`);
       throw error;
+    } finally {
+      clearInterval(lease);
+    }
+  }
+
+  /**
+   * Restarts extractions that an API process accepted but never finished (it died), now and then
+   * every half lease. Takes only as many as this process has free extraction slots.
+   */
+  startRecovery(): void {
+    const recover = async () => {
+      const free = this.settings.extractionConcurrency - this.extractions.size;
+      if (free <= 0) return;
+      for (const video of await this.videos.findStalledExtractions(this.settings.extractionLeaseMs, free)) {
+        this.logger.warn('restarting a stalled extraction', { videoId: video.id, status: video.status });
+        this.scheduleExtraction(video);
+      }
+    };
+    const run = () => void recover().catch((error: unknown) => this.logger.warn('extraction recovery failed', { error: errorMessage(error) }));
+    run();
+    this.recoveryTimer = setInterval(run, Math.max(100, Math.floor(this.settings.extractionLeaseMs / 2)));
+    this.recoveryTimer.unref();
+  }
+
+  stopRecovery(): void {
+    clearInterval(this.recoveryTimer);
+  }
+
+  /** KEEP_SOURCE_VIDEO=false: the frames are out, the upload is no longer needed. A failure only leaves it behind. */
+  private async deleteSource(video: VideoRecord): Promise<void> {
+    try {
+      await this.storage.delete([video.storageKey]);
+    } catch (error) {
+      this.logger.warn('could not delete the source video after extraction', { videoId: video.id, error: errorMessage(error) });
     }
   }
 

@@ -49,7 +49,7 @@ export class LocalStorage implements VideoStorage {
     await fs.rename(partial, target);
   }
 
-  read(key: string): Promise<Buffer> {
+  async read(key: string): Promise<Buffer> {
     return fs.readFile(this.resolve(key));
   }
 
@@ -60,8 +60,9 @@ export class LocalStorage implements VideoStorage {
   }
 
   async exists(key: string): Promise<boolean> {
+    const file = this.resolve(key); // an unsafe key is refused, not reported missing
     try {
-      await fs.access(this.resolve(key));
+      await fs.access(file);
       return true;
     } catch {
       return false;
@@ -70,6 +71,14 @@ export class LocalStorage implements VideoStorage {
 
   localPath(key: string): string {
     return this.resolve(key);
+  }
+
+  async delete(keys: string[]): Promise<void> {
+    const files = keys.map((key) => this.resolve(key));
+    // A few at a time: a job's frames, or a source video; rm with force ignores what is already gone.
+    for (let start = 0; start < files.length; start += 64) {
+      await Promise.all(files.slice(start, start + 64).map((file) => fs.rm(file, { force: true })));
+    }
   }
 
   async deletePrefix(prefix: string): Promise<void> {

@@ -15,8 +15,11 @@ export interface VideoStorage {
   exists(key: string): Promise<boolean>;
   /** A path on local disk that ffmpeg/ffprobe can open, or undefined when the adapter has none (S3). */
   localPath(key: string): string | undefined;
+  /** Removes exactly these keys; a key that is not there is no error. */
+  delete(keys: string[]): Promise<void>;
   /** Removes every key under prefix (a "directory"); no error if nothing is there. */
   deletePrefix(prefix: string): Promise<void>;
+  /** Every key under prefix, sorted, as full keys (the same form write takes). */
   list(prefix: string): Promise<string[]>;
 }
 

@@ -14,7 +14,7 @@ function newVideo(overrides: Partial<NewVideo> = {}): NewVideo {
     sizeBytes: 5_000_000_000, // beyond 32 bits, to check bigint handling
     storageKey: 'videos/x/source',
     sampleFps: 5,
-    source: { durationMs: 8000, fps: 10, width: 768, height: 576, codec: 'h264', creationTime: null },
+    source: { durationMs: 8000, fps: 10, width: 768, height: 576, codec: 'h264', creationTime: null, startTimeMs: 0 },
     capturedAt: new Date('2026-01-01T12:00:00Z'),
     probe: { format: { format_name: 'mov,mp4' } },
     ...overrides,
@@ -73,7 +73,7 @@ describe('PostgreSQL repositories (real database)', () => {
 
   it('commits idempotently: a redelivered job adds no rows and no progress', async () => {
     const video = await videos.create(newVideo());
-    await videos.markExtracting(video.id);
+    assert.equal(await videos.claimExtraction(video.id, 60_000), true);
     const batch = [frame(0, ['person', 'car']), frame(1), frame(2, [])];
     assert.equal(await detections.commitFrames(video.id, video.capturedAt, batch), 3);
     assert.equal(await detections.commitFrames(video.id, video.capturedAt, batch), 0);
@@ -185,6 +185,31 @@ describe('PostgreSQL repositories (real database)', () => {
     assert.equal(await detections.commitFrames(video.id, video.capturedAt, [failed(0)]), 0);
     const page = await detections.listFrames({ videoId: video.id, cursor: null, limit: 10 });
     assert.deepEqual(page.frames.map((f) => [f.frameIndex, f.detections.length, f.error ?? null]), [[0, 1, null], [1, 1, null], [2, 0, 'dead-lettered after 3 attempts: ENOENT']]);
+  });
+
+  it('extraction leases: one claimer wins, a live lease is respected, a stalled one is found and taken over', async () => {
+    const stalled = await videos.create(newVideo());
+    const live = await videos.create(newVideo());
+    const claims = await Promise.all([1, 2, 3].map(() => videos.claimExtraction(stalled.id, 60_000)));
+    assert.deepEqual(claims.filter(Boolean), [true], 'exactly one of three concurrent claims wins');
+    assert.equal(await videos.claimExtraction(live.id, 60_000), true);
+    assert.equal(await videos.claimExtraction(live.id, 60_000), false, 'a live lease is not taken');
+    assert.equal((await videos.get(live.id))!.status, 'extracting');
+
+    // The process extracting `stalled` dies: its lease is not renewed.
+    await db.sql`UPDATE videos SET extraction_heartbeat_at = now() - interval '1 hour' WHERE id = ${stalled.id}`;
+    await videos.renewExtraction(live.id);
+    const found = (await videos.findStalledExtractions(60_000, 100)).map((v) => v.id);
+    assert.ok(found.includes(stalled.id));
+    assert.ok(!found.includes(live.id));
+    assert.equal(await videos.claimExtraction(stalled.id, 60_000), true, 'an expired lease is taken over');
+    assert.ok(!(await videos.findStalledExtractions(60_000, 100)).some((v) => v.id === stalled.id));
+
+    const done = await videos.create(newVideo());
+    await videos.markExtracted(done.id, 0);
+    await db.sql`UPDATE videos SET created_at = now() - interval '1 hour' WHERE id = ${done.id}`;
+    assert.ok(!(await videos.findStalledExtractions(60_000, 100)).some((v) => v.id === done.id), 'finished videos are never restarted');
+    assert.equal(await videos.claimExtraction(done.id, 60_000), false);
   });
 
   it('lists frames with keyset pagination and filters', async () => {

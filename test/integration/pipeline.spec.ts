@@ -98,6 +98,7 @@ describe('pipeline end to end: real processes, Redis, PostgreSQL, ffmpeg and YOL
       DATABASE_URL: db.url,
       QUEUE_PREFIX: prefix,
       STORAGE_DIR: path.join(tmp, 'storage'),
+      KEEP_FRAMES: 'true',
       PORT: String(port),
       HOST: '127.0.0.1',
       BATCH_SIZE: '4',

@@ -183,4 +183,25 @@ describe('zero message loss under real process failures', function () {
     assert.deepEqual([done.status, done.framesDone], ['completed', 40]);
     await stack.assertExactlyOnce(id, 40);
   });
+
+  it('7. an API process SIGKILLed during extraction: another API process restarts it and every frame is queued', async () => {
+    stack = await Stack.start(tmp, { EXTRACTION_LEASE_MS: '1500' });
+    const doomed = await stack.startApi();
+    const id = await stack.upload(VTEST_AVI, 'all'); // 795 frames: extraction takes seconds
+    await stack.waitFor('extraction to start', (v) => v.status === 'extracting', id);
+    doomed.kill('SIGKILL');
+    await doomed.waitForExit();
+    const [stranded] = await stack.db.sql<{ frames_total: number | null }[]>`SELECT frames_total FROM videos WHERE id = ${id}`;
+    assert.equal(stranded!.frames_total, null, 'extraction finished before the kill; the test proves nothing');
+
+    const rescuer = await stack.startApi();
+    const video = await stack.waitFor('the restarted extraction', (v) => v.framesTotal !== null, id, 60_000);
+    assert.ok(rescuer.logs.some((line) => line.includes('restarting a stalled extraction')));
+    assert.deepEqual([video.status, video.framesTotal], ['processing', 795]);
+    // Every frame is in a queued job (the first run's jobs may repeat some: commits absorb those).
+    const queued = new Set<number>();
+    for (const payload of await stack.redis.lRange(stack.keys.pending, 0, -1)) for (const frame of (JSON.parse(payload) as DetectionJob).frames) queued.add(frame.index);
+    assert.equal(queued.size, 795);
+    assert.deepEqual([Math.min(...queued), Math.max(...queued)], [0, 794]);
+  });
 });

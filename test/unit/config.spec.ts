@@ -41,6 +41,46 @@ describe('loadConfig', () => {
   });
 });
 
+describe('loadConfig: storage', () => {
+  it('defaults to local storage, frames deleted after detection, source videos kept', () => {
+    const config = loadConfig({});
+    assert.equal(config.storageDriver, 'local');
+    assert.equal(config.s3, undefined);
+    assert.equal(config.keepFrames, false);
+    assert.equal(config.keepSourceVideo, true);
+    assert.ok(config.workDir.length > 0);
+  });
+
+  it('reads the S3 settings, with defaults for all but the bucket', () => {
+    const config = loadConfig({ STORAGE_DRIVER: 's3', S3_BUCKET: 'videos-prod', KEEP_FRAMES: 'true', KEEP_SOURCE_VIDEO: 'false', WORK_DIR: '/var/tmp/vidsense' });
+    assert.deepEqual(config.s3, { bucket: 'videos-prod', region: 'us-east-1', endpoint: undefined, forcePathStyle: false, prefix: '' });
+    assert.equal(config.keepFrames, true);
+    assert.equal(config.keepSourceVideo, false);
+    assert.equal(config.workDir, '/var/tmp/vidsense');
+    const custom = loadConfig({ STORAGE_DRIVER: 's3', S3_BUCKET: 'b12', S3_REGION: 'eu-west-3', S3_ENDPOINT: 'http://127.0.0.1:9000', S3_FORCE_PATH_STYLE: 'true', S3_PREFIX: '/team/a/' });
+    assert.deepEqual(custom.s3, { bucket: 'b12', region: 'eu-west-3', endpoint: 'http://127.0.0.1:9000', forcePathStyle: true, prefix: 'team/a' });
+  });
+
+  it('requires S3_BUCKET with STORAGE_DRIVER=s3, and names every bad storage value', () => {
+    assert.throws(() => loadConfig({ STORAGE_DRIVER: 's3' }), /S3_BUCKET is required when STORAGE_DRIVER=s3/);
+    assert.throws(
+      () => loadConfig({ STORAGE_DRIVER: 's3', S3_BUCKET: 'Bad_Bucket', S3_ENDPOINT: 'ftp://x', S3_FORCE_PATH_STYLE: 'yes', S3_PREFIX: 'a/../b', KEEP_FRAMES: '1', S3_REGION: 'EU WEST' }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        const text = error.problems.join('\n');
+        for (const name of ['S3_BUCKET', 'S3_ENDPOINT', 'S3_FORCE_PATH_STYLE', 'S3_PREFIX', 'KEEP_FRAMES', 'S3_REGION']) assert.match(text, new RegExp(name));
+        assert.equal(error.problems.length, 6);
+        return true;
+      },
+    );
+    assert.throws(() => loadConfig({ STORAGE_DRIVER: 'gcs' }), /STORAGE_DRIVER must be one of local, s3/);
+  });
+
+  it('ignores the S3 settings with local storage', () => {
+    assert.equal(loadConfig({ S3_PREFIX: 'a/../b' }).s3, undefined);
+  });
+});
+
 describe('parseFps', () => {
   it('accepts positive decimals up to the maximum', () => {
     assert.equal(parseFps('5', 60), 5);

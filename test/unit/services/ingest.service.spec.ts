@@ -33,6 +33,9 @@ class MemoryStorage implements VideoStorage {
   localPath(key: string) {
     return `/memory/${key}`;
   }
+  async delete(keys: string[]) {
+    for (const key of keys) this.objects.delete(key);
+  }
   async deletePrefix(prefix: string) {
     for (const key of [...this.objects.keys()]) if (key.startsWith(`${prefix}/`)) this.objects.delete(key);
   }
@@ -52,8 +55,15 @@ class MemoryVideos implements VideoRepository {
   async get(id: string) {
     return this.rows.get(id);
   }
-  async markExtracting(id: string) {
-    this.rows.get(id)!.status = 'extracting';
+  async renewExtraction() {}
+  async findStalledExtractions() {
+    return [];
+  }
+  async claimExtraction(id: string) {
+    const row = this.rows.get(id)!;
+    if (row.status !== 'queued') return false;
+    row.status = 'extracting';
+    return true;
   }
   async markExtracted(id: string, framesTotal: number) {
     const row = this.rows.get(id)!;
@@ -68,7 +78,7 @@ class MemoryVideos implements VideoRepository {
   }
 }
 
-const settings: IngestSettings = { batchSize: 4, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, extractionConcurrency: 1 };
+const settings: IngestSettings = { batchSize: 4, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, extractionConcurrency: 1, extractionLeaseMs: 60_000 };
 const goodProbe = {
   ok: true as const,
   video: { durationMs: 2000, fps: 10, width: 64, height: 48, codec: 'h264', startTimeMs: 0, creationTime: null, frameCountEstimate: 20 },

@@ -79,11 +79,13 @@ function setUp(faults: Faults | ((frames: FrameResult[]) => Promise<number>)) {
         committed.push(frames);
         return written;
       },
+      committedFrames: async () => new Set<number>(),
     },
-    { read },
+    { read, delete: async () => {} },
     fakeDetector,
     decode,
     { confidenceThreshold: 0.25, iouThreshold: 0.7 },
+    { keepFrames: true, logger },
   );
   const queue = new FakeQueue();
   const worker = new DetectionWorker(

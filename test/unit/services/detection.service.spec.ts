@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import type { FrameResult, VideoRecord } from '../../../src/db/types.ts';
+import type { Detector, PreparedFrame } from '../../../src/detection/types.ts';
+import type { DetectionJob } from '../../../src/queue/types.ts';
+import { DetectionService } from '../../../src/services/detection.service.ts';
+
+const detector: Detector = {
+  engine: 'fake',
+  device: 'cpu',
+  modelInfo: { names: ['person'], imgsz: [640, 640], stride: 32 },
+  detectBatch: async (frames) => frames.map(() => []),
+  close: async () => {},
+};
+
+const job: DetectionJob = { id: 'v1:0', videoId: 'v1', frames: [0, 1, 2].map((index) => ({ index, ptsMs: index * 100, key: `videos/v1/frames/00000${index}.jpg` })) };
+
+function setUp(keepFrames: boolean, commit: (frames: FrameResult[]) => Promise<number> = async (frames) => frames.length, failDelete = false, alreadyCommitted: number[] = []) {
+  const deleted: string[][] = [];
+  const read: string[] = [];
+  const warnings: string[] = [];
+  const service = new DetectionService(
+    { get: async () => ({ id: 'v1', status: 'processing', capturedAt: new Date(0) }) as VideoRecord },
+    { commitFrames: async (_id, _at, frames) => commit(frames), committedFrames: async () => new Set(alreadyCommitted) },
+    {
+      read: async (key) => {
+        read.push(key);
+        return Buffer.from(key);
+      },
+      delete: async (keys) => {
+        if (failDelete) throw new Error('storage unavailable');
+        deleted.push(keys);
+      },
+    },
+    detector,
+    async () => ({}) as PreparedFrame,
+    { confidenceThreshold: 0.25, iouThreshold: 0.7 },
+    { keepFrames, logger: { warn: (message: string) => void warnings.push(message) } as never },
+  );
+  return { service, deleted, warnings, read };
+}
+
+describe('DetectionService frame lifecycle', () => {
+  it('deletes exactly the job frames after the commit by default (KEEP_FRAMES=false)', async () => {
+    const { service, deleted } = setUp(false);
+    assert.equal(await service.detectAndCommit(await service.prepare(job)), 3);
+    assert.deepEqual(deleted, [job.frames.map((frame) => frame.key)]);
+  });
+
+  it('keeps the frames with KEEP_FRAMES=true', async () => {
+    const { service, deleted } = setUp(true);
+    await service.detectAndCommit(await service.prepare(job));
+    assert.deepEqual(deleted, []);
+  });
+
+  it('keeps the frames when the commit fails, so a retry can read them', async () => {
+    const { service, deleted } = setUp(false, async () => {
+      throw new Error('database down');
+    });
+    await assert.rejects(service.detectAndCommit(await service.prepare(job)), /database down/);
+    assert.deepEqual(deleted, []);
+  });
+
+  it('does not fail a committed job when the frames cannot be deleted', async () => {
+    const { service, warnings } = setUp(false, undefined, true);
+    assert.equal(await service.detectAndCommit(await service.prepare(job)), 3);
+    assert.deepEqual(warnings, ['could not delete committed frames']);
+  });
+
+  it('a redelivered job skips frames already committed: no read, no inference, nothing deleted twice', async () => {
+    const committed: FrameResult[][] = [];
+    const { service, read, deleted } = setUp(false, async (frames) => (committed.push(frames), frames.length), false, [0, 2]);
+    const redelivered = { ...job, attempts: 1 };
+    assert.equal(await service.detectAndCommit(await service.prepare(redelivered)), 1);
+    assert.deepEqual(read, [job.frames[1]!.key]);
+    assert.deepEqual(committed.map((frames) => frames.map((f) => f.frameIndex)), [[1]]);
+    assert.deepEqual(deleted, [[job.frames[1]!.key]]);
+
+    const { service: again, read: readAgain } = setUp(false, async () => assert.fail('nothing to commit'), false, [0, 1, 2]);
+    assert.equal(await again.detectAndCommit(await again.prepare(redelivered)), 0);
+    assert.deepEqual(readAgain, []);
+  });
+
+  it('a first delivery does not ask which frames are committed', async () => {
+    const { service, read } = setUp(true, undefined, false, [0, 1, 2]);
+    assert.equal(await service.detectAndCommit(await service.prepare(job)), 3);
+    assert.equal(read.length, 3);
+  });
+});
