@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import * as ort from 'onnxruntime-node';
+import sharp from 'sharp';
+import { prepareFrame } from '../../src/detection/letterbox.ts';
+import { OnnxDetector } from '../../src/detection/onnx-detector.ts';
+import { iou } from '../../src/detection/postprocess.ts';
+import { convertOnnxFile } from '../../src/detection/tfjs/convert-file.ts';
+import { readModelJson } from '../../src/detection/tfjs/model-files.ts';
+import { readOnnxModel } from '../../src/detection/tfjs/onnx-reader.ts';
+import { TfjsDetector } from '../../src/detection/tfjs/tfjs-detector.ts';
+import type { DetectOptions, Detection, PreparedFrame } from '../../src/detection/types.ts';
+
+const MODEL = 'models/yolov8n.onnx';
+const PHOTOS = {
+  astronaut: '/usr/lib/python3/dist-packages/skimage/data/astronaut.png',
+  motorcycle: '/usr/lib/python3/dist-packages/skimage/data/motorcycle_left.png',
+};
+const OPTIONS: DetectOptions = { confidenceThreshold: 0.25, iouThreshold: 0.7 };
+const ANCHORS = 8400;
+/**
+ * Bounds on |tfjs-wasm - onnxruntime| over output0. Box rows are pixels in the 640x640 input (float32
+ * rounding of sums over thousands of products; measured about 0.003); class rows are sigmoid scores
+ * in [0, 1] (measured about 1e-5).
+ */
+const MAX_BOX_DELTA = 0.02;
+const MAX_SCORE_DELTA = 1e-4;
+
+describe('ONNX to TensorFlow.js conversion of yolov8n (wasm backend vs ONNX Runtime)', function () {
+  this.timeout(120_000);
+  let dir: string;
+  let tfjs: TfjsDetector;
+  let onnx: OnnxDetector;
+  let reference: ort.InferenceSession;
+  const frames = {} as Record<keyof typeof PHOTOS, PreparedFrame>;
+
+  before(async function () {
+    if (!existsSync(MODEL)) throw new Error(`${MODEL} is missing: run \`npm run fetch-model\``);
+    dir = await mkdtemp(path.join(os.tmpdir(), 'vidsense-tfjs-'));
+    const result = await convertOnnxFile(MODEL, dir);
+    assert.equal(result.converted, true);
+    tfjs = await TfjsDetector.create(dir, { backend: 'wasm' });
+    onnx = await OnnxDetector.create(MODEL);
+    reference = await ort.InferenceSession.create(MODEL);
+    for (const [key, file] of Object.entries(PHOTOS) as [keyof typeof PHOTOS, string][]) {
+      frames[key] = await prepareFrame(await sharp(file).removeAlpha().jpeg({ quality: 90 }).toBuffer(), tfjs.modelInfo.imgsz);
+    }
+  });
+
+  after(async () => {
+    await tfjs?.close();
+    await onnx?.close();
+    await reference?.release();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('reads the ONNX graph, initializers and metadata with protobufjs', async () => {
+    const model = readOnnxModel(await readFile(MODEL));
+    assert.equal(model.opsets.get(''), 17);
+    assert.deepEqual(model.graph.inputs.map((i) => [i.name, i.shape]), [['images', [1, 3, 640, 640]]]);
+    assert.deepEqual(model.graph.outputs.map((o) => [o.name, o.shape]), [['output0', [1, 84, 8400]]]);
+    assert.equal(model.metadata.get('stride'), '32');
+    const weight = model.graph.initializers.get('model.22.dfl.conv.weight');
+    assert.ok(weight?.kind === 'float');
+    assert.deepEqual(weight.dims, [1, 16, 1, 1]);
+    // The DFL conv is fixed to 0..15, the expectation over the 16 distance bins.
+    assert.deepEqual(Array.from(weight.values), Array.from({ length: 16 }, (_, i) => i));
+    assert.deepEqual(model.graph.initializers.get('/model.22/dfl/Constant_output_0')?.values, [1, 4, 16, 8400]);
+  });
+
+  it('writes an NHWC graph with a dynamic batch, the metadata, and is idempotent', async () => {
+    const json = await readModelJson(dir);
+    const ops = json.modelTopology.node.map((n) => n.op);
+    // Transposes only at the two ends: NCHW input to NHWC, and [N, 8400, 84] back to ONNX's [N, 84, 8400].
+    assert.equal(ops.filter((op) => op === 'Transpose').length, 2);
+    assert.equal(ops.filter((op) => op === '_FusedConv2D' || op === 'Conv2D').length, 64);
+    const placeholder = json.modelTopology.node.find((n) => n.op === 'Placeholder');
+    assert.deepEqual(placeholder?.attr?.shape?.shape?.dim?.map((d) => Number(d.size)), [-1, 3, 640, 640]);
+    assert.equal(json.userDefinedMetadata.names?.length, 80);
+    assert.deepEqual(json.userDefinedMetadata.imgsz, [640, 640]);
+    assert.equal(json.userDefinedMetadata.stride, 32);
+    assert.deepEqual(json.weightsManifest[0]!.paths, ['group1-shard1of4.bin', 'group1-shard2of4.bin', 'group1-shard3of4.bin', 'group1-shard4of4.bin']);
+
+    const modelJsonStat = await stat(path.join(dir, 'model.json'));
+    const again = await convertOnnxFile(MODEL, dir);
+    assert.equal(again.converted, false, 'an up-to-date conversion is left alone');
+    assert.equal((await stat(path.join(dir, 'model.json'))).mtimeMs, modelJsonStat.mtimeMs);
+  });
+
+  it('matches ONNX Runtime on output0 within the stated bounds', async () => {
+    for (const key of ['astronaut', 'motorcycle'] as const) {
+      const { values: ours, dims } = await tfjs.runRaw([frames[key]]);
+      assert.deepEqual(dims, [1, 84, ANCHORS]);
+      const result = await reference.run({ images: new ort.Tensor('float32', frames[key].tensor, [1, 3, 640, 640]) });
+      const expected = result.output0!.data as Float32Array;
+      assert.equal(ours.length, expected.length);
+      let box = 0;
+      let score = 0;
+      for (let i = 0; i < ours.length; i++) {
+        const delta = Math.abs(ours[i]! - expected[i]!);
+        if (i < 4 * ANCHORS) box = Math.max(box, delta);
+        else score = Math.max(score, delta);
+      }
+      console.log(`      ${key}: max |Δ| boxes ${box.toExponential(2)} px, scores ${score.toExponential(2)}`);
+      assert.ok(box < MAX_BOX_DELTA, `${key}: box rows differ by ${box}`);
+      assert.ok(score < MAX_SCORE_DELTA, `${key}: score rows differ by ${score}`);
+    }
+  });
+
+  it('gives the same detections after NMS as the ONNX Runtime detector', async () => {
+    const ours = await tfjs.detectBatch([frames.astronaut, frames.motorcycle], OPTIONS);
+    const theirs = await onnx.detectBatch([frames.astronaut, frames.motorcycle], OPTIONS);
+    assert.equal(ours.length, 2);
+    for (let i = 0; i < 2; i++) {
+      assert.ok(theirs[i]!.length > 0);
+      assertSameDetections(ours[i]!, theirs[i]!);
+    }
+    assert.ok(ours[0]!.some((d) => d.className === 'person'));
+    assert.ok(ours[1]!.some((d) => d.className === 'motorcycle' && d.confidence > 0.5));
+  });
+
+  it('runs a batch in one execution with the same results as frame by frame', async () => {
+    const batch = await tfjs.detectBatch([frames.motorcycle, frames.astronaut, frames.motorcycle], OPTIONS);
+    const [motorcycle] = await tfjs.detectBatch([frames.motorcycle], OPTIONS);
+    const [astronaut] = await tfjs.detectBatch([frames.astronaut], OPTIONS);
+    assert.deepEqual(batch, [motorcycle, astronaut, motorcycle]);
+    assert.deepEqual(await tfjs.detectBatch([], OPTIONS), []);
+  });
+
+  it('leaves no tensors behind across repeated batches', async () => {
+    await tfjs.detectBatch([frames.astronaut], OPTIONS);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) await tfjs.detectBatch([frames.astronaut, frames.motorcycle], OPTIONS);
+    assert.equal(tf.memory().numTensors, before);
+  });
+
+  it('reports engine and device, and refuses frames of the wrong size', async () => {
+    assert.equal(tfjs.engine, 'tfjs');
+    assert.equal(tfjs.device, 'wasm');
+    assert.deepEqual(tfjs.modelInfo.names.slice(0, 2), ['person', 'bicycle']);
+    const before = tf.memory().numTensors;
+    const small = { ...frames.astronaut, tensor: new Float32Array(3 * 320 * 320) };
+    await assert.rejects(tfjs.detectBatch([small], OPTIONS), /3x640x640/);
+    assert.equal(tf.memory().numTensors, before);
+  });
+});
+
+/** Same count and order of classes; boxes overlap at IoU > 0.99 and confidences agree to 1e-3. */
+function assertSameDetections(ours: Detection[], theirs: Detection[]): void {
+  assert.equal(ours.length, theirs.length, `${JSON.stringify(ours)} vs ${JSON.stringify(theirs)}`);
+  ours.forEach((det, i) => {
+    const ref = theirs[i]!;
+    assert.equal(det.classId, ref.classId);
+    assert.ok(iou(det.box, ref.box) > 0.99, `${det.className}: IoU ${iou(det.box, ref.box)}`);
+    assert.ok(Math.abs(det.confidence - ref.confidence) < 1e-3, `${det.className}: ${det.confidence} vs ${ref.confidence}`);
+  });
+}
