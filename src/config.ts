@@ -25,6 +25,10 @@ export interface Config {
   /** Where ffmpeg's local copy of a remote (S3) upload is downloaded; deleted after use. */
   readonly workDir: string;
   readonly modelPath: string;
+  /** onnx: ONNX Runtime (CPU); tfjs: TensorFlow.js on TFJS_BACKEND with a graph model converted from MODEL_PATH. */
+  readonly detectorEngine: 'onnx' | 'tfjs';
+  readonly tfjsModelDir: string;
+  readonly tfjsBackend: 'wasm' | 'cpu';
   readonly batchSize: number;
   readonly maxUploadBytes: number;
   /** Default frames per second sampled from an upload; null means every frame. */
@@ -89,6 +93,7 @@ export function loadConfig(env: Env = process.env): Config {
     else defaultFps = parsed;
   }
 
+  const modelPath = path.resolve(env.MODEL_PATH ?? 'models/yolov8n.onnx');
   const storageDriver = read.oneOf('STORAGE_DRIVER', ['local', 's3'] as const, 'local');
   const s3 = storageDriver === 's3' ? readS3Config(env, read, problems) : undefined;
 
@@ -105,7 +110,10 @@ export function loadConfig(env: Env = process.env): Config {
     keepFrames: read.oneOf('KEEP_FRAMES', ['true', 'false'] as const, 'false') === 'true',
     keepSourceVideo: read.oneOf('KEEP_SOURCE_VIDEO', ['true', 'false'] as const, 'true') === 'true',
     workDir: env.WORK_DIR ? path.resolve(env.WORK_DIR) : os.tmpdir(),
-    modelPath: path.resolve(env.MODEL_PATH ?? 'models/yolov8n.onnx'),
+    modelPath,
+    detectorEngine: read.oneOf('DETECTOR_ENGINE', ['onnx', 'tfjs'] as const, 'onnx'),
+    tfjsModelDir: env.TFJS_MODEL_DIR ? path.resolve(env.TFJS_MODEL_DIR) : modelPath.replace(/\.onnx$/, '') + '_web_model',
+    tfjsBackend: read.oneOf('TFJS_BACKEND', ['wasm', 'cpu'] as const, 'wasm'),
     batchSize: read.integer('BATCH_SIZE', 16, { min: 1, max: 256 }),
     maxUploadBytes: read.integer('MAX_UPLOAD_BYTES', 2 * 1024 ** 3, { min: 1 }),
     defaultFps,

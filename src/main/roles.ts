@@ -75,7 +75,12 @@ export interface WorkerRole {
 
 export async function startWorker(runtime: Runtime, detector?: Detector): Promise<WorkerRole> {
   const { config, logger } = runtime;
-  const model = detector ?? (await createDetector({ modelPath: config.modelPath, threads: config.ortThreads }));
+  const model = detector ?? (await createDetector({
+      engine: config.detectorEngine,
+      modelPath: config.modelPath,
+      threads: config.ortThreads,
+      tfjs: { modelDir: config.tfjsModelDir, backend: config.tfjsBackend },
+    }));
   logger.info('detector ready', { engine: model.engine, device: model.device, classes: model.modelInfo.names.length, modelPath: config.modelPath });
   const detection = new DetectionService(runtime.videos, runtime.detections, runtime.storage, model, prepareFrame, {
     confidenceThreshold: config.confidenceThreshold,
