@@ -25,10 +25,15 @@ export interface Config {
   /** Where ffmpeg's local copy of a remote (S3) upload is downloaded; deleted after use. */
   readonly workDir: string;
   readonly modelPath: string;
-  /** onnx: ONNX Runtime (CPU); tfjs: TensorFlow.js on TFJS_BACKEND with a graph model converted from MODEL_PATH. */
-  readonly detectorEngine: 'onnx' | 'tfjs';
+  /**
+   * onnx: ONNX Runtime (CPU); tfjs: TensorFlow.js on TFJS_BACKEND with a graph model converted from
+   * MODEL_PATH (or a SavedModel on node/node-gpu); auto: tfjs on node-gpu when @tensorflow/tfjs-node-gpu
+   * is installed and sees a GPU, else onnx.
+   */
+  readonly detectorEngine: 'onnx' | 'tfjs' | 'auto';
   readonly tfjsModelDir: string;
-  readonly tfjsBackend: 'wasm' | 'cpu';
+  /** wasm and cpu ship with the service; node and node-gpu need the optional @tensorflow/tfjs-node(-gpu). */
+  readonly tfjsBackend: 'wasm' | 'cpu' | 'node' | 'node-gpu';
   readonly batchSize: number;
   readonly maxUploadBytes: number;
   /** Default frames per second sampled from an upload; null means every frame. */
@@ -44,6 +49,8 @@ export interface Config {
   readonly heartbeatTtlMs: number;
   readonly reclaimIntervalMs: number;
   readonly ortThreads: number;
+  /** Frames per ONNX Runtime run; 1 is fastest on CPU, larger suits accelerator providers. */
+  readonly onnxFramesPerRun: number;
   /** Failed deliveries of a job before it goes to the dead-letter list. */
   readonly maxAttempts: number;
   readonly retryBaseMs: number;
@@ -111,9 +118,9 @@ export function loadConfig(env: Env = process.env): Config {
     keepSourceVideo: read.oneOf('KEEP_SOURCE_VIDEO', ['true', 'false'] as const, 'true') === 'true',
     workDir: env.WORK_DIR ? path.resolve(env.WORK_DIR) : os.tmpdir(),
     modelPath,
-    detectorEngine: read.oneOf('DETECTOR_ENGINE', ['onnx', 'tfjs'] as const, 'onnx'),
+    detectorEngine: read.oneOf('DETECTOR_ENGINE', ['onnx', 'tfjs', 'auto'] as const, 'onnx'),
     tfjsModelDir: env.TFJS_MODEL_DIR ? path.resolve(env.TFJS_MODEL_DIR) : modelPath.replace(/\.onnx$/, '') + '_web_model',
-    tfjsBackend: read.oneOf('TFJS_BACKEND', ['wasm', 'cpu'] as const, 'wasm'),
+    tfjsBackend: read.oneOf('TFJS_BACKEND', ['wasm', 'cpu', 'node', 'node-gpu'] as const, 'wasm'),
     batchSize: read.integer('BATCH_SIZE', 16, { min: 1, max: 256 }),
     maxUploadBytes: read.integer('MAX_UPLOAD_BYTES', 2 * 1024 ** 3, { min: 1 }),
     defaultFps,
@@ -126,6 +133,7 @@ export function loadConfig(env: Env = process.env): Config {
     heartbeatTtlMs: read.integer('HEARTBEAT_TTL_MS', 15_000, { min: 500 }),
     reclaimIntervalMs: read.integer('RECLAIM_INTERVAL_MS', 5_000, { min: 100 }),
     ortThreads: read.integer('ORT_THREADS', 0, { min: 0, max: 256 }),
+    onnxFramesPerRun: read.integer('ONNX_FRAMES_PER_RUN', 1, { min: 1, max: 256 }),
     maxAttempts: read.integer('MAX_ATTEMPTS', 5, { min: 1, max: 100 }),
     retryBaseMs: read.integer('RETRY_BASE_MS', 500, { min: 1 }),
     retryMaxMs: read.integer('RETRY_MAX_MS', 30_000, { min: 1 }),

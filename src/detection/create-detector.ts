@@ -1,20 +1,31 @@
+import { existsSync } from 'node:fs';
 import { access } from 'node:fs/promises';
+import path from 'node:path';
 import { OnnxDetector } from './onnx-detector.ts';
 import { convertOnnxFile } from './tfjs/convert-file.ts';
-import type { TfjsBackendName } from './tfjs/tfjs-backend.ts';
+import { chooseEngine } from './engine-selection.ts';
+import type { EngineChoice, RequestedEngine } from './engine-selection.ts';
+import { importModule } from './tfjs/tfjs-backend.ts';
+import type { ModuleImporter, TfjsBackendName } from './tfjs/tfjs-backend.ts';
 import { TfjsDetector } from './tfjs/tfjs-detector.ts';
 import type { Detector } from './types.ts';
 
-export type DetectorEngine = 'onnx' | 'tfjs';
+export type { DetectorEngine } from './engine-selection.ts';
 
 export interface CreateDetectorOptions {
-  /** Defaults to ONNX Runtime, the fastest engine installed for the CPU here. */
-  engine?: DetectorEngine;
+  /** Defaults to ONNX Runtime, the fastest engine installed for the CPU here; auto prefers tfjs-node-gpu on a GPU. */
+  engine?: RequestedEngine;
   /** The YOLOv8 ONNX export; the TensorFlow.js engine runs a graph model converted from it. */
   modelPath: string;
   /** Inference threads; 0 or undefined lets the engine choose. */
   threads?: number;
+  /** ONNX Runtime: frames per session.run (the rewritten model's batch is dynamic). */
+  onnxFramesPerRun?: number;
   tfjs?: { modelDir: string; backend: TfjsBackendName };
+  /** Told which engine was picked and why (the worker logs it). */
+  onChoice?: (choice: EngineChoice) => void;
+  /** How @tensorflow/tfjs-node(-gpu) is imported (tests inject one). */
+  importer?: ModuleImporter;
 }
 
 /** The one place that picks an inference engine. */
@@ -25,11 +36,16 @@ export async function createDetector(options: CreateDetectorOptions): Promise<De
     // Weights are fetched, never committed, so a missing file usually means the fetch step was skipped.
     throw new Error(`model file not found: ${options.modelPath} (run \`npm run fetch-model\`, or point MODEL_PATH at a YOLOv8 ONNX export)`);
   }
-  if (options.engine === 'tfjs') {
+  const importer = options.importer ?? importModule;
+  const choice = await chooseEngine(options.engine ?? 'onnx', options.tfjs?.backend ?? 'wasm', importer);
+  options.onChoice?.(choice);
+  if (choice.engine === 'tfjs') {
     if (!options.tfjs) throw new Error('the tfjs engine needs tfjs.modelDir and tfjs.backend');
-    // Converting is idempotent and takes under a second, so a missing or stale graph model is made here.
-    await convertOnnxFile(options.modelPath, options.tfjs.modelDir);
-    return TfjsDetector.create(options.tfjs.modelDir, { backend: options.tfjs.backend, threads: options.threads });
+    const backend = choice.backend ?? options.tfjs.backend;
+    // A TF SavedModel directory (node/node-gpu only) is loaded as it is; otherwise the graph model is
+    // converted from the ONNX export: idempotent and under a second, so a missing or stale one is made here.
+    if (!existsSync(path.join(options.tfjs.modelDir, 'saved_model.pb'))) await convertOnnxFile(options.modelPath, options.tfjs.modelDir);
+    return TfjsDetector.create(options.tfjs.modelDir, { backend, threads: options.threads, importer });
   }
-  return OnnxDetector.create(options.modelPath, { threads: options.threads });
+  return OnnxDetector.create(options.modelPath, { threads: options.threads, framesPerRun: options.onnxFramesPerRun });
 }

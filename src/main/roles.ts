@@ -79,7 +79,9 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
       engine: config.detectorEngine,
       modelPath: config.modelPath,
       threads: config.ortThreads,
+      onnxFramesPerRun: config.onnxFramesPerRun,
       tfjs: { modelDir: config.tfjsModelDir, backend: config.tfjsBackend },
+      onChoice: (choice) => logger.info('detector engine chosen', { requested: config.detectorEngine, engine: choice.engine, backend: choice.backend, reason: choice.reason }),
     }));
   logger.info('detector ready', { engine: model.engine, device: model.device, classes: model.modelInfo.names.length, modelPath: config.modelPath });
   const detection = new DetectionService(runtime.videos, runtime.detections, runtime.storage, model, prepareFrame, {

@@ -4,21 +4,123 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 
-export type TfjsBackendName = 'wasm' | 'cpu';
+/**
+ * wasm and cpu ship inside npm; node and node-gpu are the native TensorFlow bindings
+ * (@tensorflow/tfjs-node, @tensorflow/tfjs-node-gpu), optional and loaded only when asked for.
+ */
+export type TfjsBackendName = 'wasm' | 'cpu' | 'node' | 'node-gpu';
+export type NativeTfjsBackendName = 'node' | 'node-gpu';
+
+export const NATIVE_TFJS_PACKAGES: Readonly<Record<NativeTfjsBackendName, string>> = {
+  node: '@tensorflow/tfjs-node',
+  'node-gpu': '@tensorflow/tfjs-node-gpu',
+};
+
+/** Imports a module by name; injected in tests so every branch runs without the native packages. */
+export type ModuleImporter = (specifier: string) => Promise<unknown>;
+export const importModule: ModuleImporter = (specifier) => import(specifier);
+
+/** The part of tfjs-node's TFSavedModel this service uses (`tf.node.loadSavedModel`). */
+export interface TfjsSavedModel {
+  readonly inputs: { name: string; shape?: number[]; dtype: string }[];
+  readonly outputs: { name: string; shape?: number[]; dtype: string }[];
+  predict(inputs: tf.Tensor | tf.Tensor[] | tf.NamedTensorMap): tf.Tensor | tf.Tensor[] | tf.NamedTensorMap;
+  dispose(): void;
+}
+
+/** The part of @tensorflow/tfjs-node(-gpu)'s exports this service uses. */
+export interface TfjsNodeModule {
+  node: {
+    loadSavedModel(path: string, tags?: string[], signature?: string): Promise<TfjsSavedModel>;
+  };
+}
 
 export interface TfjsBackendOptions {
   /** XNNPACK threads for wasm; only used where the runtime supports wasm threads (Node does not). */
   threads?: number;
+  /** How node/node-gpu packages are imported (tests inject one). */
+  importer?: ModuleImporter;
 }
 
 let wasmConfigured = false;
+/** The native binding loaded into this process: tfjs-node and tfjs-node-gpu must never both load. */
+let nativeLoaded: { name: NativeTfjsBackendName; module: TfjsNodeModule } | undefined;
 
 /**
- * Selects and initialises a tfjs backend. The backend is process-wide state in tfjs, so every tfjs
+ * Imports @tensorflow/tfjs-node or @tensorflow/tfjs-node-gpu, which registers the 'tensorflow'
+ * backend on import. Only one of the two may load in a process (both bind libtensorflow and register
+ * the same backend name), so asking for the other one afterwards fails.
+ */
+export async function loadNativeTfjs(name: NativeTfjsBackendName, importer: ModuleImporter = importModule): Promise<TfjsNodeModule> {
+  if (nativeLoaded) {
+    if (nativeLoaded.name === name) return nativeLoaded.module;
+    throw new Error(
+      `TFJS_BACKEND=${name}: ${NATIVE_TFJS_PACKAGES[nativeLoaded.name]} is already loaded in this process; ` +
+        `${NATIVE_TFJS_PACKAGES[name]} cannot be loaded beside it`,
+    );
+  }
+  const pkg = NATIVE_TFJS_PACKAGES[name];
+  let loaded: unknown;
+  try {
+    loaded = await importer(pkg);
+  } catch (error) {
+    throw nativeImportError(name, error);
+  }
+  // An ESM import of these CommonJS packages puts module.exports on `default`; named exports may or may not be lifted.
+  const module = [loaded, (loaded as { default?: unknown } | undefined)?.default].find(
+    (candidate): candidate is TfjsNodeModule => typeof (candidate as Partial<TfjsNodeModule> | undefined)?.node?.loadSavedModel === 'function',
+  );
+  if (!module) throw new Error(`TFJS_BACKEND=${name}: ${pkg} loaded but has no tf.node.loadSavedModel; is it a tfjs-node 4.x build?`);
+  nativeLoaded = { name, module };
+  return nativeLoaded.module;
+}
+
+/** The native binding loaded so far, if any (for the SavedModel loader). */
+export function loadedNativeTfjs(): { name: NativeTfjsBackendName; module: TfjsNodeModule } | undefined {
+  return nativeLoaded;
+}
+
+/** For tests only: forget the loaded native module (the real binding cannot be unloaded). */
+export function resetNativeTfjsForTests(): void {
+  nativeLoaded = undefined;
+}
+
+function nativeImportError(name: NativeTfjsBackendName, error: unknown): Error {
+  const pkg = NATIVE_TFJS_PACKAGES[name];
+  const code = (error as { code?: string } | undefined)?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  const notInstalled = (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && message.includes(pkg);
+  const install =
+    `install it with \`npm install ${pkg}\`; its install script downloads the libtensorflow` +
+    `${name === 'node-gpu' ? ' GPU (CUDA)' : ''} shared library from storage.googleapis.com, outside the npm registry, so it needs that network access`;
+  const text = notInstalled
+    ? `TFJS_BACKEND=${name} needs ${pkg}, which is not installed: ${install}`
+    : `TFJS_BACKEND=${name}: ${pkg} failed to load (${message}); if libtensorflow is missing, reinstall the package (${install})`;
+  return new Error(text, { cause: error });
+}
+
+/** True when the active backend is tfjs-node's and its binding sees a GPU device. */
+export function tensorflowBackendUsesGpu(): boolean {
+  if (tf.getBackend() !== 'tensorflow') return false;
+  // NodeJSKernelBackend: isGPUPackage is set for @tensorflow/tfjs-node-gpu, isUsingGpuDevice asks the
+  // binding whether TensorFlow lists a GPU device (TF_DeviceList with type "GPU").
+  const backend = tf.backend() as { isGPUPackage?: unknown; isUsingGpuDevice?: unknown };
+  return backend.isGPUPackage === true && backend.isUsingGpuDevice === true;
+}
+
+/**
+ * Selects and initialises a tfjs backend and returns the device to report: 'wasm', 'cpu',
+ * 'tensorflow-cpu' or 'tensorflow-gpu'. The backend is process-wide state in tfjs, so every tfjs
  * model in the process runs on the last backend selected. wasm (XNNPACK, SIMD) is the default: it is
  * several times faster than the pure-JavaScript cpu backend and needs no native build.
  */
 export async function initTfjsBackend(name: TfjsBackendName = 'wasm', options: TfjsBackendOptions = {}): Promise<string> {
+  if (name === 'node' || name === 'node-gpu') {
+    await loadNativeTfjs(name, options.importer);
+    if (!(await tf.setBackend('tensorflow'))) throw new Error(`TFJS_BACKEND=${name}: the "tensorflow" backend of ${NATIVE_TFJS_PACKAGES[name]} failed to initialise`);
+    await tf.ready();
+    return tensorflowBackendUsesGpu() ? 'tensorflow-gpu' : 'tensorflow-cpu';
+  }
   if (name === 'wasm' && !wasmConfigured) {
     // The .wasm binaries ship in the package; point at them on disk so nothing is fetched over the network.
     const require = createRequire(import.meta.url);
