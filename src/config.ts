@@ -51,6 +51,8 @@ export interface Config {
   readonly ortThreads: number;
   /** Frames per ONNX Runtime run; 1 is fastest on CPU, larger suits accelerator providers. */
   readonly onnxFramesPerRun: number;
+  /** Port of a worker process's /healthz and /readyz; unset: none (the API serves its own on PORT). */
+  readonly workerHealthPort: number | undefined;
   /** Failed deliveries of a job before it goes to the dead-letter list. */
   readonly maxAttempts: number;
   readonly retryBaseMs: number;
@@ -134,6 +136,7 @@ export function loadConfig(env: Env = process.env): Config {
     reclaimIntervalMs: read.integer('RECLAIM_INTERVAL_MS', 5_000, { min: 100 }),
     ortThreads: read.integer('ORT_THREADS', 0, { min: 0, max: 256 }),
     onnxFramesPerRun: read.integer('ONNX_FRAMES_PER_RUN', 1, { min: 1, max: 256 }),
+    workerHealthPort: env.WORKER_HEALTH_PORT ? read.integer('WORKER_HEALTH_PORT', 0, { min: 0, max: 65535 }) : undefined,
     maxAttempts: read.integer('MAX_ATTEMPTS', 5, { min: 1, max: 100 }),
     retryBaseMs: read.integer('RETRY_BASE_MS', 500, { min: 1 }),
     retryMaxMs: read.integer('RETRY_MAX_MS', 30_000, { min: 1 }),

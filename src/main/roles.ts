@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
+import express, { type Express } from 'express';
 import { createApp } from '../api/app.ts';
-import type { ReadinessCheck } from '../api/health.routes.ts';
+import { healthRoutes, type ReadinessCheck } from '../api/health.routes.ts';
 import { createDetector } from '../detection/create-detector.ts';
 import { prepareFrame } from '../detection/letterbox.ts';
 import type { Detector } from '../detection/types.ts';
@@ -45,16 +46,12 @@ export async function startApi(runtime: Runtime, readiness: ReadinessCheck[]): P
     deadLetters: runtime.queue,
     adminToken: config.adminToken,
   });
-  const server = await new Promise<Server>((resolve, reject) => {
-    const listening = app.listen(config.port, config.host, () => resolve(listening));
-    listening.once('error', reject);
-  });
+  const server = await listen(app, config.port, config.host);
   // Uploads of large videos are slow; let the body arrive, but drop idle sockets.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
   ingest.startRecovery();
-  const address = server.address();
-  logger.info('api listening', { port: typeof address === 'object' && address ? address.port : config.port });
+  logger.info('api listening', { port: portOf(server) });
   return {
     server,
     ingest,
@@ -70,6 +67,8 @@ export interface WorkerRole {
   worker: DetectionWorker;
   detection: DetectionService;
   detector: Detector;
+  /** Serves /healthz and /readyz when WORKER_HEALTH_PORT is set. */
+  healthServer: Server | undefined;
   stop(): Promise<void>;
 }
 
@@ -90,13 +89,37 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
   }, { keepFrames: config.keepFrames, logger });
   const worker = new DetectionWorker(runtime.queue, detection, config, logger);
   await worker.start();
+  // A worker has no API of its own; orchestrators (Docker HEALTHCHECK, Kubernetes probes) need one to ask.
+  let healthServer: Server | undefined;
+  if (config.workerHealthPort !== undefined) {
+    const checks = [...baseReadiness(runtime), detectorReadiness(model), { name: 'worker', check: async () => ({ ok: worker.isRunning, detail: { id: worker.id } }) }];
+    const app = express();
+    app.disable('x-powered-by');
+    app.use(healthRoutes(checks));
+    healthServer = await listen(app, config.workerHealthPort, config.host);
+    logger.info('worker health endpoints listening', { port: portOf(healthServer) });
+  }
   return {
     worker,
     detection,
     detector: model,
+    healthServer,
     async stop() {
       await worker.stop();
+      if (healthServer) await new Promise<void>((resolve) => healthServer.close(() => resolve()));
       await model.close();
     },
   };
+}
+
+function listen(app: Express, port: number, host: string): Promise<Server> {
+  return new Promise<Server>((resolve, reject) => {
+    const listening = app.listen(port, host, () => resolve(listening));
+    listening.once('error', reject);
+  });
+}
+
+function portOf(server: Server): number | undefined {
+  const address = server.address();
+  return typeof address === 'object' && address ? address.port : undefined;
 }

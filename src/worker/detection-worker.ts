@@ -51,6 +51,11 @@ export class DetectionWorker {
     private readonly logger: Logger,
   ) {}
 
+  /** True from start() until stop(): the worker is taking jobs. */
+  get isRunning(): boolean {
+    return this.running;
+  }
+
   async start(): Promise<void> {
     this.running = true;
     await this.queue.heartbeat(this.id, this.settings.heartbeatTtlMs);

@@ -42,6 +42,19 @@ export class ServiceProcess {
     return new ServiceProcess(role, child);
   }
 
+  /**
+   * The role as the Docker images run it: `node dist/main/<role>.js` in `appDir`, a directory laid out like
+   * the images' /app (compiled dist/ and a production node_modules).
+   */
+  static startCompiled(role: 'api' | 'worker' | 'all-in-one', appDir: string, env: Record<string, string>): ServiceProcess {
+    const child = spawn(process.execPath, [path.join('dist', 'main', `${role}.js`)], {
+      cwd: appDir,
+      env: { ...process.env, NODE_ENV: 'production', LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return new ServiceProcess(role, child);
+  }
+
   get alive(): boolean {
     return this.child.exitCode === null && this.child.signalCode === null;
   }

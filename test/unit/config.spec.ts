@@ -51,6 +51,19 @@ describe('loadConfig', () => {
     });
   });
 
+  it('reads ONNX frames per run and the worker health port (off unless set)', () => {
+    const defaults = loadConfig({});
+    assert.equal(defaults.onnxFramesPerRun, 1);
+    assert.equal(defaults.workerHealthPort, undefined);
+    const config = loadConfig({ ONNX_FRAMES_PER_RUN: '8', WORKER_HEALTH_PORT: '3001' });
+    assert.equal(config.onnxFramesPerRun, 8);
+    assert.equal(config.workerHealthPort, 3001);
+    assert.throws(() => loadConfig({ ONNX_FRAMES_PER_RUN: '0', WORKER_HEALTH_PORT: '70000' }), (error: ConfigError) => {
+      assert.deepEqual(error.problems.map((p) => p.split(' ')[0]), ['ONNX_FRAMES_PER_RUN', 'WORKER_HEALTH_PORT']);
+      return true;
+    });
+  });
+
   it('refuses a fractional integer setting', () => {
     assert.throws(() => loadConfig({ BATCH_SIZE: '2.5' }), /BATCH_SIZE must be a whole number/);
   });
