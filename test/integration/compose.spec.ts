@@ -1,0 +1,200 @@
+import assert from 'node:assert/strict';
+import { readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { parse } from 'yaml';
+import { loadConfig } from '../../src/config.ts';
+
+/** The parts of `docker compose config`'s rendered model these tests read. */
+interface RenderedService {
+  image?: string;
+  build?: { context: string; dockerfile: string; target?: string };
+  command?: string[];
+  environment?: Record<string, string | null>;
+  ports?: unknown[];
+  container_name?: string;
+  volumes?: Array<{ type?: string; source: string; target: string; read_only?: boolean } | string>;
+  healthcheck?: { test?: string[]; disable?: boolean };
+  depends_on?: Record<string, { condition: string }>;
+  deploy?: { resources?: { reservations?: { devices?: Array<{ driver?: string; count?: unknown; capabilities?: string[] }> } } };
+}
+interface RenderedModel {
+  services: Record<string, RenderedService>;
+  volumes?: Record<string, unknown>;
+}
+
+const REPO = process.cwd();
+// Read by libraries, not by loadConfig: the AWS SDK's credential chain, and postgres.js (a password kept out of DATABASE_URL).
+const LIBRARY_VARIABLES = new Set(['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'PGPASSWORD']);
+
+/** `docker compose` (the plugin) when it is there, else Debian's `docker-compose`; the test set-up installs the latter. */
+async function composeCli(): Promise<string[]> {
+  if ((await execa('docker', ['compose', 'version'], { reject: false })).exitCode === 0) return ['docker', 'compose'];
+  if ((await execa('docker-compose', ['version'], { reject: false })).exitCode === 0) return ['docker-compose'];
+  throw new Error('neither `docker compose` nor `docker-compose` is installed (Debian: apt-get install docker-compose; `npm test` does it)');
+}
+
+function volumeOf(service: RenderedService, target: string): { source: string; read_only?: boolean } | undefined {
+  for (const volume of service.volumes ?? []) {
+    if (typeof volume === 'string') {
+      const [source, mountTarget, mode] = volume.split(':');
+      if (mountTarget === target) return { source: source!, read_only: mode === 'ro' };
+    } else if (volume.target === target) {
+      return volume;
+    }
+  }
+  return undefined;
+}
+
+/** The environment variable names loadConfig reads, for this environment and for its S3 variant. */
+function variablesRead(environment: Record<string, string>): Set<string> {
+  const read = new Set<string>();
+  for (const variant of [environment, { ...environment, STORAGE_DRIVER: 's3', S3_BUCKET: 'bucket' }]) {
+    const recording = new Proxy(variant, {
+      get(target, name) {
+        if (typeof name === 'string') read.add(name);
+        return Reflect.get(target, name);
+      },
+    });
+    loadConfig(recording);
+  }
+  return read;
+}
+
+describe('compose files: validated by the compose CLI, rendered model checked', function () {
+  this.timeout(60_000);
+  let cli: string[];
+  let emptyEnvFile: string;
+  let tmp: string;
+  const models: Record<'cpu' | 'gpu', RenderedModel> = {} as Record<'cpu' | 'gpu', RenderedModel>;
+
+  async function render(file: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+    // An empty env file and no inherited settings: the defaults written in the files are what is checked,
+    // whatever .env or shell variables this machine has.
+    const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' };
+    const result = await execa(cli[0]!, [...cli.slice(1), '--env-file', emptyEnvFile, '-f', file, 'config'], { cwd: REPO, env, extendEnv: false, reject: false });
+    return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  before(async () => {
+    cli = await composeCli();
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'vidsense-compose-'));
+    emptyEnvFile = path.join(tmp, 'empty.env');
+    await writeFile(emptyEnvFile, '');
+    for (const profile of ['cpu', 'gpu'] as const) {
+      const result = await render(`compose.${profile}.yml`);
+      assert.equal(result.exitCode, 0, `compose.${profile}.yml does not validate:\n${result.stderr}`);
+      models[profile] = parse(result.stdout) as RenderedModel;
+    }
+  });
+
+  after(async () => {
+    if (tmp) await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('the validator is real: a file with a misspelt service option is refused', async () => {
+    const broken = path.join(tmp, 'broken.yml');
+    await writeFile(broken, 'services:\n  api:\n    image: vidsense-api\n    enviroment: { PORT: "3000" }\n');
+    const result = await render(broken);
+    assert.notEqual(result.exitCode, 0);
+    assert.match(result.stderr, /enviroment/);
+  });
+
+  for (const profile of ['cpu', 'gpu'] as const) {
+    describe(`compose.${profile}.yml`, () => {
+      it('runs redis, postgres, the api and a scalable worker, each built from docker/Dockerfile at its own stage', async () => {
+        const { services } = models[profile];
+        assert.deepEqual(Object.keys(services).sort(), ['api', 'postgres', 'redis', 'worker']);
+        const dockerfile = await readFile(path.join(REPO, 'docker/Dockerfile'), 'utf8');
+        const stages = new Set([...dockerfile.matchAll(/^FROM \S+ AS (\S+)$/gm)].map((m) => m[1]));
+        const targets = { api: 'api', worker: profile === 'gpu' ? 'worker-gpu' : 'worker-cpu' };
+        for (const [name, target] of Object.entries(targets)) {
+          const build = services[name]!.build!;
+          assert.equal(build.target, target, `${name} build target`);
+          assert.ok(stages.has(target), `docker/Dockerfile has a stage named ${target}`);
+          assert.equal(path.resolve(build.context, build.dockerfile), path.join(REPO, 'docker/Dockerfile'));
+        }
+        // --scale worker=N needs neither a fixed container name nor a published port.
+        assert.equal(services.worker!.container_name, undefined);
+        assert.equal(services.worker!.ports, undefined);
+        assert.ok(services.api!.ports?.length, 'the api publishes its port');
+      });
+
+      it('keeps Redis durable: AOF on a named volume, fsync always, no eviction', async () => {
+        const { services, volumes } = models[profile];
+        const redis = services.redis!;
+        assert.ok(volumes && 'redis-data' in volumes && 'pg-data' in volumes && 'storage' in volumes);
+        assert.equal(volumeOf(redis, '/data')?.source, 'redis-data');
+        const confPath = redis.command?.[1];
+        assert.ok(confPath, 'redis-server is started with a config file');
+        const mount = volumeOf(redis, confPath);
+        assert.ok(mount, `${confPath} is mounted into the redis container`);
+        const directives = new Map(
+          (await readFile(mount.source, 'utf8'))
+            .split('\n')
+            .map((line) => line.trim())
+            .filter((line) => line && !line.startsWith('#'))
+            .map((line) => [line.split(/\s+/)[0]!, line.split(/\s+/).slice(1).join(' ')] as const),
+        );
+        assert.equal(directives.get('appendonly'), 'yes');
+        assert.equal(directives.get('appendfsync'), 'always');
+        assert.equal(directives.get('maxmemory-policy'), 'noeviction');
+        assert.equal(directives.get('dir'), '/data', 'the AOF is written to the volume');
+        assert.equal(volumeOf(services.postgres!, '/var/lib/postgresql/data')?.source, 'pg-data');
+        for (const name of ['api', 'worker']) assert.equal(volumeOf(services[name]!, '/data/storage')?.source, 'storage');
+      });
+
+      it('gives every service a health check, and starts the api and workers once Redis and PostgreSQL are healthy', () => {
+        const { services } = models[profile];
+        for (const [name, service] of Object.entries(services)) {
+          assert.ok(service.healthcheck && !service.healthcheck.disable && (service.healthcheck.test?.length ?? 0) > 1, `${name} has a health check`);
+        }
+        for (const name of ['api', 'worker']) {
+          assert.deepEqual(services[name]!.depends_on, { redis: { condition: 'service_healthy' }, postgres: { condition: 'service_healthy' } });
+        }
+      });
+
+      it('sets only environment variables the service reads, with values it accepts, pointing at the compose services', () => {
+        const { services } = models[profile];
+        const postgresDb = services.postgres!.environment?.POSTGRES_DB;
+        for (const name of ['api', 'worker']) {
+          const environment = Object.fromEntries(Object.entries(services[name]!.environment ?? {}).map(([k, v]) => [k, v ?? '']));
+          const read = variablesRead(environment);
+          const unknown = Object.keys(environment).filter((key) => !read.has(key) && !LIBRARY_VARIABLES.has(key));
+          assert.deepEqual(unknown, [], `${name}: variables nothing reads`);
+          const config = loadConfig(environment); // throws a ConfigError naming any bad value
+          assert.equal(new URL(config.redisUrl).hostname, 'redis');
+          const database = new URL(config.databaseUrl);
+          assert.equal(database.hostname, 'postgres');
+          assert.equal(database.pathname, `/${postgresDb}`);
+          assert.equal(environment.PGPASSWORD || decodeURIComponent(database.password), services.postgres!.environment?.POSTGRES_PASSWORD, `${name}: the database password`);
+          assert.equal(config.requireDurableRedis, true);
+          assert.equal(volumeOf(services[name]!, path.posix.dirname(config.modelPath))?.read_only, true, `${name}: the models directory is mounted read-only`);
+        }
+        const worker = loadConfig(Object.fromEntries(Object.entries(services.worker!.environment ?? {}).map(([k, v]) => [k, v ?? ''])));
+        assert.ok(worker.workerHealthPort, 'workers serve /readyz for their health check');
+        if (profile === 'gpu') {
+          assert.equal(worker.detectorEngine, 'auto');
+          assert.equal(worker.tfjsBackend, 'node-gpu');
+        } else {
+          assert.equal(worker.detectorEngine, 'onnx');
+        }
+      });
+
+      it(profile === 'gpu' ? 'reserves an NVIDIA GPU for the worker, and for nothing else' : 'reserves no GPU', () => {
+        const { services } = models[profile];
+        for (const [name, service] of Object.entries(services)) {
+          const devices = service.deploy?.resources?.reservations?.devices ?? [];
+          if (profile === 'gpu' && name === 'worker') {
+            assert.equal(devices.length, 1);
+            assert.equal(devices[0]!.driver, 'nvidia');
+            assert.deepEqual(devices[0]!.capabilities, ['gpu']);
+          } else {
+            assert.deepEqual(devices, [], `${name} reserves no device`);
+          }
+        }
+      });
+    });
+  }
+});
