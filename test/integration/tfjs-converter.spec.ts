@@ -8,7 +8,7 @@ import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { prepareFrame } from '../../src/detection/letterbox.ts';
 import { OnnxDetector } from '../../src/detection/onnx-detector.ts';
-import { iou } from '../../src/detection/postprocess.ts';
+import { decodeYoloOutput, iou } from '../../src/detection/postprocess.ts';
 import { convertOnnxFile } from '../../src/detection/tfjs/convert-file.ts';
 import { readModelJson } from '../../src/detection/tfjs/model-files.ts';
 import { readOnnxModel } from '../../src/detection/tfjs/onnx-reader.ts';
@@ -148,6 +148,85 @@ describe('ONNX to TensorFlow.js conversion of yolov8n (wasm backend vs ONNX Runt
     assert.equal(tf.memory().numTensors, before);
   });
 });
+
+/**
+ * The larger sizes, as published: not run through onnx-simplifier, so unlike yolov8n their head keeps
+ * the tensor-shape arithmetic of `distance.chunk(2, 1)` (Shape, Gather, integer Add/Div/Mul feeding two
+ * Slices) and uses Split, which the converter evaluates at conversion time. One real image at batch 1
+ * keeps the cost down (yolov8m is about 2 s a frame on tfjs-wasm); n above covers batching and tensors.
+ */
+const LARGER_SIZES = [
+  { size: 's', convolutions: 64 },
+  { size: 'm', convolutions: 84 },
+] as const;
+
+for (const { size, convolutions } of LARGER_SIZES) {
+  const model = `models/yolov8${size}.onnx`;
+
+  describe(`ONNX to TensorFlow.js conversion of yolov8${size}, an unsimplified export (wasm backend vs ONNX Runtime)`, function () {
+    this.timeout(120_000);
+    let dir: string;
+    let tfjs: TfjsDetector;
+    let reference: ort.InferenceSession;
+    let frame: PreparedFrame;
+
+    before(async function () {
+      if (!existsSync(model)) {
+        throw new Error(
+          `${model} is missing: run \`npm run fetch-model -- n s m\` (scripts/setup fetches it when MODEL_SIZES includes "${size}")`,
+        );
+      }
+      dir = await mkdtemp(path.join(os.tmpdir(), `vidsense-tfjs-${size}-`));
+      const result = await convertOnnxFile(model, dir);
+      assert.equal(result.converted, true);
+      // The backend is process-wide: this selects wasm for this block's tests, as the yolov8n block does.
+      tfjs = await TfjsDetector.create(dir, { backend: 'wasm' });
+      reference = await ort.InferenceSession.create(model);
+      frame = await prepareFrame(await sharp(PHOTOS.astronaut).removeAlpha().jpeg({ quality: 90 }).toBuffer(), tfjs.modelInfo.imgsz);
+    });
+
+    after(async () => {
+      await tfjs?.close();
+      await reference?.release();
+      if (dir) await rm(dir, { recursive: true, force: true });
+    });
+
+    it('folds the shape arithmetic away: only the two layout transposes and the convolutions remain', async () => {
+      const ops = (await readModelJson(dir)).modelTopology.node.map((n) => n.op);
+      assert.equal(ops.filter((op) => op === 'Transpose').length, 2);
+      assert.equal(ops.filter((op) => op === '_FusedConv2D' || op === 'Conv2D').length, convolutions);
+      assert.deepEqual(ops.filter((op) => /Shape|Gather/.test(op)), []);
+      assert.equal(tfjs.modelInfo.names.length, 80);
+    });
+
+    it('matches ONNX Runtime on output0 within the stated bounds, with the same detections after NMS', async () => {
+      assert.equal(tfjs.device, 'wasm');
+      assert.equal(tf.getBackend(), 'wasm');
+      const { values: ours, dims } = await tfjs.runRaw([frame]);
+      assert.deepEqual(dims, [1, 84, ANCHORS]);
+      const result = await reference.run({ images: new ort.Tensor('float32', frame.tensor, [1, 3, 640, 640]) });
+      const expected = result.output0!.data as Float32Array;
+      assert.equal(ours.length, expected.length);
+      let box = 0;
+      let score = 0;
+      for (let i = 0; i < ours.length; i++) {
+        const delta = Math.abs(ours[i]! - expected[i]!);
+        if (i < 4 * ANCHORS) box = Math.max(box, delta);
+        else score = Math.max(score, delta);
+      }
+      // Both outputs decoded as both detectors decode them (OnnxDetector and TfjsDetector share decodeYoloOutput).
+      const names = tfjs.modelInfo.names;
+      const detections = decodeYoloOutput(ours, ANCHORS, 80, frame, names, OPTIONS);
+      const referenceDetections = decodeYoloOutput(expected, ANCHORS, 80, frame, names, OPTIONS);
+      console.log(`      astronaut: max |Δ| boxes ${box.toExponential(2)} px, scores ${score.toExponential(2)}; ${detections.length} detections`);
+      assert.ok(box < MAX_BOX_DELTA, `box rows differ by ${box}`);
+      assert.ok(score < MAX_SCORE_DELTA, `score rows differ by ${score}`);
+      assert.ok(referenceDetections.length > 0);
+      assertSameDetections(detections, referenceDetections);
+      assert.ok(detections.some((d) => d.className === 'person' && d.confidence > 0.5));
+    });
+  });
+}
 
 /** Same count and order of classes; boxes overlap at IoU > 0.99 and confidences agree to 1e-3. */
 function assertSameDetections(ours: Detection[], theirs: Detection[]): void {

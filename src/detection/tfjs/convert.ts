@@ -1,5 +1,7 @@
 import type { ModelInfo } from '../types.ts';
 import { OnnxConversionError, UnsupportedOnnxOpError } from './conversion-errors.ts';
+import { ConstFoldError, binaryConst, concatConst, gatherConst, reshapeConst, shapeTensor, sliceConst } from './const-fold.ts';
+import type { ConstTensor } from './const-fold.ts';
 import {
   NHWC,
   broadcastShapes,
@@ -18,7 +20,7 @@ import { TfGraphBuilder, attr, shapeProto } from './tf-graph.ts';
 import type { TfAttrValue, TfNodeDef, TfTensorInfo, TfWeightSpec } from './tf-graph.ts';
 
 /** Bumped when the converter's output changes, so a converted directory from an older version is redone. */
-export const CONVERTER_VERSION = 'vidsense-onnx2tfjs 1';
+export const CONVERTER_VERSION = 'vidsense-onnx2tfjs 2';
 
 /** What model.json holds besides the weights manifest, plus the weights themselves. */
 export interface ConvertedTfjsModel {
@@ -46,20 +48,19 @@ export interface TfjsModelMetadata {
   onnxMetadata: Record<string, string>;
 }
 
-/** ONNX op types the converter translates (every op of YOLOv8 n/s/m/l/x detection exports, and a few neighbours). */
+/**
+ * ONNX op types the converter translates (every op of YOLOv8 n/s/m/l/x detection exports, simplified or
+ * not, and a few neighbours). Shape and Gather are evaluated at conversion time (Gather on constants only),
+ * as are Add, Sub, Mul, Div, Pow, Max, Min, Concat, Slice, Reshape, Flatten, Squeeze and Unsqueeze
+ * when all their inputs are constants.
+ */
 export const SUPPORTED_ONNX_OPS = [
   'Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min',
   'Sigmoid', 'Relu', 'Tanh', 'Exp', 'Log', 'Sqrt', 'Neg', 'Abs', 'Floor', 'Ceil', 'Reciprocal', 'LeakyRelu', 'Clip',
-  'Identity', 'Constant',
+  'Identity', 'Constant', 'Shape', 'Gather',
   'Conv', 'MaxPool', 'AveragePool', 'Resize', 'Upsample',
   'Concat', 'Split', 'Slice', 'Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Transpose', 'Softmax',
 ] as const;
-
-interface ConstTensor {
-  dims: number[];
-  kind: 'float' | 'int';
-  values: Float32Array | number[];
-}
 
 interface RuntimeValue {
   kind: 'runtime';
@@ -208,15 +209,19 @@ class Converter {
     return { kind: 'runtime', ref: this.materialize(value, identity(rank), rank), shape: value.tensor.dims, perm: identity(rank), batchAxis: undefined };
   }
 
-  constant(node: OnnxNode, index: number, what: string): ConstTensor | undefined {
+  /** A constant input; one holding the batch size (from Shape) only where `batchSizeAllowed`. */
+  constant(node: OnnxNode, index: number, what: string, batchSizeAllowed = false): ConstTensor | undefined {
     const value = this.value(node, index);
     if (!value) return undefined;
     if (value.kind !== 'const') throw new OnnxConversionError(`node "${node.name}" (${node.opType}): ${what} must be a constant, it is computed at run time`);
+    if (!batchSizeAllowed && value.tensor.batchElements?.length) {
+      throw new OnnxConversionError(`node "${node.name}" (${node.opType}): ${what} depends on the batch size, which the converted graph keeps dynamic`);
+    }
     return value.tensor;
   }
 
-  ints(node: OnnxNode, index: number, what: string): number[] | undefined {
-    const tensor = this.constant(node, index, what);
+  ints(node: OnnxNode, index: number, what: string, batchSizeAllowed = false): number[] | undefined {
+    const tensor = this.constant(node, index, what, batchSizeAllowed);
     return tensor ? Array.from(tensor.values, Number) : undefined;
   }
 
@@ -270,6 +275,9 @@ class Converter {
 
   /** A constant as a tfjs Const node, broadcast up to `rank` (leading 1s) and transposed into layout `perm`. */
   materialize(value: ConstValue, perm: readonly number[], rank: number): string {
+    if (value.tensor.batchElements?.length) {
+      throw new OnnxConversionError(`"${value.name}" holds the batch size, which the converted graph keeps dynamic; it cannot be used as data`);
+    }
     const dims = [...new Array<number>(Math.max(0, rank - value.tensor.dims.length)).fill(1), ...value.tensor.dims];
     const key = `${value.name}|${rank}|${perm.join(',')}`;
     const cached = this.materialized.get(key);
@@ -313,6 +321,16 @@ function stringAttr(node: OnnxNode, name: string, fallback: string): string {
 
 function fail(node: OnnxNode, why: string): never {
   throw new OnnxConversionError(`cannot convert ONNX node "${node.name}" (${node.opType}): ${why}`);
+}
+
+/** Runs a conversion-time evaluation, reporting a fold that cannot be done against the node. */
+function fold(node: OnnxNode, evaluate: () => ConstTensor): ConstTensor {
+  try {
+    return evaluate();
+  } catch (error) {
+    if (error instanceof ConstFoldError) fail(node, error.message);
+    throw error;
+  }
 }
 
 function normalizeAxis(node: OnnxNode, axis: number, rank: number): number {
@@ -580,7 +598,10 @@ function convertBinary(node: OnnxNode, ctx: Converter): void {
   const a = ctx.value(node, 0);
   const b = ctx.value(node, 1);
   if (!a || !b) fail(node, 'needs two inputs');
-  if (a.kind === 'const' && b.kind === 'const') fail(node, 'both inputs are constants (constant folding is not implemented)');
+  if (a.kind === 'const' && b.kind === 'const') {
+    ctx.setConstant(node, 0, fold(node, () => binaryConst(node.opType, a.tensor, b.tensor)));
+    return;
+  }
   const shapeOf = (v: Value): number[] => (v.kind === 'const' ? v.tensor.dims : v.shape);
   const shape = broadcastShapes(shapeOf(a), shapeOf(b));
   if (!shape) fail(node, `shapes [${shapeOf(a).join(', ')}] and [${shapeOf(b).join(', ')}] do not broadcast`);
@@ -605,7 +626,13 @@ function convertBinary(node: OnnxNode, ctx: Converter): void {
 function convertConcat(node: OnnxNode, ctx: Converter): void {
   const values = node.inputs.map((_, i) => ctx.value(node, i)).filter((v): v is Value => v !== undefined);
   const lead = values.find((v): v is RuntimeValue => v.kind === 'runtime');
-  if (!lead) fail(node, 'all inputs are constants (constant folding is not implemented)');
+  if (!lead) {
+    const tensors = values.map((v) => (v as ConstValue).tensor);
+    if (tensors.length === 0) fail(node, 'needs at least one input');
+    const axis = normalizeAxis(node, intAttr(node, 'axis', 0), tensors[0]!.dims.length);
+    ctx.setConstant(node, 0, fold(node, () => concatConst(tensors, axis)));
+    return;
+  }
   const rank = lead.shape.length;
   const axis = normalizeAxis(node, intAttr(node, 'axis', 0), rank);
   if (axis === lead.batchAxis) fail(node, 'concatenating along the batch dimension is not supported');
@@ -653,7 +680,9 @@ function convertSplit(node: OnnxNode, ctx: Converter): void {
 }
 
 function convertSlice(node: OnnxNode, ctx: Converter): void {
-  const x = ctx.runtime(node, 0);
+  const input = ctx.value(node, 0);
+  if (!input) fail(node, 'needs an input');
+  const x = input.kind === 'runtime' ? input : { shape: input.tensor.dims, batchAxis: undefined };
   const rank = x.shape.length;
   const starts = ctx.ints(node, 1, 'starts');
   const ends = ctx.ints(node, 2, 'ends');
@@ -674,16 +703,20 @@ function convertSlice(node: OnnxNode, ctx: Converter): void {
     step[axis] = s;
     if (axis === x.batchAxis && (begin[axis] !== 0 || end[axis] !== dim || s !== 1)) fail(node, 'slicing the batch dimension is not supported');
   });
+  if (input.kind === 'const') {
+    ctx.setConstant(node, 0, fold(node, () => sliceConst(input.tensor, begin, end, step)));
+    return;
+  }
   const shape = x.shape.map((_, a) => Math.ceil((end[a]! - begin[a]!) / step[a]!));
   const name = ctx.nameFor(node);
-  const tf = (values: number[]): number[] => permute(values, x.perm);
+  const tf = (values: number[]): number[] => permute(values, input.perm);
   if (step.every((s) => s === 1)) {
     // The batch axis keeps size -1 ("to the end"), so any batch size works.
-    const size = shape.map((d, a) => (a === x.batchAxis ? -1 : d));
-    ctx.add(name, 'Slice', [x.ref, ctx.intConstant('begin', tf(begin)), ctx.intConstant('size', tf(size))], { T: attr.dtype('float32'), Index: attr.dtype('int32') });
+    const size = shape.map((d, a) => (a === input.batchAxis ? -1 : d));
+    ctx.add(name, 'Slice', [input.ref, ctx.intConstant('begin', tf(begin)), ctx.intConstant('size', tf(size))], { T: attr.dtype('float32'), Index: attr.dtype('int32') });
   } else {
-    const batchMask = x.batchAxis === undefined ? 0 : 1 << x.perm.indexOf(x.batchAxis);
-    ctx.add(name, 'StridedSlice', [x.ref, ctx.intConstant('begin', tf(begin)), ctx.intConstant('end', tf(end)), ctx.intConstant('strides', tf(step))], {
+    const batchMask = input.batchAxis === undefined ? 0 : 1 << input.perm.indexOf(input.batchAxis);
+    ctx.add(name, 'StridedSlice', [input.ref, ctx.intConstant('begin', tf(begin)), ctx.intConstant('end', tf(end)), ctx.intConstant('strides', tf(step))], {
       T: attr.dtype('float32'),
       Index: attr.dtype('int32'),
       begin_mask: attr.int(batchMask),
@@ -693,7 +726,7 @@ function convertSlice(node: OnnxNode, ctx: Converter): void {
       shrink_axis_mask: attr.int(0),
     });
   }
-  ctx.setRuntime(node, 0, name, shape, x.perm, x.batchAxis);
+  ctx.setRuntime(node, 0, name, shape, input.perm, input.batchAxis);
 }
 
 function convertSoftmax(node: OnnxNode, ctx: Converter): void {
@@ -721,14 +754,19 @@ function convertTranspose(node: OnnxNode, ctx: Converter): void {
 }
 
 function convertReshapeLike(node: OnnxNode, ctx: Converter): void {
-  const x = ctx.runtime(node, 0);
-  const inShape = x.shape;
+  const input = ctx.value(node, 0);
+  if (!input) fail(node, 'needs an input');
+  const inShape = input.kind === 'const' ? input.tensor.dims : input.shape;
   const count = inShape.reduce((a, b) => a * b, 1);
   let outShape: number[];
+  /** Target entries that hold the batch size (a shape computed with Shape): allowed only on the batch axis. */
+  let batchEntries: number[] = [];
   switch (node.opType) {
     case 'Reshape': {
-      const target = ctx.ints(node, 1, 'the target shape');
-      if (!target) fail(node, 'needs a target shape');
+      const targetTensor = ctx.constant(node, 1, 'the target shape', true);
+      if (!targetTensor) fail(node, 'needs a target shape');
+      const target = Array.from(targetTensor.values, Number);
+      batchEntries = targetTensor.batchElements ?? [];
       const allowZero = intAttr(node, 'allowzero', 0) === 1;
       outShape = target.map((d, i) => (d === 0 && !allowZero ? inShape[i]! : d));
       const unknown = outShape.indexOf(-1);
@@ -763,6 +801,12 @@ function convertReshapeLike(node: OnnxNode, ctx: Converter): void {
   if (outShape.some((d) => !Number.isInteger(d) || d < 0) || outShape.reduce((a, b) => a * b, 1) !== count) {
     fail(node, `cannot reshape [${inShape.join(', ')}] into [${outShape.join(', ')}]`);
   }
+  if (input.kind === 'const') {
+    if (batchEntries.length) fail(node, 'the target shape of a constant depends on the batch size, which the converted graph keeps dynamic');
+    ctx.setConstant(node, 0, reshapeConst(input.tensor, outShape));
+    return;
+  }
+  const x = input;
   const groups = reshapeGroups(inShape, outShape);
   if (!groups) fail(node, `cannot reshape [${inShape.join(', ')}] into [${outShape.join(', ')}]`);
   // The batch must survive as one whole dimension, which becomes -1 in the tfjs shape.
@@ -774,6 +818,7 @@ function convertReshapeLike(node: OnnxNode, ctx: Converter): void {
     }
     batchAxis = group.outs[0];
   }
+  if (batchEntries.some((k) => k !== batchAxis)) fail(node, 'a target shape entry other than the batch holds the batch size');
   // Keep the current layout when the reshape is expressible in it; otherwise go back to the ONNX order.
   let inPerm = x.perm;
   let outPerm = reshapeLayout(groups, inPerm);
@@ -813,6 +858,28 @@ function toConstTensor(node: OnnxNode, tensor: OnnxTensor): ConstTensor {
   return { dims: tensor.dims, kind: 'int', values: tensor.values };
 }
 
+/**
+ * Every dimension but the batch is fixed, so Shape is a constant; the batch entry holds the ONNX file's
+ * batch and is marked, so that nothing bakes it into the graph (see const-fold.ts).
+ */
+function convertShape(node: OnnxNode, ctx: Converter): void {
+  const value = ctx.value(node, 0);
+  if (!value) fail(node, 'needs an input');
+  const [dims, batchAxis] = value.kind === 'const' ? [value.tensor.dims, undefined] : [value.shape, value.batchAxis];
+  ctx.setConstant(node, 0, shapeTensor(dims, batchAxis, intAttr(node, 'start', 0), intAttr(node, 'end', dims.length)));
+}
+
+/** Gather of constants (typically a Shape's entries), evaluated at conversion time. */
+function convertGather(node: OnnxNode, ctx: Converter): void {
+  const data = ctx.value(node, 0);
+  if (!data) fail(node, 'needs data');
+  if (data.kind !== 'const') fail(node, 'gathering from a tensor computed at run time is not supported (only from constants such as a Shape)');
+  const indices = ctx.constant(node, 1, 'the indices');
+  if (!indices) fail(node, 'needs indices');
+  const axis = normalizeAxis(node, intAttr(node, 'axis', 0), data.tensor.dims.length);
+  ctx.setConstant(node, 0, fold(node, () => gatherConst(data.tensor, indices, axis)));
+}
+
 function convertIdentity(node: OnnxNode, ctx: Converter): void {
   const value = ctx.value(node, 0);
   if (!value) fail(node, 'needs an input');
@@ -838,6 +905,8 @@ const HANDLERS: Record<string, Handler> = {
   Unsqueeze: convertReshapeLike,
   Constant: convertConstant,
   Identity: convertIdentity,
+  Shape: convertShape,
+  Gather: convertGather,
   ...Object.fromEntries(Object.keys(UNARY).map((op) => [op, convertUnary])),
   ...Object.fromEntries(Object.keys(BINARY).map((op) => [op, convertBinary])),
 };
