@@ -19,6 +19,7 @@ export interface OnnxDetectorOptions {
 /** YOLOv8 on ONNX Runtime's CPU execution provider. */
 export class OnnxDetector implements Detector {
   readonly engine = 'onnx';
+  readonly backend = 'cpu'; // the execution provider
   readonly device = 'cpu';
 
   private constructor(

@@ -46,6 +46,8 @@ export interface DetectTimings {
  */
 export interface Detector {
   readonly engine: string;
+  /** Where the engine runs its kernels: ONNX Runtime's execution provider, or the tfjs backend. */
+  readonly backend: string;
   readonly device: string;
   readonly modelInfo: ModelInfo;
   detectBatch(frames: PreparedFrame[], options: DetectOptions, timings?: DetectTimings): Promise<Detection[][]>;

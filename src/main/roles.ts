@@ -22,7 +22,7 @@ export function detectorReadiness(detector: Detector): ReadinessCheck {
     name: 'model',
     check: async () => ({
       ok: true,
-      detail: { engine: detector.engine, device: detector.device, classes: detector.modelInfo.names.length, imgsz: detector.modelInfo.imgsz },
+      detail: { engine: detector.engine, backend: detector.backend, device: detector.device, classes: detector.modelInfo.names.length, imgsz: detector.modelInfo.imgsz },
     }),
   };
 }
@@ -82,7 +82,7 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
       tfjs: { modelDir: config.tfjsModelDir, backend: config.tfjsBackend },
       onChoice: (choice) => logger.info('detector engine chosen', { requested: config.detectorEngine, engine: choice.engine, backend: choice.backend, reason: choice.reason }),
     }));
-  logger.info('detector ready', { engine: model.engine, device: model.device, classes: model.modelInfo.names.length, modelPath: config.modelPath });
+  logger.info('detector ready', { engine: model.engine, backend: model.backend, device: model.device, classes: model.modelInfo.names.length, modelPath: config.modelPath });
   const detection = new DetectionService(runtime.videos, runtime.detections, runtime.storage, model, prepareFrame, {
     confidenceThreshold: config.confidenceThreshold,
     iouThreshold: config.iouThreshold,

@@ -92,10 +92,10 @@ describe('image runtime: production dependencies and compiled dist/, as in docke
     assert.equal((await healthcheck({})).exitCode, 0, 'api healthcheck');
     assert.equal((await healthcheck({ WORKER_HEALTH_PORT: String(workerHealthPort) })).exitCode, 0, 'worker healthcheck');
     const ready = (await (await fetch(`http://127.0.0.1:${workerHealthPort}/readyz`)).json()) as {
-      checks: Record<string, { ok: boolean; detail?: { engine?: string; device?: string } }>;
+      checks: Record<string, { ok: boolean; detail?: { engine?: string; backend?: string; device?: string } }>;
     };
     assert.deepEqual(Object.keys(ready.checks).sort(), ['model', 'postgres', 'redis', 'worker']);
-    assert.equal(ready.checks.model?.detail?.engine, 'onnx');
+    assert.deepEqual([ready.checks.model?.detail?.engine, ready.checks.model?.detail?.backend, ready.checks.model?.detail?.device], ['onnx', 'cpu', 'cpu']);
     assert.equal(ready.checks.worker?.ok, true);
 
     const clip = await cutClip(VTEST_AVI, 2, path.join(appDir, 'clip.mp4'));

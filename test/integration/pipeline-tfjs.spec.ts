@@ -27,7 +27,7 @@ describe('pipeline end to end with DETECTOR_ENGINE=tfjs (TensorFlow.js, wasm bac
     stack = await Stack.start(tmp, { DETECTOR_ENGINE: 'tfjs', TFJS_MODEL_DIR: modelDir, BATCH_SIZE: '2' });
     await stack.startApi();
     const worker = await stack.startWorker();
-    assert.ok(worker.logs.some((line) => line.includes('"detector ready"') && line.includes('"engine":"tfjs"') && line.includes('"device":"wasm"')), worker.logs.join('\n'));
+    assert.ok(worker.logs.some((line) => line.includes('"detector ready"') && line.includes('"engine":"tfjs"') && line.includes('"backend":"wasm"') && line.includes('"device":"wasm"')), worker.logs.join('\n'));
     await fs.access(path.join(modelDir, 'model.json'));
 
     const clip = await cutClip(VTEST_AVI, 2, path.join(tmp, 'vtest-2s.mp4'));

@@ -42,6 +42,11 @@ interface ModelRunner {
 export class TfjsDetector implements Detector {
   readonly engine = 'tfjs';
 
+  /** tfjs's active backend: wasm, cpu, or tensorflow (tfjs-node and tfjs-node-gpu). Process-wide in tfjs. */
+  get backend(): string {
+    return tf.getBackend();
+  }
+
   private constructor(
     private readonly model: ModelRunner,
     readonly modelInfo: ModelInfo,

@@ -6,6 +6,7 @@ import { DetectionService } from '../../../src/services/detection.service.ts';
 
 const detector: Detector = {
   engine: 'fake',
+  backend: 'fake',
   device: 'cpu',
   modelInfo: { names: ['person'], imgsz: [640, 640], stride: 32 },
   detectBatch: async (frames) => frames.map(() => []),

@@ -53,6 +53,7 @@ function job(id: string, frames: number[]): ReservedJob {
 
 const fakeDetector: Detector = {
   engine: 'fake',
+  backend: 'fake',
   device: 'cpu',
   modelInfo: { names: ['person'], imgsz: [640, 640], stride: 32 },
   detectBatch: async (frames) => frames.map(() => [{ classId: 0, className: 'person', confidence: 0.9, box: [1, 2, 3, 4] }]),
