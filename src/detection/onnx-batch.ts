@@ -7,6 +7,14 @@
  * dims become dim_param "batch", and a Reshape shape's leading 1 becomes 0 ("copy the input's dim 0",
  * ONNX Reshape with allowzero = 0). Every other byte of the file is copied as it is; the only
  * re-encoded bytes are the length prefixes of the messages that enclose an edited dimension.
+ *
+ * Unsimplified exports (yolov8s and yolov8m here) also compute a size in the graph: Shape of the head's
+ * [1,4,8400] tensor -> Gather index 1 (the 4, not the batch) -> (4 + 1) / 2 -> Slice ends along axis 1.
+ * The output of a Shape is therefore tracked apart from the tensors that carry the batch on axis 0: its
+ * element 0 is the batch size and its other elements are fixed (every batched tensor keeps its other
+ * dimensions at any batch). A Gather of constant indices >= 1 from it reads fixed dimensions, so what is
+ * computed from that is batch-independent and left as it is; any other use of such a shape (reading
+ * element 0, a Concat, a Reshape, arithmetic on the whole vector, ...) is refused, as is Size.
  */
 
 /** Thrown when a model's structure is not one makeBatchDynamic knows how to rewrite safely. */
@@ -284,7 +292,7 @@ const isDefaultDomain = (domain: string): boolean => domain === '' || domain ===
  * Returns a copy of a batch-1 ONNX model whose batch dimension is dynamic ("batch"), or the very same
  * bytes when the model's inputs are already dynamic. Throws OnnxBatchRewriteError for a model whose
  * structure it cannot vouch for (a Reshape whose shape is not a constant with a leading 1, an op that
- * mixes the batch axis with others, a fixed batch other than 1, ...).
+ * mixes the batch axis with others, a size computed from the batch, a fixed batch other than 1, ...).
  */
 export function makeBatchDynamic(modelBytes: Uint8Array): Uint8Array {
   const bytes = modelBytes;
@@ -319,17 +327,43 @@ export function makeBatchDynamic(modelBytes: Uint8Array): Uint8Array {
     if (input.dim0?.kind === 'value' && input.dim0.value !== 1n) fail(`input "${input.name}" has a fixed batch of ${input.dim0.value}, not 1`);
   }
 
-  // Values that carry the batch dimension: everything computed from the graph inputs.
+  // Values that carry the batch dimension on axis 0: the tensors computed from the graph inputs.
   const batched = new Set(inputs.map((i) => i.name));
+  // Shapes of batched tensors (Shape outputs): element 0 is the batch size, the others are fixed.
+  const batchShapes = new Map<string, string>(); // shape value -> the batched tensor it is the shape of
   const patches = new Map<number, boolean>(); // byte offset -> raw little-endian int64 (else a one-byte varint)
   const reshapeShapes = new Set<string>();
   const axisZeroOps: Record<string, bigint | undefined> = { Concat: undefined, Split: 0n, Gather: 0n, Softmax: -1n, LogSoftmax: -1n, Flatten: 1n };
   for (const node of nodes) {
-    if (!node.inputs.some((name) => batched.has(name))) continue;
-    for (const output of node.outputs) batched.add(output);
     const where = `${node.opType} node producing "${node.outputs[0] ?? '?'}"`;
+    const shapeInput = node.inputs.find((name) => batchShapes.has(name));
+    if (shapeInput !== undefined) {
+      const of = `the shape of "${batchShapes.get(shapeInput)}" (element 0 of which is the batch size)`;
+      const gathersFromShape = isDefaultDomain(node.domain) && node.opType === 'Gather' && node.inputs[0] === shapeInput;
+      if (!gathersFromShape || node.inputs.slice(1).some((name) => batchShapes.has(name) || batched.has(name))) {
+        fail(`${where} uses ${of}; only a Gather of constant indices >= 1 from it (fixed dimensions) is supported`);
+      }
+      const axis = node.ints.get('axis')?.[0] ?? 0n;
+      if (axis !== 0n) fail(`${where} gathers ${of} along axis ${axis}`);
+      const indicesName = node.inputs[1] ?? '';
+      const indices = constants.get(indicesName);
+      if (!indices) fail(`${where} reads ${of} at indices "${indicesName}", which are not an INT64 constant`);
+      if (indices.values.includes(0n)) fail(`${where} reads element 0 of ${of}: the graph computes with the batch size`);
+      if (indices.values.some((i) => i < 0n)) fail(`${where} reads ${of} at negative indices [${indices.values.join(', ')}], which may be the batch size`);
+      continue; // fixed dimensions: the output, and what is computed from it, do not depend on the batch
+    }
+    if (!node.inputs.some((name) => batched.has(name))) continue;
     if (!isDefaultDomain(node.domain)) fail(`${where} is in custom domain "${node.domain}"`);
     if (node.hasSubgraph) fail(`${where} has a subgraph`);
+    if (node.opType === 'Shape') {
+      const start = node.ints.get('start')?.[0] ?? 0n;
+      if (start < 0n) fail(`${where} has start=${start}, which may include the batch axis`);
+      // From start >= 1 the shape holds fixed dimensions only, like a constant.
+      if (start === 0n && node.outputs[0] !== undefined) batchShapes.set(node.outputs[0], node.inputs[0] ?? '');
+      continue;
+    }
+    if (node.opType === 'Size') fail(`${where} counts the elements of a batch-dependent tensor`);
+    for (const output of node.outputs) batched.add(output);
     switch (node.opType) {
       case 'Reshape': {
         if (!batched.has(node.inputs[0] ?? '')) fail(`${where} reshapes a batch-dependent shape`);

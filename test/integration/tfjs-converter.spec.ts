@@ -93,18 +93,7 @@ describe('ONNX to TensorFlow.js conversion of yolov8n (wasm backend vs ONNX Runt
 
   it('matches ONNX Runtime on output0 within the stated bounds', async () => {
     for (const key of ['astronaut', 'motorcycle'] as const) {
-      const { values: ours, dims } = await tfjs.runRaw([frames[key]]);
-      assert.deepEqual(dims, [1, 84, ANCHORS]);
-      const result = await reference.run({ images: new ort.Tensor('float32', frames[key].tensor, [1, 3, 640, 640]) });
-      const expected = result.output0!.data as Float32Array;
-      assert.equal(ours.length, expected.length);
-      let box = 0;
-      let score = 0;
-      for (let i = 0; i < ours.length; i++) {
-        const delta = Math.abs(ours[i]! - expected[i]!);
-        if (i < 4 * ANCHORS) box = Math.max(box, delta);
-        else score = Math.max(score, delta);
-      }
+      const { box, score } = await compareWithOnnxRuntime(tfjs, reference, frames[key]);
       console.log(`      ${key}: max |Δ| boxes ${box.toExponential(2)} px, scores ${score.toExponential(2)}`);
       assert.ok(box < MAX_BOX_DELTA, `${key}: box rows differ by ${box}`);
       assert.ok(score < MAX_SCORE_DELTA, `${key}: score rows differ by ${score}`);
@@ -202,18 +191,7 @@ for (const { size, convolutions } of LARGER_SIZES) {
     it('matches ONNX Runtime on output0 within the stated bounds, with the same detections after NMS', async () => {
       assert.equal(tfjs.device, 'wasm');
       assert.equal(tf.getBackend(), 'wasm');
-      const { values: ours, dims } = await tfjs.runRaw([frame]);
-      assert.deepEqual(dims, [1, 84, ANCHORS]);
-      const result = await reference.run({ images: new ort.Tensor('float32', frame.tensor, [1, 3, 640, 640]) });
-      const expected = result.output0!.data as Float32Array;
-      assert.equal(ours.length, expected.length);
-      let box = 0;
-      let score = 0;
-      for (let i = 0; i < ours.length; i++) {
-        const delta = Math.abs(ours[i]! - expected[i]!);
-        if (i < 4 * ANCHORS) box = Math.max(box, delta);
-        else score = Math.max(score, delta);
-      }
+      const { ours, expected, box, score } = await compareWithOnnxRuntime(tfjs, reference, frame);
       // Both outputs decoded as both detectors decode them (OnnxDetector and TfjsDetector share decodeYoloOutput).
       const names = tfjs.modelInfo.names;
       const detections = decodeYoloOutput(ours, ANCHORS, 80, frame, names, OPTIONS);
@@ -226,6 +204,30 @@ for (const { size, convolutions } of LARGER_SIZES) {
       assert.ok(detections.some((d) => d.className === 'person' && d.confidence > 0.5));
     });
   });
+}
+
+/**
+ * output0 of one frame at batch 1 from the tfjs detector and from ONNX Runtime, with the largest |Δ|
+ * over the box rows (the first 4 x ANCHORS values, in pixels) and over the class-score rows.
+ */
+async function compareWithOnnxRuntime(
+  tfjs: TfjsDetector,
+  reference: ort.InferenceSession,
+  frame: PreparedFrame,
+): Promise<{ ours: Float32Array; expected: Float32Array; box: number; score: number }> {
+  const { values: ours, dims } = await tfjs.runRaw([frame]);
+  assert.deepEqual(dims, [1, 84, ANCHORS]);
+  const result = await reference.run({ images: new ort.Tensor('float32', frame.tensor, [1, 3, 640, 640]) });
+  const expected = result.output0!.data as Float32Array;
+  assert.equal(ours.length, expected.length);
+  let box = 0;
+  let score = 0;
+  for (let i = 0; i < ours.length; i++) {
+    const delta = Math.abs(ours[i]! - expected[i]!);
+    if (i < 4 * ANCHORS) box = Math.max(box, delta);
+    else score = Math.max(score, delta);
+  }
+  return { ours, expected, box, score };
 }
 
 /** Same count and order of classes; boxes overlap at IoU > 0.99 and confidences agree to 1e-3. */

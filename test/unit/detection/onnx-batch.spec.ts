@@ -46,6 +46,26 @@ const node = (op: string, inputs: string[], outputs: string[], attrs: number[][]
   ...attrs.flatMap((a) => len(5, a)),
 ];
 
+/** A Constant node holding a 1-D INT64 tensor (packed int64_data). */
+const constant = (name: string, values: number[]): number[] =>
+  node('Constant', [], [name], [[...str(1, 'value'), ...len(5, shapeTensor('', values, false)), ...int(20, 4)]]);
+
+/**
+ * The size arithmetic of the unsimplified yolov8s/m head, on z [b,4,2]: Shape -> Gather `index` ->
+ * (d + 1) / 2 -> the end of a Slice along axis 1, giving w [b,2,2] for index 1.
+ */
+const sizeArithmetic = (index: number[]): number[][] => [
+  constant('one', [1]),
+  constant('two', [2]),
+  constant('zero', [0]),
+  constant('index', index),
+  node('Shape', ['z'], ['s']),
+  node('Gather', ['s', 'index'], ['g'], [attrInt('axis', 0)]),
+  node('Add', ['g', 'one'], ['g1']),
+  node('Div', ['g1', 'two'], ['half']),
+  node('Slice', ['z', 'zero', 'half', 'one'], ['w']),
+];
+
 interface Spec {
   batch: Dim;
   shape: number[];
@@ -53,6 +73,8 @@ interface Spec {
   constantNode?: boolean;
   allowzero?: number;
   extraNodes?: number[][];
+  /** More graph outputs, by name and dims after the batch. */
+  extraOutputs?: [string, number[]][];
 }
 
 /**
@@ -73,6 +95,7 @@ function buildModel(spec: Spec): Uint8Array {
     ...str(10, 'a graph doc string'),
     ...len(11, valueInfo('x', [batch, 2, 2, 2], unknown)),
     ...len(12, valueInfo('z', [batch, 4, 2])),
+    ...(spec.extraOutputs ?? []).flatMap(([name, dims]) => len(12, valueInfo(name, [batch, ...dims]))),
     ...len(13, valueInfo('y', [batch, 4, 2])),
     ...unknown,
   ];
@@ -125,6 +148,51 @@ describe('makeBatchDynamic', () => {
     }
   });
 
+  it('leaves size arithmetic on fixed dimensions (Shape -> Gather of index >= 1) as it is, and ONNX Runtime runs it at any batch', async () => {
+    const spec = { shape: [1, 4, -1], extraNodes: sizeArithmetic([1]), extraOutputs: [['w', [2, 2]]] } satisfies Omit<Spec, 'batch'>;
+    const dynamic = makeBatchDynamic(buildModel({ batch: 1, ...spec }));
+    assert.deepEqual(Buffer.from(dynamic), Buffer.from(buildModel({ ...spec, batch: 'batch', shape: [0, 4, -1] })));
+    // Shape with start >= 1 holds fixed dimensions only.
+    const fromStart = [constant('index', [0]), node('Shape', ['z'], ['s'], [attrInt('start', 1)]), node('Gather', ['s', 'index'], ['g'], [attrInt('axis', 0)])];
+    assert.doesNotThrow(() => makeBatchDynamic(buildModel({ batch: 1, shape: [1, 4, -1], extraNodes: fromStart })));
+    const session = await ort.InferenceSession.create(dynamic);
+    try {
+      for (const batch of [1, 3]) {
+        const x = Float32Array.from({ length: batch * 8 }, (_, i) => i - 10);
+        const { z, w } = await session.run({ x: new ort.Tensor('float32', x, [batch, 2, 2, 2]) });
+        assert.deepEqual(z!.dims, [batch, 4, 2]);
+        assert.deepEqual(w!.dims, [batch, 2, 2]);
+        // w = z[:, 0:2, :]: the first 4 of each image's 8 values.
+        const relu = [...x].map((v) => Math.max(v, 0));
+        assert.deepEqual([...(w!.data as Float32Array)], relu.filter((_, i) => i % 8 < 4));
+      }
+    } finally {
+      await session.release();
+    }
+  });
+
+  it('refuses a graph that computes with the batch size', () => {
+    const refuse = (extraNodes: number[][], pattern: RegExp) =>
+      assert.throws(
+        () => makeBatchDynamic(buildModel({ batch: 1, shape: [1, 4, -1], extraNodes })),
+        (e: unknown) => e instanceof OnnxBatchRewriteError && pattern.test(e.message),
+      );
+    const ofZ = String.raw`the shape of "z" \(element 0 of which is the batch size\)`;
+    refuse(sizeArithmetic([0]), new RegExp(`Gather node producing "g" reads element 0 of ${ofZ}: the graph computes with the batch size`));
+    refuse(sizeArithmetic([2, 0]), /reads element 0 of the shape of "z"/);
+    refuse(sizeArithmetic([-2]), /Gather node producing "g" reads the shape of "z" .* at negative indices \[-2\], which may be the batch size/);
+    refuse([constant('index', [1]), node('Shape', ['z'], ['s']), node('Gather', ['s', 'index'], ['g'], [attrInt('axis', 1)])], /gathers the shape of "z" .* along axis 1/);
+    refuse([node('Shape', ['z'], ['s']), node('Gather', ['s', 'z'], ['g'])], /only a Gather of constant indices >= 1/);
+    refuse([node('Shape', ['x'], ['s']), node('Shape', ['z'], ['t']), node('Gather', ['s', 't'], ['g'])], /Gather node producing "g" uses the shape of "x"/);
+    refuse([node('Shape', ['z'], ['s']), node('Cast', ['s'], ['c'], [attrInt('to', 1)])], new RegExp(`Cast node producing "c" uses ${ofZ}; only a Gather of constant indices >= 1 from it \\(fixed dimensions\\) is supported`));
+    refuse([node('Shape', ['z'], ['s']), node('Concat', ['s', 's'], ['c'], [attrInt('axis', 0)])], /Concat node producing "c" uses the shape of "z"/);
+    refuse([node('Shape', ['z'], ['s']), node('Reshape', ['z', 's'], ['r'])], /Reshape node producing "r" uses the shape of "z"/);
+    refuse([node('Shape', ['z'], ['s'], [attrInt('start', -3)])], /Shape node producing "s" has start=-3, which may include the batch axis/);
+    refuse([node('Size', ['z'], ['n'])], /Size node producing "n" counts the elements of a batch-dependent tensor/);
+    // A Gather of a batched tensor (not of its shape) along axis 0 still mixes images.
+    refuse([constant('index', [1]), node('Gather', ['z', 'index'], ['g'], [attrInt('axis', 0)])], /Gather node producing "g" works along the batch axis/);
+  });
+
   it('refuses structures it cannot vouch for', () => {
     const refuse = (spec: Spec, pattern: RegExp) =>
       assert.throws(() => makeBatchDynamic(buildModel(spec)), (e: unknown) => e instanceof OnnxBatchRewriteError && pattern.test(e.message));
@@ -133,7 +201,8 @@ describe('makeBatchDynamic', () => {
     refuse({ batch: 1, shape: [1, 4, -1], allowzero: 1 }, /allowzero=1/);
     refuse({ batch: 1, shape: [1, 4, -1], extraNodes: [node('Transpose', ['z'], ['t'], [attrInts('perm', [1, 0, 2])])] }, /moves the batch axis/);
     refuse({ batch: 1, shape: [1, 4, -1], extraNodes: [node('Concat', ['z', 'z'], ['c'], [attrInt('axis', 0)])] }, /along the batch axis/);
-    refuse({ batch: 1, shape: [1, 4, -1], extraNodes: [node('Shape', ['x'], ['s']), node('Reshape', ['z', 's'], ['r'])] }, /not an INT64 constant/);
+    refuse({ batch: 1, shape: [1, 4, -1], extraNodes: [node('Shape', ['x'], ['s']), node('Reshape', ['z', 's'], ['r'])] }, /Reshape node producing "r" uses the shape of "x"/);
+    refuse({ batch: 1, shape: [1, 4, -1], extraNodes: [...sizeArithmetic([1]), node('Reshape', ['z', 'half'], ['r'])] }, /takes its shape from "half", which is not an INT64 constant/);
     refuse({ batch: 1, shape: [1, 4, -1], extraNodes: [node('Add', ['shape', 'shape'], ['a'])] }, /also used by a Add node/);
     assert.throws(() => makeBatchDynamic(Uint8Array.of(0x0f)), OnnxBatchRewriteError);
   });
