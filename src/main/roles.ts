@@ -88,7 +88,6 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
     iouThreshold: config.iouThreshold,
   }, { keepFrames: config.keepFrames, logger });
   const worker = new DetectionWorker(runtime.queue, detection, config, logger);
-  await worker.start();
   // A worker has no API of its own; orchestrators (Docker HEALTHCHECK, Kubernetes probes) need one to ask.
   let healthServer: Server | undefined;
   if (config.workerHealthPort !== undefined) {
@@ -99,6 +98,8 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
     healthServer = await listen(app, config.workerHealthPort, config.host);
     logger.info('worker health endpoints listening', { port: portOf(healthServer) });
   }
+  // After the health port is bound: a port in use stops the process before it takes any job.
+  await worker.start();
   return {
     worker,
     detection,
