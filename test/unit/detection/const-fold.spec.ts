@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
-import { loadGraphModel } from '@tensorflow/tfjs-converter';
 import { binaryConst, concatConst, ConstFoldError, gatherConst, reshapeConst, shapeTensor, sliceConst } from '../../../src/detection/tfjs/const-fold.ts';
 import type { ConstTensor } from '../../../src/detection/tfjs/const-fold.ts';
 import { OnnxConversionError } from '../../../src/detection/tfjs/conversion-errors.ts';
 import { convertOnnxToTfjs } from '../../../src/detection/tfjs/convert.ts';
-import type { OnnxAttribute, OnnxModel, OnnxNode, OnnxTensor } from '../../../src/detection/tfjs/onnx-reader.ts';
+import type { OnnxModel, OnnxNode, OnnxTensor } from '../../../src/detection/tfjs/onnx-reader.ts';
 import { initTfjsBackend } from '../../../src/detection/tfjs/tfjs-backend.ts';
+import { int64Tensor, onnxGraph, onnxNode, runConverted } from '../../helpers/onnx-graph.ts';
 
 // ---- the folds themselves, on tensors as convert.ts hands them over --------------------------------
 
@@ -122,33 +122,11 @@ describe('conversion-time constant folding (const-fold.ts)', () => {
 
 // ---- the batch mark through the converter (convert.ts), on minimal graphs -------------------------
 
-function node(opType: string, inputs: string[], outputs: string[], attrs: Record<string, number | number[]> = {}): OnnxNode {
-  const attributes = new Map<string, OnnxAttribute>(
-    Object.entries(attrs).map(([key, value]) => [key, Array.isArray(value) ? { kind: 'ints', value } : { kind: 'int', value }]),
-  );
-  return { name: `${opType}:${outputs[0]}`, opType, domain: '', inputs, outputs, attributes };
-}
-
-const int64 = (name: string, values: number[], dims = [values.length]): OnnxTensor => ({ name, dataType: 7, dims, kind: 'int', values });
+const node = onnxNode;
+const int64 = int64Tensor;
 
 /** images [1, 3, 2, 2] (the file's batch of 1) through `nodes` to `out`, with int64 initializers. */
-function model(nodes: OnnxNode[], initializers: OnnxTensor[]): OnnxModel {
-  return {
-    irVersion: 8,
-    producerName: 'test',
-    producerVersion: '',
-    opsets: new Map([['', 17]]),
-    metadata: new Map(),
-    graph: {
-      name: 'test',
-      nodes,
-      initializers: new Map(initializers.map((t) => [t.name, t])),
-      inputs: [{ name: 'images', elemType: 1, shape: [1, 3, 2, 2] }],
-      outputs: [{ name: 'out', elemType: 1, shape: undefined }],
-      valueInfo: new Map(),
-    },
-  };
-}
+const model = (nodes: OnnxNode[], initializers: OnnxTensor[]): OnnxModel => onnxGraph(nodes, initializers, [1, 3, 2, 2], 'out');
 
 /** Shape of the input and its batch entry, as unsimplified exports compute `x.shape[0]`. */
 const BATCH_SIZE = [node('Shape', ['images'], ['shape']), node('Gather', ['shape', 'zero'], ['n'], { axis: 0 })];
@@ -158,25 +136,12 @@ const refused = (nodes: OnnxNode[], pattern: RegExp) =>
   assert.throws(() => convertOnnxToTfjs(model(nodes, CONSTANTS)), (e: unknown) => e instanceof OnnxConversionError && pattern.test(e.message));
 
 async function runAtBatch(m: OnnxModel, batch: number): Promise<{ shape: number[]; values: Float32Array; input: Float32Array }> {
-  const converted = convertOnnxToTfjs(m);
-  const graphModel = await loadGraphModel({
-    load: async () => ({
-      modelTopology: converted.modelTopology,
-      weightSpecs: converted.weightSpecs,
-      weightData: converted.weightData.slice().buffer,
-      signature: converted.signature,
-    }),
-  });
   const input = Float32Array.from({ length: batch * 12 }, (_, i) => i - 5);
   const x = tf.tensor4d(input, [batch, 3, 2, 2]);
   try {
-    const y = graphModel.execute(x) as tf.Tensor;
-    const result = { shape: y.shape, values: y.dataSync() as Float32Array, input };
-    y.dispose();
-    return result;
+    return { ...(await runConverted(convertOnnxToTfjs(m), x)), input };
   } finally {
     x.dispose();
-    graphModel.dispose();
   }
 }
 

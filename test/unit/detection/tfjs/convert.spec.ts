@@ -1,66 +1,20 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
-import { loadGraphModel } from '@tensorflow/tfjs-converter';
 import { OnnxConversionError, UnsupportedOnnxOpError } from '../../../../src/detection/tfjs/conversion-errors.ts';
 import { convertOnnxToTfjs } from '../../../../src/detection/tfjs/convert.ts';
-import type { ConvertedTfjsModel } from '../../../../src/detection/tfjs/convert.ts';
-import type { OnnxAttribute, OnnxModel, OnnxNode, OnnxTensor } from '../../../../src/detection/tfjs/onnx-reader.ts';
+import type { OnnxTensor } from '../../../../src/detection/tfjs/onnx-reader.ts';
 import { initTfjsBackend } from '../../../../src/detection/tfjs/tfjs-backend.ts';
+import { int64Tensor, onnxGraph, onnxNode, runConverted } from '../../../helpers/onnx-graph.ts';
 
-type Attrs = Record<string, number | number[] | string>;
-
-function node(opType: string, inputs: string[], outputs: string[], attrs: Attrs = {}): OnnxNode {
-  const attributes = new Map<string, OnnxAttribute>();
-  for (const [key, value] of Object.entries(attrs)) {
-    attributes.set(key, typeof value === 'string' ? { kind: 'string', value } : Array.isArray(value) ? { kind: 'ints', value } : { kind: 'int', value });
-  }
-  return { name: `${opType}:${outputs[0]}`, opType, domain: '', inputs, outputs, attributes };
-}
+const node = onnxNode;
 
 function floats(name: string, dims: number[], values: number[]): OnnxTensor {
   return { name, dataType: 1, dims, kind: 'float', values: Float32Array.from(values) };
 }
 
-function ints(name: string, values: number[]): OnnxTensor {
-  return { name, dataType: 7, dims: [values.length], kind: 'int', values };
-}
-
-function graph(nodes: OnnxNode[], initializers: OnnxTensor[], inputShape: number[], output: string): OnnxModel {
-  return {
-    irVersion: 8,
-    producerName: 'test',
-    producerVersion: '',
-    opsets: new Map([['', 17]]),
-    metadata: new Map(),
-    graph: {
-      name: 'test',
-      nodes,
-      initializers: new Map(initializers.map((t) => [t.name, t])),
-      inputs: [{ name: 'images', elemType: 1, shape: inputShape }],
-      outputs: [{ name: output, elemType: 1, shape: undefined }],
-      valueInfo: new Map(),
-    },
-  };
-}
-
-async function run(converted: ConvertedTfjsModel, input: tf.Tensor): Promise<{ values: Float32Array; shape: number[] }> {
-  const model = await loadGraphModel({
-    load: async () => ({
-      modelTopology: converted.modelTopology,
-      weightSpecs: converted.weightSpecs,
-      weightData: converted.weightData.slice().buffer,
-      signature: converted.signature,
-    }),
-  });
-  try {
-    const output = model.execute(input) as tf.Tensor;
-    const result = { values: output.dataSync() as Float32Array, shape: output.shape };
-    output.dispose();
-    return result;
-  } finally {
-    model.dispose();
-  }
-}
+const ints = (name: string, values: number[]): OnnxTensor => int64Tensor(name, values);
+const graph = onnxGraph;
+const run = runConverted;
 
 // ---- a plain NCHW reference for one image ------------------------------------------------------------
 
