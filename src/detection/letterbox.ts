@@ -110,6 +110,24 @@ export function hwcToChw(rgb: Uint8Array, pixels: number, out = new Float32Array
   return out;
 }
 
+/**
+ * The NCHW input of one engine run: `frames` checked against the model's input size and packed into a
+ * tensor of `batch` slots (zero padding after the frames, for fixed-batch models). A single frame in a
+ * batch of one is returned as it is, without a copy.
+ */
+export function packBatch(frames: readonly PreparedFrame[], imgsz: readonly [number, number], batch = frames.length): Float32Array {
+  const [h, w] = imgsz;
+  const frameSize = 3 * h * w;
+  for (const frame of frames) {
+    if (frame.tensor.length !== frameSize) throw new Error(`frame tensor has ${frame.tensor.length} values, the model takes 3x${h}x${w}`);
+  }
+  if (frames.length === 0 || frames.length > batch) throw new Error(`the model takes 1 to ${batch} frames per run, got ${frames.length}`);
+  if (batch === 1) return frames[0]!.tensor;
+  const data = new Float32Array(batch * frameSize);
+  frames.forEach((frame, i) => writeFrameToBatch(data, frame, i));
+  return data;
+}
+
 /** Copies a prepared frame into slot `index` of an NCHW batch tensor (for dynamic-batch models). */
 export function writeFrameToBatch(batch: Float32Array, frame: PreparedFrame, index: number): void {
   const offset = index * frame.tensor.length;

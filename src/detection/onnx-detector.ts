@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
-import { writeFrameToBatch } from './letterbox.ts';
+import { packBatch } from './letterbox.ts';
 import { makeBatchDynamic, OnnxBatchRewriteError } from './onnx-batch.ts';
 import { readOnnxModelInfo } from './onnx-metadata.ts';
-import { decodeYoloOutput } from './postprocess.ts';
+import { decodeYoloBatch } from './postprocess.ts';
 import type { DetectOptions, DetectTimings, Detection, Detector, ModelInfo, PreparedFrame } from './types.ts';
 
 export interface OnnxDetectorOptions {
@@ -77,20 +77,10 @@ export class OnnxDetector implements Detector {
 
   private async runChunk(frames: PreparedFrame[], options: DetectOptions, timings?: DetectTimings): Promise<Detection[][]> {
     const [h, w] = this.modelInfo.imgsz;
-    const frameSize = 3 * h * w;
-    for (const frame of frames) {
-      if (frame.tensor.length !== frameSize) throw new Error(`frame tensor has ${frame.tensor.length} values, the model takes 3x${h}x${w}`);
-    }
     const inferenceStarted = performance.now();
     // A fixed batch larger than the chunk is zero-padded; the padding's outputs are ignored.
     const batch = this.fixedBatch ?? frames.length;
-    let data: Float32Array;
-    if (batch === 1) {
-      data = frames[0]!.tensor; // no copy for the common single-frame case
-    } else {
-      data = new Float32Array(batch * frameSize);
-      frames.forEach((frame, i) => writeFrameToBatch(data, frame, i));
-    }
+    const data = packBatch(frames, this.modelInfo.imgsz, batch);
     const input = new ort.Tensor('float32', data, [batch, 3, h, w]);
     let outputs: ort.InferenceSession.ReturnType;
     try {
@@ -104,13 +94,7 @@ export class OnnxDetector implements Detector {
       if (!output || output.type !== 'float32' || output.dims.length !== 3) {
         throw new Error(`model output "${this.outputName}" is not a float32 [batch, 4 + classes, anchors] tensor`);
       }
-      const [, channels, anchors] = output.dims as [number, number, number];
-      const numClasses = channels - 4;
-      const values = output.data as Float32Array;
-      const perImage = channels * anchors;
-      const results = frames.map((frame, i) =>
-        decodeYoloOutput(values.subarray(i * perImage, (i + 1) * perImage), anchors, numClasses, frame, this.modelInfo.names, options),
-      );
+      const results = decodeYoloBatch(output.data as Float32Array, output.dims, frames, this.modelInfo.names, options);
       if (timings) {
         timings.inferenceMs += postprocessStarted - inferenceStarted;
         timings.postprocessMs += performance.now() - postprocessStarted;

@@ -31,6 +31,23 @@ function iouAt(a: Box, ai: number, b: Box, bi: number): number {
  * threshold, greedy NMS within each class (suppress IoU > iouThreshold), at most maxDetections, then
  * boxes mapped from letterboxed to source pixels and clipped. Results are sorted by confidence, descending.
  */
+/**
+ * Decodes one run's raw output ([N ≥ frames, 4 + classes, anchors], row-major) into one detection list
+ * per frame, in order; rows past the frames (a fixed batch's padding) are ignored.
+ */
+export function decodeYoloBatch(
+  values: Float32Array,
+  dims: readonly number[],
+  frames: readonly LetterboxMapping[],
+  names: readonly string[],
+  options: DetectOptions,
+): Detection[][] {
+  const [, channels, anchors] = dims;
+  if (dims.length !== 3 || channels === undefined || anchors === undefined) throw new Error(`model output has shape [${dims.join(', ')}], expected [batch, 4 + classes, anchors]`);
+  const perImage = channels * anchors;
+  return frames.map((frame, i) => decodeYoloOutput(values.subarray(i * perImage, (i + 1) * perImage), anchors, channels - 4, frame, names, options));
+}
+
 export function decodeYoloOutput(
   output: Float32Array,
   numAnchors: number,

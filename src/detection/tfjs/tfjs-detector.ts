@@ -3,8 +3,8 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadGraphModel } from '@tensorflow/tfjs-converter';
 import type { GraphModel } from '@tensorflow/tfjs-converter';
-import { writeFrameToBatch } from '../letterbox.ts';
-import { decodeYoloOutput } from '../postprocess.ts';
+import { packBatch } from '../letterbox.ts';
+import { decodeYoloBatch } from '../postprocess.ts';
 import type { DetectOptions, DetectTimings, Detection, Detector, ModelInfo, PreparedFrame } from '../types.ts';
 import type { TfjsModelMetadata } from './convert.ts';
 import { readTfjsModelArtifacts } from './model-files.ts';
@@ -110,20 +110,9 @@ export class TfjsDetector implements Detector {
    */
   async runRaw(frames: PreparedFrame[]): Promise<{ values: Float32Array; dims: number[] }> {
     const [h, w] = this.modelInfo.imgsz;
-    const frameSize = 3 * h * w;
-    for (const frame of frames) {
-      if (frame.tensor.length !== frameSize) throw new Error(`frame tensor has ${frame.tensor.length} values, the model takes 3x${h}x${w}`);
-    }
     // A fixed-batch model (a SavedModel exported at batch 1, say) takes zero padding; its outputs are cut off.
     const batch = this.model.fixedBatch ?? frames.length;
-    if (frames.length > batch) throw new Error(`the model takes ${batch} frames per run, got ${frames.length}`);
-    let data: Float32Array;
-    if (batch === 1) {
-      data = frames[0]!.tensor; // no copy for the common single-frame case
-    } else {
-      data = new Float32Array(batch * frameSize);
-      frames.forEach((frame, i) => writeFrameToBatch(data, frame, i));
-    }
+    const data = packBatch(frames, this.modelInfo.imgsz, batch);
     // One execution per call; the runner disposes its intermediates, both ends are disposed here.
     const input = tf.tensor4d(data, [batch, 3, h, w], 'float32');
     let output: tf.Tensor | undefined;
@@ -147,11 +136,7 @@ export class TfjsDetector implements Detector {
     const inferenceStarted = performance.now();
     const { values, dims } = await this.runRaw(frames);
     const postprocessStarted = performance.now();
-    const [, channels, anchors] = dims as [number, number, number];
-    const perImage = channels * anchors;
-    const results = frames.map((frame, i) =>
-      decodeYoloOutput(values.subarray(i * perImage, (i + 1) * perImage), anchors, channels - 4, frame, this.modelInfo.names, options),
-    );
+    const results = decodeYoloBatch(values, dims, frames, this.modelInfo.names, options);
     if (timings) {
       timings.inferenceMs += postprocessStarted - inferenceStarted;
       timings.postprocessMs += performance.now() - postprocessStarted;

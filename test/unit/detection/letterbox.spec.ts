@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
-import { computeLetterbox, hwcToChw, prepareFrame, roundHalfEven, writeFrameToBatch } from '../../../src/detection/letterbox.ts';
+import { computeLetterbox, hwcToChw, packBatch, prepareFrame, roundHalfEven, writeFrameToBatch } from '../../../src/detection/letterbox.ts';
 
 describe('roundHalfEven (Python round)', () => {
   it('sends halves to the even neighbour', () => {
@@ -81,6 +81,27 @@ describe('hwcToChw / writeFrameToBatch', () => {
     writeFrameToBatch(batch, frame, 1);
     assert.deepEqual([...batch], [0, 0, 0, 1, 2, 3, 0, 0, 0]);
     assert.throws(() => writeFrameToBatch(batch, frame, 3), RangeError);
+  });
+});
+
+describe('packBatch', () => {
+  // 1x1 "images": 3 values per frame.
+  const frame = (v: number) => ({ tensor: Float32Array.from([v, v, v]), sourceWidth: 1, sourceHeight: 1, scale: 1, padLeft: 0, padTop: 0 });
+
+  it('hands a single frame over without a copy, and packs several in order', () => {
+    const one = frame(1);
+    assert.equal(packBatch([one], [1, 1]), one.tensor);
+    assert.deepEqual([...packBatch([frame(1), frame(2)], [1, 1])], [1, 1, 1, 2, 2, 2]);
+  });
+
+  it('zero-pads up to a fixed batch', () => {
+    assert.deepEqual([...packBatch([frame(5)], [1, 1], 3)], [5, 5, 5, 0, 0, 0, 0, 0, 0]);
+  });
+
+  it('refuses frames of the wrong size, none, or more than the batch', () => {
+    assert.throws(() => packBatch([frame(1)], [2, 2]), /frame tensor has 3 values, the model takes 3x2x2/);
+    assert.throws(() => packBatch([], [1, 1]), /1 to 0 frames per run, got 0/);
+    assert.throws(() => packBatch([frame(1), frame(2)], [1, 1], 1), /1 to 1 frames per run, got 2/);
   });
 });
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { decodeYoloOutput, iou, type LetterboxMapping } from '../../../src/detection/postprocess.ts';
+import { decodeYoloBatch, decodeYoloOutput, iou, type LetterboxMapping } from '../../../src/detection/postprocess.ts';
 
 interface Anchor {
   /** cx, cy, w, h in letterbox pixels */
@@ -110,5 +110,22 @@ describe('decodeYoloOutput', () => {
 
   it('rejects an output too short for the declared shape', () => {
     assert.throws(() => decodeYoloOutput(new Float32Array(83 * 8400), 8400, 80, identity, names, opts), RangeError);
+  });
+});
+
+describe('decodeYoloBatch', () => {
+  it('decodes each frame from its own slice of the run, ignoring padding rows', () => {
+    const first = makeOutput(4, 3, { 1: { xywh: [100, 100, 20, 20], scores: { 0: 0.9 } } });
+    const second = makeOutput(4, 3, { 2: { xywh: [300, 200, 40, 20], scores: { 1: 0.8 } } });
+    const padding = makeOutput(4, 3, { 0: { xywh: [50, 50, 10, 10], scores: { 2: 0.99 } } });
+    const values = Float32Array.from([...first, ...second, ...padding]);
+    const [a, b, ...rest] = decodeYoloBatch(values, [3, 7, 4], [identity, identity], names, opts);
+    assert.equal(rest.length, 0);
+    assert.deepEqual(a!.map((d) => [d.className, d.box]), [['person', [90, 90, 110, 110]]]);
+    assert.deepEqual(b!.map((d) => [d.className, d.box]), [['car', [280, 190, 320, 210]]]);
+  });
+
+  it('refuses an output that is not [batch, 4 + classes, anchors]', () => {
+    assert.throws(() => decodeYoloBatch(new Float32Array(28), [7, 4], [identity], names, opts), /shape \[7, 4\]/);
   });
 });
