@@ -17,6 +17,8 @@
  * element 0, a Concat, a Reshape, arithmetic on the whole vector, ...) is refused, as is Size.
  */
 
+import { concatBytes, encodeVarint, parseFields, ProtobufWireError, readVarint, rewriteMessage, WIRE_LEN, WIRE_VARINT, type WireField } from './protobuf-wire.ts';
+
 /** Thrown when a model's structure is not one makeBatchDynamic knows how to rewrite safely. */
 export class OnnxBatchRewriteError extends Error {
   override name = 'OnnxBatchRewriteError';
@@ -24,11 +26,6 @@ export class OnnxBatchRewriteError extends Error {
 
 /** The symbolic name given to the batch dimension. */
 export const BATCH_DIM_PARAM = 'batch';
-
-const WIRE_VARINT = 0;
-const WIRE_I64 = 1;
-const WIRE_LEN = 2;
-const WIRE_I32 = 5;
 
 // Field numbers from onnx.proto.
 const MODEL_GRAPH = 7;
@@ -43,111 +40,12 @@ const INT64 = 7;
 const utf8 = new TextDecoder('utf-8');
 const encoder = new TextEncoder();
 
-interface WireField {
-  field: number;
-  wire: number;
-  /** Offset of the tag. */
-  start: number;
-  /** Offset just past the tag. */
-  tagEnd: number;
-  /** Offset of the value: the payload for LEN fields (past the length prefix). */
-  valueStart: number;
-  end: number;
-}
-
 function fail(message: string): never {
   throw new OnnxBatchRewriteError(`cannot make the ONNX batch dynamic: ${message}`);
 }
 
-function readVarint(bytes: Uint8Array, pos: number, end: number): [bigint, number] {
-  let result = 0n;
-  let shift = 0n;
-  for (let i = 0; i < 10; i++) {
-    if (pos >= end) fail('truncated protobuf varint');
-    const byte = bytes[pos++]!;
-    result |= BigInt(byte & 0x7f) << shift;
-    if (byte < 0x80) return [result, pos];
-    shift += 7n;
-  }
-  return fail('malformed protobuf varint');
-}
-
 /** int64 fields are two's-complement varints: reinterpret the unsigned 64-bit value. */
 const signed64 = (value: bigint): bigint => BigInt.asIntN(64, value);
-
-export function encodeVarint(value: number): Uint8Array {
-  const out: number[] = [];
-  let v = value;
-  while (v >= 0x80) {
-    out.push((v % 128) | 0x80);
-    v = Math.floor(v / 128);
-  }
-  out.push(v);
-  return Uint8Array.from(out);
-}
-
-export function parseFields(bytes: Uint8Array, start = 0, end = bytes.length): WireField[] {
-  const fields: WireField[] = [];
-  let pos = start;
-  while (pos < end) {
-    const fieldStart = pos;
-    const [tag, tagEnd] = readVarint(bytes, pos, end);
-    const field = Number(tag >> 3n);
-    const wire = Number(tag & 7n);
-    let valueStart = tagEnd;
-    switch (wire) {
-      case WIRE_VARINT:
-        pos = readVarint(bytes, tagEnd, end)[1];
-        break;
-      case WIRE_I64:
-        pos = tagEnd + 8;
-        break;
-      case WIRE_I32:
-        pos = tagEnd + 4;
-        break;
-      case WIRE_LEN: {
-        const [length, payloadStart] = readVarint(bytes, tagEnd, end);
-        valueStart = payloadStart;
-        pos = payloadStart + Number(length);
-        break;
-      }
-      default:
-        fail(`unsupported protobuf wire type ${wire} at byte ${fieldStart}`);
-    }
-    if (pos > end) fail(`protobuf field ${field} runs past the end of its message (byte ${fieldStart})`);
-    fields.push({ field, wire, start: fieldStart, tagEnd, valueStart, end: pos });
-  }
-  return fields;
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let pos = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, pos);
-    pos += chunk.length;
-  }
-  return out;
-}
-
-/**
- * Re-serializes a message: each field is copied byte for byte unless `edit` returns a new payload for
- * it (LEN fields only), which is written after the field's original tag bytes with a new length prefix.
- */
-export function rewriteMessage(
-  bytes: Uint8Array,
-  start: number,
-  end: number,
-  edit: (field: WireField) => Uint8Array | undefined,
-): Uint8Array {
-  const chunks: Uint8Array[] = [];
-  for (const f of parseFields(bytes, start, end)) {
-    const payload = f.wire === WIRE_LEN ? edit(f) : undefined;
-    if (payload === undefined) chunks.push(bytes.subarray(f.start, f.end));
-    else chunks.push(bytes.subarray(f.start, f.tagEnd), encodeVarint(payload.length), payload);
-  }
-  return concat(chunks);
-}
 
 const text = (bytes: Uint8Array, f: WireField): string => utf8.decode(bytes.subarray(f.valueStart, f.end));
 const sub = (bytes: Uint8Array, f: WireField): WireField[] => parseFields(bytes, f.valueStart, f.end);
@@ -277,7 +175,7 @@ function rewriteDim0(bytes: Uint8Array, valueInfo: WireField): Uint8Array {
     const kept = parseFields(bytes, dim.valueStart, dim.end)
       .filter((f) => f.field !== DIM_VALUE && f.field !== DIM_PARAM)
       .map((f) => bytes.subarray(f.start, f.end));
-    return concat([Uint8Array.of((DIM_PARAM << 3) | WIRE_LEN), encodeVarint(param.length), param, ...kept]);
+    return concatBytes([Uint8Array.of((DIM_PARAM << 3) | WIRE_LEN), encodeVarint(param.length), param, ...kept]);
   };
   return rewriteMessage(bytes, valueInfo.valueStart, valueInfo.end,
     firstOnly(VALUE_INFO_TYPE, (type) => rewriteMessage(bytes, type.valueStart, type.end,
@@ -295,7 +193,15 @@ const isDefaultDomain = (domain: string): boolean => domain === '' || domain ===
  * mixes the batch axis with others, a size computed from the batch, a fixed batch other than 1, ...).
  */
 export function makeBatchDynamic(modelBytes: Uint8Array): Uint8Array {
-  const bytes = modelBytes;
+  try {
+    return rewriteBatchDynamic(modelBytes);
+  } catch (error) {
+    if (error instanceof ProtobufWireError) fail(error.message);
+    throw error;
+  }
+}
+
+function rewriteBatchDynamic(bytes: Uint8Array): Uint8Array {
   const graphFields = parseFields(bytes).filter((f) => f.field === MODEL_GRAPH);
   if (graphFields.length !== 1 || graphFields[0]!.wire !== WIRE_LEN) fail('the model does not have exactly one graph');
   const graphField = graphFields[0]!;
@@ -321,7 +227,7 @@ export function makeBatchDynamic(modelBytes: Uint8Array): Uint8Array {
     .filter((input) => !initializerNames.has(input.name));
   if (inputs.length === 0) fail('the graph has no inputs');
   const fixed = inputs.filter((i) => i.dim0?.kind === 'value');
-  if (fixed.length === 0) return modelBytes; // already dynamic
+  if (fixed.length === 0) return bytes; // already dynamic
   if (fixed.length !== inputs.length) fail('some graph inputs have a fixed batch and some do not');
   for (const input of fixed) {
     if (input.dim0?.kind === 'value' && input.dim0.value !== 1n) fail(`input "${input.name}" has a fixed batch of ${input.dim0.value}, not 1`);

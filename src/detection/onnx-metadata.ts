@@ -1,3 +1,4 @@
+import { parseFields, ProtobufWireError, WIRE_LEN } from './protobuf-wire.ts';
 import type { ModelInfo } from './types.ts';
 
 /** Thrown when an ONNX file has no usable Ultralytics metadata (names, imgsz, stride). */
@@ -5,117 +6,37 @@ export class ModelMetadataError extends Error {
   override name = 'ModelMetadataError';
 }
 
-// ModelProto field numbers (onnx.proto3) and protobuf wire types.
+// ModelProto field numbers (onnx.proto3).
 const MODEL_METADATA_PROPS = 14;
 const ENTRY_KEY = 1;
 const ENTRY_VALUE = 2;
-const WIRE_VARINT = 0;
-const WIRE_FIXED64 = 1;
-const WIRE_LEN = 2;
-const WIRE_FIXED32 = 5;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
- * Minimal protobuf wire-format cursor: enough to walk ModelProto's top-level fields and skip the
- * rest by length (the graph and its weights are one big length-delimited field, skipped in O(1)).
+ * Returns every metadata_props key/value pair of an ONNX ModelProto (later duplicates win, as in onnx).
+ * Only the top-level fields are walked: the graph and its weights are one length-delimited field, skipped
+ * in O(1), so this is quick even on large models.
  */
-class WireReader {
-  pos = 0;
-  constructor(readonly bytes: Uint8Array, readonly end = bytes.length) {}
-
-  done(): boolean {
-    return this.pos >= this.end;
-  }
-
-  /** Varints are up to 10 bytes; numbers are built with multiplication so values past 2^31 stay exact up to 2^53. */
-  varint(): number {
-    let result = 0;
-    let factor = 1;
-    for (let i = 0; i < 10; i++) {
-      if (this.pos >= this.end) throw new ModelMetadataError('not an ONNX model: truncated varint');
-      const byte = this.bytes[this.pos++]!;
-      result += (byte & 0x7f) * factor;
-      if (byte < 0x80) return result;
-      factor *= 128;
-    }
-    throw new ModelMetadataError('not an ONNX model: malformed varint');
-  }
-
-  /** Reads a length prefix and returns [start, end) of the payload, checked against the buffer. */
-  lengthDelimited(): [number, number] {
-    const length = this.varint();
-    const start = this.pos;
-    const end = start + length;
-    if (end > this.end) throw new ModelMetadataError('not an ONNX model: field runs past the end of the file');
-    this.pos = end;
-    return [start, end];
-  }
-
-  skip(wireType: number): void {
-    switch (wireType) {
-      case WIRE_VARINT:
-        this.varint();
-        return;
-      case WIRE_FIXED64:
-        this.advance(8);
-        return;
-      case WIRE_LEN:
-        this.lengthDelimited();
-        return;
-      case WIRE_FIXED32:
-        this.advance(4);
-        return;
-      default:
-        // Groups (3/4) are never used by onnx.proto; anything else means this is not protobuf.
-        throw new ModelMetadataError(`not an ONNX model: unsupported protobuf wire type ${wireType} at byte ${this.pos}`);
-    }
-  }
-
-  private advance(n: number): void {
-    if (this.pos + n > this.end) throw new ModelMetadataError('not an ONNX model: truncated field');
-    this.pos += n;
-  }
-}
-
-/** Returns every metadata_props key/value pair of an ONNX ModelProto (later duplicates win, as in onnx). */
 export function readOnnxMetadataProps(modelBytes: Uint8Array): Map<string, string> {
   const props = new Map<string, string>();
-  const reader = new WireReader(modelBytes);
-  while (!reader.done()) {
-    const tag = reader.varint();
-    const field = Math.floor(tag / 8);
-    const wireType = tag % 8;
-    if (field === MODEL_METADATA_PROPS && wireType === WIRE_LEN) {
-      const [start, end] = reader.lengthDelimited();
-      const entry = readEntry(modelBytes, start, end);
-      if (entry) props.set(entry[0], entry[1]);
-    } else {
-      reader.skip(wireType);
+  try {
+    for (const f of parseFields(modelBytes)) {
+      if (f.field !== MODEL_METADATA_PROPS || f.wire !== WIRE_LEN) continue;
+      let key: string | undefined;
+      let value = '';
+      for (const e of parseFields(modelBytes, f.valueStart, f.end)) {
+        if (e.wire !== WIRE_LEN) continue;
+        if (e.field === ENTRY_KEY) key = decodeUtf8(modelBytes.subarray(e.valueStart, e.end));
+        else if (e.field === ENTRY_VALUE) value = decodeUtf8(modelBytes.subarray(e.valueStart, e.end));
+      }
+      if (key !== undefined) props.set(key, value);
     }
+  } catch (error) {
+    if (error instanceof ProtobufWireError) throw new ModelMetadataError(`not an ONNX model: ${error.message}`);
+    throw error;
   }
   return props;
-}
-
-function readEntry(bytes: Uint8Array, start: number, end: number): [string, string] | undefined {
-  const reader = new WireReader(bytes, end);
-  reader.pos = start;
-  let key: string | undefined;
-  let value = '';
-  while (!reader.done()) {
-    const tag = reader.varint();
-    const field = Math.floor(tag / 8);
-    const wireType = tag % 8;
-    if ((field === ENTRY_KEY || field === ENTRY_VALUE) && wireType === WIRE_LEN) {
-      const [s, e] = reader.lengthDelimited();
-      const text = decodeUtf8(bytes.subarray(s, e));
-      if (field === ENTRY_KEY) key = text;
-      else value = text;
-    } else {
-      reader.skip(wireType);
-    }
-  }
-  return key === undefined ? undefined : [key, value];
 }
 
 function decodeUtf8(bytes: Uint8Array): string {
