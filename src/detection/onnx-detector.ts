@@ -11,7 +11,7 @@ export interface OnnxDetectorOptions {
   threads?: number;
   /**
    * Frames per session.run when the batch is dynamic. Default 1: on ORT's CPU provider larger runs are
-   * slower per frame and cost ~60 MB of RSS per extra frame (measured by `npm run bench:detector`).
+   * slower per frame and cost 60–90 MB of RSS per extra frame (measured by `npm run bench:detector`).
    */
   framesPerRun?: number;
 }
