@@ -21,6 +21,8 @@ export interface CreateDetectorOptions {
   threads?: number;
   /** ONNX Runtime: frames per session.run (the rewritten model's batch is dynamic). */
   onnxFramesPerRun?: number;
+  /** ONNX Runtime: told when the model keeps its fixed batch (frames then run one batch-sized chunk at a time). */
+  onOnnxFixedBatch?: (reason: string) => void;
   tfjs?: { modelDir: string; backend: TfjsBackendName };
   /** Told which engine was picked and why (the worker logs it). */
   onChoice?: (choice: EngineChoice) => void;
@@ -47,5 +49,5 @@ export async function createDetector(options: CreateDetectorOptions): Promise<De
     if (!existsSync(path.join(options.tfjs.modelDir, 'saved_model.pb'))) await convertOnnxFile(options.modelPath, options.tfjs.modelDir);
     return TfjsDetector.create(options.tfjs.modelDir, { backend, threads: options.threads, importer });
   }
-  return OnnxDetector.create(options.modelPath, { threads: options.threads, framesPerRun: options.onnxFramesPerRun });
+  return OnnxDetector.create(options.modelPath, { threads: options.threads, framesPerRun: options.onnxFramesPerRun, onFixedBatch: options.onOnnxFixedBatch });
 }

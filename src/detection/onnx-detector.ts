@@ -14,6 +14,8 @@ export interface OnnxDetectorOptions {
    * slower per frame and cost 60–90 MB of RSS per extra frame (measured by `npm run bench:detector`).
    */
   framesPerRun?: number;
+  /** Told when the model keeps its fixed batch because the batch rewrite refused it, and why. */
+  onFixedBatch?: (reason: string) => void;
 }
 
 /** YOLOv8 on ONNX Runtime's CPU execution provider. */
@@ -50,6 +52,7 @@ export class OnnxDetector implements Detector {
       modelBytes = makeBatchDynamic(bytes);
     } catch (error) {
       if (!(error instanceof OnnxBatchRewriteError)) throw error;
+      options.onFixedBatch?.(error.message);
     }
     // The bytes are already in memory for the metadata, so ORT loads from them instead of re-reading the file.
     const session = await ort.InferenceSession.create(modelBytes, sessionOptions);

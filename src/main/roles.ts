@@ -79,6 +79,7 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
       modelPath: config.modelPath,
       threads: config.ortThreads,
       onnxFramesPerRun: config.onnxFramesPerRun,
+      onOnnxFixedBatch: (reason) => logger.warn('ONNX model keeps its fixed batch: ONNX_FRAMES_PER_RUN has no effect', { reason }),
       tfjs: { modelDir: config.tfjsModelDir, backend: config.tfjsBackend },
       onChoice: (choice) => logger.info('detector engine chosen', { requested: config.detectorEngine, engine: choice.engine, backend: choice.backend, reason: choice.reason }),
     }));
