@@ -1,8 +1,7 @@
 // Ingestion API only: uploads, extraction, status and results. Run workers separately.
 import { main } from './lifecycle.ts';
 import { baseReadiness, startApi } from './roles.ts';
-import { modelFileCheck } from './runtime.ts';
+import { storageReadiness } from './runtime.ts';
 
-main('api', (runtime) =>
-  startApi(runtime, [...baseReadiness(runtime), { name: 'model', check: () => modelFileCheck(runtime.config.modelPath) }]),
-);
+// No model check: the API never loads the model (workers do), so an API container needs no model mount.
+main('api', (runtime) => startApi(runtime, [...baseReadiness(runtime), storageReadiness(runtime.storage)]));

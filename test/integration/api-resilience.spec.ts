@@ -84,6 +84,27 @@ describe('API resilience (real processes)', function () {
     await stack.startApi();
   });
 
+  it('is ready without a model file (workers load it, not the API), and not ready when its storage is unusable', async () => {
+    stack = await Stack.start(tmp, { MODEL_PATH: path.join(tmp, 'no-such-dir', 'yolov8n.onnx') });
+    await stack.startApi();
+    const ready = await fetch(`${stack.baseUrl}/readyz`);
+    const body = (await ready.json()) as { status: string; checks: Record<string, { ok: boolean; detail?: unknown }> };
+    assert.equal(ready.status, 200, JSON.stringify(body));
+    assert.deepEqual(Object.keys(body.checks).sort(), ['postgres', 'redis', 'storage']);
+    assert.deepEqual(body.checks.storage, { ok: true, detail: { driver: 'local' } });
+
+    // A storage root that is a file: listing under it fails, so the storage check is a real one.
+    const notADirectory = path.join(tmp, 'storage-is-a-file');
+    await fs.writeFile(notADirectory, '');
+    const port = await freePort();
+    const broken = ServiceProcess.start('api', { ...stack.env, STORAGE_DIR: notADirectory, PORT: String(port) });
+    stack.processes.push(broken);
+    await broken.waitForLog('api listening');
+    const notReady = await fetch(`http://127.0.0.1:${port}/readyz`);
+    assert.equal(notReady.status, 503);
+    assert.equal(((await notReady.json()) as { checks: { storage: { ok: boolean } } }).checks.storage.ok, false);
+  });
+
   it('on SIGTERM stops taking uploads, finishes the extraction in progress, then exits', async () => {
     stack = await Stack.start(tmp, { SHUTDOWN_TIMEOUT_MS: '60000' });
     const api = await stack.startApi();
