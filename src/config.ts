@@ -40,6 +40,8 @@ export interface Config {
   readonly defaultFps: number | null;
   readonly maxFps: number;
   readonly extractionConcurrency: number;
+  /** Uploads checked with ffprobe and ffmpeg at once per API process (each check runs up to three processes). */
+  readonly probeConcurrency: number;
   /** An extraction whose API process stops renewing its lease for this long is restarted by another. */
   readonly extractionLeaseMs: number;
   readonly confidenceThreshold: number;
@@ -128,6 +130,7 @@ export function loadConfig(env: Env = process.env): Config {
     defaultFps,
     maxFps,
     extractionConcurrency: read.integer('EXTRACTION_CONCURRENCY', 2, { min: 1, max: 64 }),
+    probeConcurrency: read.integer('PROBE_CONCURRENCY', 4, { min: 1, max: 64 }),
     extractionLeaseMs: read.integer('EXTRACTION_LEASE_MS', 60_000, { min: 300 }),
     confidenceThreshold: read.number('CONFIDENCE_THRESHOLD', 0.25, { min: 0, max: 1 }),
     iouThreshold: read.number('IOU_THRESHOLD', 0.7, { min: 0, max: 1 }),

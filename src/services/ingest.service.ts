@@ -23,6 +23,11 @@ export interface IngestSettings {
   maxFps: number;
   jpegQuality: number;
   extractionConcurrency: number;
+  /**
+   * Uploads checked at once (ffprobe, then up to two short ffmpeg decodes each); the rest wait their turn,
+   * so a burst of uploads cannot start an unbounded number of processes on the request path.
+   */
+  probeConcurrency: number;
   /** Where a storage without local files (S3) has its upload downloaded for ffmpeg; default os.tmpdir(). */
   workDir?: string;
   /** false: the uploaded video is deleted once its frames are extracted. Default true. */
@@ -62,6 +67,7 @@ const probeRefusalStatus: Record<string, number> = {
  */
 export class IngestService {
   private readonly extractions: TaskLimiter;
+  private readonly probes: TaskLimiter;
   private recoveryTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -73,6 +79,7 @@ export class IngestService {
     private readonly logger: Logger,
   ) {
     this.extractions = new TaskLimiter(settings.extractionConcurrency);
+    this.probes = new TaskLimiter(settings.probeConcurrency);
   }
 
   /** Checks a client's file name before anything is written; the name is kept only as a label. */
@@ -155,13 +162,16 @@ export class IngestService {
   }
 
   private probe(storageKey: string): Promise<Extract<ProbeResult, { ok: true }>> {
-    return this.withLocalFile(storageKey, async (file) => {
-      const probe = await this.media.probe(file);
-      if (!probe.ok) throw this.refusal(probe.code, probe.message);
-      const decodable = await this.media.verifyDecodable(file, probe.video.durationMs);
-      if (!decodable.ok) throw this.refusal(decodable.code, decodable.message);
-      return probe;
-    });
+    // Only the ffprobe/ffmpeg runs take a slot: an S3 download before them is I/O, not processes.
+    return this.withLocalFile(storageKey, (file) =>
+      this.probes.run(async () => {
+        const probe = await this.media.probe(file);
+        if (!probe.ok) throw this.refusal(probe.code, probe.message);
+        const decodable = await this.media.verifyDecodable(file, probe.video.durationMs);
+        if (!decodable.ok) throw this.refusal(decodable.code, decodable.message);
+        return probe;
+      }),
+    );
   }
 
   private refusal(code: string, message: string): AppError {

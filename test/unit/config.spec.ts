@@ -64,6 +64,12 @@ describe('loadConfig', () => {
     });
   });
 
+  it('reads PROBE_CONCURRENCY (default 4, 1 to 64)', () => {
+    assert.equal(loadConfig({}).probeConcurrency, 4);
+    assert.equal(loadConfig({ PROBE_CONCURRENCY: '1' }).probeConcurrency, 1);
+    for (const bad of ['0', '65', '1.5', 'many']) assert.throws(() => loadConfig({ PROBE_CONCURRENCY: bad }), /PROBE_CONCURRENCY must be/, bad);
+  });
+
   it('refuses a fractional integer setting', () => {
     assert.throws(() => loadConfig({ BATCH_SIZE: '2.5' }), /BATCH_SIZE must be a whole number/);
   });

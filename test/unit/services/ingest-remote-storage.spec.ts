@@ -72,7 +72,7 @@ describe('IngestService with a storage that has no local files (S3)', () => {
       },
       ...media,
     };
-    const settings = { batchSize: 2, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, extractionConcurrency: 1, extractionLeaseMs: 60_000, workDir, keepSourceVideo };
+    const settings = { batchSize: 2, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, extractionConcurrency: 1, probeConcurrency: 2, extractionLeaseMs: 60_000, workDir, keepSourceVideo };
     const logger = createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true });
     const service = new IngestService(settings, videos, storage, fullMedia, { publish: async () => {} }, logger);
     return { service, storage, rows, seen };

@@ -78,14 +78,14 @@ class MemoryVideos implements VideoRepository {
   }
 }
 
-const settings: IngestSettings = { batchSize: 4, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, extractionConcurrency: 1, extractionLeaseMs: 60_000 };
+const settings: IngestSettings = { batchSize: 4, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, extractionConcurrency: 1, probeConcurrency: 2, extractionLeaseMs: 60_000 };
 const goodProbe = {
   ok: true as const,
   video: { durationMs: 2000, fps: 10, width: 64, height: 48, codec: 'h264', startTimeMs: 0, creationTime: null, frameCountEstimate: 20 },
   raw: {},
 };
 
-function setUp(media: Partial<Media> = {}) {
+function setUp(media: Partial<Media> = {}, overrides: Partial<IngestSettings> = {}) {
   const storage = new MemoryStorage();
   const videos = new MemoryVideos();
   const published: DetectionJob[] = [];
@@ -98,7 +98,7 @@ function setUp(media: Partial<Media> = {}) {
     },
     ...media,
   };
-  const service = new IngestService(settings, videos, storage, fullMedia, { publish: async (jobs) => void published.push(...jobs) }, createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true }));
+  const service = new IngestService({ ...settings, ...overrides }, videos, storage, fullMedia, { publish: async (jobs) => void published.push(...jobs) }, createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true }));
   return { service, storage, videos, published };
 }
 
@@ -157,6 +157,80 @@ describe('IngestService', () => {
     const staged = await service.stageUpload('empty.mp4', Readable.from([]));
     await assert.rejects(service.acceptUpload(staged, undefined), (error: unknown) => error instanceof AppError && error.code === 'empty_file');
     assert.equal(storage.objects.size, 0);
+  });
+
+  it('stores the creation_time tag as capturedAt, and the upload time when there is none', async () => {
+    const creationTime = new Date('2024-05-06T07:08:09.250Z');
+    const tagged = setUp({ probe: async () => ({ ...goodProbe, video: { ...goodProbe.video, creationTime } }) as never });
+    const video = await tagged.service.acceptUpload(await tagged.service.stageUpload('tagged.mp4', Readable.from([Buffer.from('bytes')])), undefined);
+    assert.equal(tagged.videos.rows.get(video.id)!.capturedAt.toISOString(), creationTime.toISOString());
+    assert.equal(tagged.videos.rows.get(video.id)!.source.creationTime?.toISOString(), creationTime.toISOString());
+
+    const untagged = setUp();
+    const before = Date.now();
+    const plain = await untagged.service.acceptUpload(await untagged.service.stageUpload('plain.mp4', Readable.from([Buffer.from('bytes')])), undefined);
+    const capturedAt = untagged.videos.rows.get(plain.id)!.capturedAt.getTime();
+    assert.ok(capturedAt >= before && capturedAt <= Date.now(), 'capturedAt is the upload time');
+    await Promise.all([tagged.service.idle(), untagged.service.idle()]);
+  });
+
+  it('runs at most PROBE_CONCURRENCY upload checks (ffprobe and the decode checks) at once; the rest wait', async () => {
+    let active = 0;
+    let peak = 0;
+    const started: string[] = [];
+    const gates: Array<() => void> = [];
+    // A check counts as running from its ffprobe until its decode check returns; ffprobe waits for the test's gate.
+    const hold = async (file: string) => {
+      started.push(file);
+      await new Promise<void>((resolve) => gates.push(resolve));
+    };
+    const { service, videos } = setUp(
+      {
+        probe: async (file) => {
+          active += 1;
+          peak = Math.max(peak, active);
+          await hold(file);
+          return goodProbe as never;
+        },
+        verifyDecodable: async () => {
+          await new Promise((resolve) => setImmediate(resolve)); // a check ends after its decode runs
+          active -= 1;
+          return { ok: true } as never;
+        },
+      },
+      { probeConcurrency: 3 },
+    );
+    const uploads = await Promise.all(Array.from({ length: 8 }, (_, i) => service.stageUpload(`clip${i}.mp4`, Readable.from([Buffer.from(`video ${i}`)]))));
+    const accepted = Promise.all(uploads.map((staged) => service.acceptUpload(staged, undefined)));
+    const settle = () => new Promise((resolve) => setImmediate(resolve));
+    for (let i = 0; i < 5; i += 1) await settle();
+    assert.equal(started.length, 3, 'exactly PROBE_CONCURRENCY checks start in a burst of 8');
+    // Release them one at a time: each finished check lets exactly one waiting upload in.
+    while (gates.length > 0 || started.length < 8) {
+      gates.shift()?.();
+      for (let i = 0; i < 5; i += 1) await settle();
+      assert.ok(active <= 3, `${active} checks at once`);
+    }
+    const videosAccepted = await accepted;
+    assert.equal(peak, 3);
+    assert.equal(started.length, 8);
+    assert.equal(videosAccepted.length, 8);
+    assert.equal(videos.rows.size, 8);
+    await service.idle();
+  });
+
+  it('a refused upload frees its check slot for the next one', async () => {
+    let calls = 0;
+    const { service } = setUp(
+      { probe: async () => (++calls === 1 ? ({ ok: false, code: 'not_a_video', message: 'still image' } as never) : (goodProbe as never)) },
+      { probeConcurrency: 1 },
+    );
+    const first = await service.stageUpload('still.mp4', Readable.from([Buffer.from('png')]));
+    const second = await service.stageUpload('clip.mp4', Readable.from([Buffer.from('video')]));
+    const [refused, accepted] = await Promise.allSettled([service.acceptUpload(first, undefined), service.acceptUpload(second, undefined)]);
+    assert.equal(refused.status, 'rejected');
+    assert.equal(accepted.status, 'fulfilled');
+    await service.idle();
   });
 
   it('marks the video failed when extraction breaks', async () => {
