@@ -73,6 +73,7 @@ export interface Config {
 
 export interface S3Config {
   readonly bucket: string;
+  /** S3_REGION, else AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1. */
   readonly region: string;
   /** An S3-compatible endpoint (MinIO, R2, ...); undefined means AWS itself. */
   readonly endpoint: string | undefined;
@@ -160,8 +161,10 @@ function readS3Config(env: Env, read: EnvReader, problems: string[]): S3Config {
   // S3's bucket naming rules (lower case, digits, dots, hyphens; 3-63 characters).
   if (bucket === '') problems.push('S3_BUCKET is required when STORAGE_DRIVER=s3');
   else if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) problems.push(`S3_BUCKET is not a valid bucket name (got "${bucket}")`);
-  const region = (env.S3_REGION ?? '').trim() || 'us-east-1';
-  if (!/^[a-z0-9-]+$/.test(region)) problems.push(`S3_REGION must look like "us-east-1" (got "${region}")`);
+  // The AWS SDK's own region variables next, so a deployment that sets them for its credentials needs no S3_REGION.
+  const regionSetting = (['S3_REGION', 'AWS_REGION', 'AWS_DEFAULT_REGION'] as const).find((name) => (env[name] ?? '').trim() !== '');
+  const region = regionSetting ? env[regionSetting]!.trim() : 'us-east-1';
+  if (!/^[a-z0-9-]+$/.test(region)) problems.push(`${regionSetting ?? 'S3_REGION'} must look like "us-east-1" (got "${region}")`);
   const endpoint = env.S3_ENDPOINT ? read.url('S3_ENDPOINT', env.S3_ENDPOINT, ['http:', 'https:']) : undefined;
   // Leading and trailing slashes are forgiven; inside, the prefix follows the storage key rules.
   const prefix = (env.S3_PREFIX ?? '').trim().replace(/^\/+|\/+$/g, '');

@@ -95,6 +95,19 @@ describe('loadConfig: storage', () => {
     assert.deepEqual(custom.s3, { bucket: 'b12', region: 'eu-west-3', endpoint: 'http://127.0.0.1:9000', forcePathStyle: true, prefix: 'team/a' });
   });
 
+  it("takes the S3 region from S3_REGION, else the AWS SDK's AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1", () => {
+    const s3 = { STORAGE_DRIVER: 's3', S3_BUCKET: 'videos' };
+    const region = (env: Record<string, string>) => loadConfig({ ...s3, ...env }).s3!.region;
+    assert.equal(region({ S3_REGION: 'eu-west-1', AWS_REGION: 'us-west-2', AWS_DEFAULT_REGION: 'ap-south-1' }), 'eu-west-1');
+    assert.equal(region({ AWS_REGION: 'us-west-2', AWS_DEFAULT_REGION: 'ap-south-1' }), 'us-west-2');
+    assert.equal(region({ AWS_DEFAULT_REGION: 'ap-south-1' }), 'ap-south-1');
+    // Empty values are unset: compose passes S3_REGION through as "" when the host has none.
+    assert.equal(region({ S3_REGION: '', AWS_REGION: ' ', AWS_DEFAULT_REGION: 'ca-central-1' }), 'ca-central-1');
+    assert.equal(region({ S3_REGION: '', AWS_REGION: '' }), 'us-east-1');
+    // A bad value is reported under the variable it came from.
+    assert.throws(() => loadConfig({ ...s3, AWS_REGION: 'EU WEST' }), /AWS_REGION must look like "us-east-1" \(got "EU WEST"\)/);
+  });
+
   it('requires S3_BUCKET with STORAGE_DRIVER=s3, and names every bad storage value', () => {
     assert.throws(() => loadConfig({ STORAGE_DRIVER: 's3' }), /S3_BUCKET is required when STORAGE_DRIVER=s3/);
     assert.throws(
