@@ -101,3 +101,9 @@ export async function cutClip(source: string, seconds: number, outPath?: string)
   await ffmpeg(['-i', source, '-t', String(seconds), '-map', '0:v:0', '-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p', outPath]);
   return outPath;
 }
+
+/** A copy of `source` (streams copied, not re-encoded) whose container carries this creation_time tag (ISO 8601). */
+export async function withCreationTime(source: string, creationTime: string, outPath: string): Promise<string> {
+  await ffmpeg(['-i', source, '-map', '0', '-c', 'copy', '-metadata', `creation_time=${creationTime}`, outPath]);
+  return outPath;
+}

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { createClient } from 'redis';
 import { queueKeys } from '../../src/queue/keys.ts';
 import { createTestDatabase, onlyRow, type TestDatabase } from '../helpers/database.ts';
-import { cutClip, VTEST_AVI } from '../helpers/media-fixtures.ts';
+import { cutClip, VTEST_AVI, withCreationTime } from '../helpers/media-fixtures.ts';
 import { deleteKeys, uniquePrefix } from '../helpers/redis.ts';
 import { freePort, ServiceProcess, waitFor } from '../helpers/service.ts';
 
@@ -197,5 +197,29 @@ describe('pipeline end to end: real processes, Redis, PostgreSQL, ffmpeg and YOL
     assert.deepEqual(await detectionRows(id), cleanRows);
     assert.equal(await redis.lLen(queueKeys(prefix).processing(workerId)), 0);
     assert.equal(await redis.lLen(queueKeys(prefix).pending), 0);
+  });
+
+  it("stamps frames and detections with the video's creation_time tag plus each frame's offset", async () => {
+    const worker = startWorker();
+    await worker.waitForLog('worker started');
+    // Whole seconds: mp4 keeps creation_time in seconds.
+    const creationTime = '2023-03-04T05:06:07.000Z';
+    const tagged = await withCreationTime(clip, creationTime, path.join(tmp, 'vtest-8s-tagged.mp4'));
+    const res = await upload(tagged, { fps: '2' });
+    assert.equal(res.status, 202, await res.clone().text());
+    const { id } = (await res.json()) as { id: string };
+    const video = await waitCompleted(id);
+    assert.equal(video.framesTotal, 16); // 8 s at 2 fps
+    assert.equal(((await (await fetch(`${baseUrl}/videos/${id}`)).json()) as { capturedAt: string }).capturedAt, creationTime);
+
+    const start = Date.parse(creationTime);
+    const detections = await db.sql<{ pts_ms: number; captured_at: Date }[]>`SELECT pts_ms, captured_at FROM detections WHERE video_id = ${id}`;
+    assert.ok(detections.length > 0, 'the tagged clip has detections');
+    assert.ok(detections.some((row) => row.pts_ms > 0), 'detections beyond the first frame');
+    for (const row of detections) assert.equal(row.captured_at.toISOString(), new Date(start + row.pts_ms).toISOString(), `pts ${row.pts_ms}`);
+    const frames = await db.sql<{ pts_ms: number; captured_at: Date }[]>`SELECT pts_ms, captured_at FROM frames WHERE video_id = ${id} ORDER BY frame_index`;
+    assert.deepEqual(frames.map((row) => row.pts_ms), frames.map((_, i) => i * 500));
+    for (const row of frames) assert.equal(row.captured_at.toISOString(), new Date(start + row.pts_ms).toISOString(), `frame at ${row.pts_ms} ms`);
+    await worker.stop();
   });
 });
