@@ -17,7 +17,7 @@ interface RenderedService {
   volumes?: Array<{ type?: string; source: string; target: string; read_only?: boolean } | string>;
   healthcheck?: { test?: string[]; disable?: boolean };
   depends_on?: Record<string, { condition: string }>;
-  deploy?: { resources?: { reservations?: { devices?: Array<{ driver?: string; count?: unknown; capabilities?: string[] }> } } };
+  deploy?: { resources?: { reservations?: { devices?: Array<{ driver?: string; count?: unknown; device_ids?: string[]; capabilities?: string[] }> } } };
 }
 interface RenderedModel {
   services: Record<string, RenderedService>;
@@ -26,7 +26,7 @@ interface RenderedModel {
 
 const REPO = process.cwd();
 // Read by libraries, not by loadConfig: the AWS SDK's credential chain, and postgres.js (a password kept out of DATABASE_URL).
-const LIBRARY_VARIABLES = new Set(['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'PGPASSWORD']);
+const LIBRARY_VARIABLES = new Set(['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'PGPASSWORD']);
 
 /** `docker compose` (the plugin) when it is there, else Debian's `docker-compose`; the test set-up installs the latter. */
 async function composeCli(): Promise<string[]> {
@@ -69,11 +69,12 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
   let tmp: string;
   const models: Record<'cpu' | 'gpu', RenderedModel> = {} as Record<'cpu' | 'gpu', RenderedModel>;
 
-  async function render(file: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-    // An empty env file and no inherited settings: the defaults written in the files are what is checked,
-    // whatever .env or shell variables this machine has.
+  async function render(files: string | string[], envFile = emptyEnvFile): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+    // An explicit env file (empty by default) and no inherited settings: the defaults written in the files are
+    // what is checked, whatever .env or shell variables this machine has.
     const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' };
-    const result = await execa(cli[0]!, [...cli.slice(1), '--env-file', emptyEnvFile, '-f', file, 'config'], { cwd: REPO, env, extendEnv: false, reject: false });
+    const fileArgs = [files].flat().flatMap((file) => ['-f', file]);
+    const result = await execa(cli[0]!, [...cli.slice(1), '--env-file', envFile, ...fileArgs, 'config'], { cwd: REPO, env, extendEnv: false, reject: false });
     return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
   }
 
@@ -170,8 +171,12 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
           assert.equal(database.pathname, `/${postgresDb}`);
           assert.equal(environment.PGPASSWORD || decodeURIComponent(database.password), services.postgres!.environment?.POSTGRES_PASSWORD, `${name}: the database password`);
           assert.equal(config.requireDurableRedis, true);
-          assert.equal(volumeOf(services[name]!, path.posix.dirname(config.modelPath))?.read_only, true, `${name}: the models directory is mounted read-only`);
         }
+        // Only workers load the model: they mount it read-only; the API has neither the mount nor MODEL_PATH.
+        const workerModel = loadConfig(Object.fromEntries(Object.entries(services.worker!.environment ?? {}).map(([k, v]) => [k, v ?? '']))).modelPath;
+        assert.equal(volumeOf(services.worker!, path.posix.dirname(workerModel))?.read_only, true, 'worker: the models directory is mounted read-only');
+        assert.equal(services.api!.environment?.MODEL_PATH, undefined);
+        assert.equal(volumeOf(services.api!, '/models'), undefined, 'the api mounts no models directory');
         const worker = loadConfig(Object.fromEntries(Object.entries(services.worker!.environment ?? {}).map(([k, v]) => [k, v ?? ''])));
         assert.ok(worker.workerHealthPort, 'workers serve /readyz for their health check');
         if (profile === 'gpu') {
@@ -195,6 +200,98 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
           }
         }
       });
+
+      it("passes the host's settings through: KEEP_SOURCE_VIDEO, PROBE_CONCURRENCY, AWS credentials, session token, region and profile", async () => {
+        const envFile = path.join(tmp, `settings-${profile}.env`);
+        const settings = {
+          STORAGE_DRIVER: 's3',
+          S3_BUCKET: 'videos',
+          KEEP_SOURCE_VIDEO: 'false',
+          PROBE_CONCURRENCY: '7',
+          AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE',
+          AWS_SECRET_ACCESS_KEY: 'secret',
+          AWS_SESSION_TOKEN: 'session-token',
+          AWS_REGION: 'eu-central-1',
+          AWS_PROFILE: 'ops',
+        };
+        await writeFile(envFile, Object.entries(settings).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
+        const result = await render(`compose.${profile}.yml`, envFile);
+        assert.equal(result.exitCode, 0, result.stderr);
+        const { services } = parse(result.stdout) as RenderedModel;
+        for (const name of ['api', 'worker']) {
+          const environment = Object.fromEntries(Object.entries(services[name]!.environment ?? {}).map(([k, v]) => [k, v ?? '']));
+          for (const key of ['KEEP_SOURCE_VIDEO', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_REGION', 'AWS_PROFILE'] as const) {
+            assert.equal(environment[key], settings[key], `${name}: ${key}`);
+          }
+          const config = loadConfig(environment);
+          assert.equal(config.s3?.region, 'eu-central-1', `${name}: S3 region from AWS_REGION when S3_REGION is empty`);
+          assert.equal(config.keepSourceVideo, false);
+        }
+        assert.equal(loadConfig(Object.fromEntries(Object.entries(services.api!.environment ?? {}).map(([k, v]) => [k, v ?? '']))).probeConcurrency, 7);
+      });
     });
   }
+
+  it('docker/compose.env.example names exactly the variables the compose files substitute, each with its default', async () => {
+    const composeFiles = ['compose.base.yml', 'compose.cpu.yml', 'compose.gpu.yml', 'compose.gpu-multi.yml', 'compose.shared-stores.yml'];
+    const substituted = new Set<string>();
+    for (const file of composeFiles) for (const match of (await readFile(path.join(REPO, file), 'utf8')).matchAll(/\$\{([A-Z0-9_]+)/g)) substituted.add(match[1]!);
+    const example = await readFile(path.join(REPO, 'docker/compose.env.example'), 'utf8');
+    const lines = example.split('\n').map((line) => /^#? ?([A-Z0-9_]+)=(.*)$/.exec(line)).filter((m) => m !== null);
+    assert.deepEqual(lines.map((m) => m[1]).sort(), [...substituted].sort());
+    // Every line uncommented, as a user would: the rendered stacks are the same as with no settings at all, so
+    // each value shown is the default the files use. (STORES_BIND_IP and REDIS_PASSWORD have none: left out.)
+    const uncommented = path.join(tmp, 'compose-example.env');
+    await writeFile(uncommented, lines.filter((m) => !['STORES_BIND_IP', 'REDIS_PASSWORD'].includes(m[1]!)).map((m) => `${m[1]}=${m[2]}`).join('\n') + '\n');
+    for (const profile of ['cpu', 'gpu'] as const) {
+      const result = await render(`compose.${profile}.yml`, uncommented);
+      assert.equal(result.exitCode, 0, result.stderr);
+      assert.deepEqual(parse(result.stdout), models[profile], `compose.${profile}.yml with every example value set`);
+    }
+  });
+
+  it('compose.gpu-multi.yml adds a worker pinned to GPU 1, built and configured like the GPU worker, which keeps GPU 0', async () => {
+    const result = await render(['compose.gpu.yml', 'compose.gpu-multi.yml']);
+    assert.equal(result.exitCode, 0, result.stderr);
+    const { services } = parse(result.stdout) as RenderedModel;
+    assert.deepEqual(Object.keys(services).sort(), ['api', 'postgres', 'redis', 'worker', 'worker-gpu1']);
+    assert.deepEqual(services.worker, models.gpu.services.worker, 'the first GPU worker is unchanged');
+    const pinned = services['worker-gpu1']!;
+    assert.deepEqual(pinned.deploy?.resources?.reservations?.devices, [{ driver: 'nvidia', device_ids: ['1'], capabilities: ['gpu'] }]);
+    const { deploy: _pinnedDeploy, ...pinnedRest } = pinned;
+    const { deploy: _workerDeploy, ...workerRest } = services.worker!;
+    assert.deepEqual(pinnedRest, workerRest, 'everything but the GPU is the GPU worker');
+  });
+
+  it('compose.shared-stores.yml publishes Redis and PostgreSQL on the given address only, and puts Redis behind a password', async () => {
+    const refused = await render(['compose.cpu.yml', 'compose.shared-stores.yml']);
+    assert.notEqual(refused.exitCode, 0, 'refuses to run without an address and a password');
+    assert.match(refused.stderr, /STORES_BIND_IP|REDIS_PASSWORD/);
+
+    const envFile = path.join(tmp, 'stores.env');
+    await writeFile(envFile, 'STORES_BIND_IP=10.1.2.3\nREDIS_PASSWORD=s3cretpw\n');
+    for (const profile of ['cpu', 'gpu'] as const) {
+      const result = await render([`compose.${profile}.yml`, 'compose.shared-stores.yml'], envFile);
+      assert.equal(result.exitCode, 0, result.stderr);
+      const { services } = parse(result.stdout) as RenderedModel;
+      const published = (service: RenderedService) =>
+        (service.ports ?? []).map((port) => {
+          if (typeof port === 'string') return port.replace(/\/tcp$/, '');
+          const { host_ip: hostIp, published: hostPort, target } = port as { host_ip?: string; published?: string | number; target: number };
+          return `${hostIp ?? ''}:${hostPort}:${target}`;
+        });
+      assert.deepEqual(published(services.redis!), ['10.1.2.3:6379:6379']);
+      assert.deepEqual(published(services.postgres!), ['10.1.2.3:5432:5432']);
+      const command = services.redis!.command!;
+      assert.deepEqual(command.slice(0, 2), models[profile].services.redis!.command, 'still the durable redis.conf');
+      assert.deepEqual(command.slice(2), ['--requirepass', 's3cretpw']);
+      assert.equal(services.redis!.environment?.REDISCLI_AUTH, 's3cretpw', 'the health check authenticates');
+      for (const name of ['api', 'worker']) {
+        const config = loadConfig(Object.fromEntries(Object.entries(services[name]!.environment ?? {}).map(([k, v]) => [k, v ?? ''])));
+        const url = new URL(config.redisUrl);
+        assert.equal(url.password, 's3cretpw', `${name}: REDIS_URL carries the password`);
+        assert.equal(url.hostname, 'redis');
+      }
+    }
+  });
 });
