@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { ConfigError, loadConfig, parseFps } from '../../src/config.ts';
 
 describe('loadConfig', () => {
@@ -125,6 +126,29 @@ describe('loadConfig: storage', () => {
 
   it('ignores the S3 settings with local storage', () => {
     assert.equal(loadConfig({ S3_PREFIX: 'a/../b' }).s3, undefined);
+  });
+});
+
+describe('.env.example', () => {
+  const lines = readFileSync('.env.example', 'utf8')
+    .split('\n')
+    .map((line) => /^(#\s?)?([A-Z][A-Z0-9_]*)=(.*)$/.exec(line))
+    .filter((match) => match !== null);
+
+  it('lists every variable loadConfig reads (set, or commented out)', () => {
+    const read = new Set<string>();
+    for (const env of [{}, { STORAGE_DRIVER: 's3', S3_BUCKET: 'videos' }]) {
+      loadConfig(new Proxy(env as Record<string, string>, { get: (target, name) => (typeof name === 'string' && read.add(name), Reflect.get(target, name)) }));
+    }
+    const listed = new Set(lines.map((match) => match[2]!));
+    assert.deepEqual([...read].filter((name) => !listed.has(name)).sort(), []);
+  });
+
+  it('sets only defaults: loading its values gives the same configuration as an empty environment', () => {
+    const active = Object.fromEntries(lines.filter((match) => match[1] === undefined).map((match) => [match[2]!, match[3]!]));
+    assert.equal(active.PROBE_CONCURRENCY, '4');
+    assert.equal(active.LOG_FORMAT, undefined, 'LOG_FORMAT is left to NODE_ENV');
+    assert.deepEqual(loadConfig(active), loadConfig({}));
   });
 });
 
