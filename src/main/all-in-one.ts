@@ -4,7 +4,7 @@ import { baseReadiness, detectorReadiness, startApi, startWorker } from './roles
 
 main('all-in-one', async (runtime) => {
   const worker = await startWorker(runtime);
-  const api = await startApi(runtime, [...baseReadiness(runtime), detectorReadiness(worker.detector)]);
+  const api = await startApi(runtime, [...baseReadiness(runtime), detectorReadiness(worker.detector, worker.choice)]);
   return {
     async stop() {
       await api.stop();

@@ -3,6 +3,7 @@ import express, { type Express } from 'express';
 import { createApp } from '../api/app.ts';
 import { healthRoutes, type ReadinessCheck } from '../api/health.routes.ts';
 import { createDetector } from '../detection/create-detector.ts';
+import type { EngineChoice } from '../detection/engine-selection.ts';
 import { prepareFrame } from '../detection/letterbox.ts';
 import type { Detector } from '../detection/types.ts';
 import { DetectionService } from '../services/detection.service.ts';
@@ -17,12 +18,20 @@ export function baseReadiness(runtime: Runtime): ReadinessCheck[] {
   ];
 }
 
-export function detectorReadiness(detector: Detector): ReadinessCheck {
+/** `choice` is how the engine was picked; its reason shows why DETECTOR_ENGINE=auto fell back, if it did. */
+export function detectorReadiness(detector: Detector, choice?: EngineChoice): ReadinessCheck {
   return {
     name: 'model',
     check: async () => ({
       ok: true,
-      detail: { engine: detector.engine, backend: detector.backend, device: detector.device, classes: detector.modelInfo.names.length, imgsz: detector.modelInfo.imgsz },
+      detail: {
+        engine: detector.engine,
+        backend: detector.backend,
+        device: detector.device,
+        classes: detector.modelInfo.names.length,
+        imgsz: detector.modelInfo.imgsz,
+        ...(choice ? { reason: choice.reason } : {}),
+      },
     }),
   };
 }
@@ -67,6 +76,8 @@ export interface WorkerRole {
   worker: DetectionWorker;
   detection: DetectionService;
   detector: Detector;
+  /** How createDetector picked the engine; undefined when the detector was passed in. */
+  choice: EngineChoice | undefined;
   /** Serves /healthz and /readyz when WORKER_HEALTH_PORT is set. */
   healthServer: Server | undefined;
   stop(): Promise<void>;
@@ -74,6 +85,7 @@ export interface WorkerRole {
 
 export async function startWorker(runtime: Runtime, detector?: Detector): Promise<WorkerRole> {
   const { config, logger } = runtime;
+  let choice: EngineChoice | undefined;
   const model = detector ?? (await createDetector({
       engine: config.detectorEngine,
       modelPath: config.modelPath,
@@ -81,7 +93,10 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
       onnxFramesPerRun: config.onnxFramesPerRun,
       onOnnxFixedBatch: (reason) => logger.warn('ONNX model keeps its fixed batch: ONNX_FRAMES_PER_RUN has no effect', { reason }),
       tfjs: { modelDir: config.tfjsModelDir, backend: config.tfjsBackend },
-      onChoice: (choice) => logger.info('detector engine chosen', { requested: config.detectorEngine, engine: choice.engine, backend: choice.backend, reason: choice.reason }),
+      onChoice: (picked) => {
+        choice = picked;
+        logger.info('detector engine chosen', { requested: config.detectorEngine, engine: picked.engine, backend: picked.backend, reason: picked.reason });
+      },
     }));
   logger.info('detector ready', { engine: model.engine, backend: model.backend, device: model.device, classes: model.modelInfo.names.length, modelPath: config.modelPath });
   const detection = new DetectionService(runtime.videos, runtime.detections, runtime.storage, model, prepareFrame, {
@@ -92,7 +107,7 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
   // A worker has no API of its own; orchestrators (Docker HEALTHCHECK, Kubernetes probes) need one to ask.
   let healthServer: Server | undefined;
   if (config.workerHealthPort !== undefined) {
-    const checks = [...baseReadiness(runtime), detectorReadiness(model), { name: 'worker', check: async () => ({ ok: worker.isRunning, detail: { id: worker.id } }) }];
+    const checks = [...baseReadiness(runtime), detectorReadiness(model, choice), { name: 'worker', check: async () => ({ ok: worker.isRunning, detail: { id: worker.id } }) }];
     const app = express();
     app.disable('x-powered-by');
     app.use(healthRoutes(checks));
@@ -105,6 +120,7 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
     worker,
     detection,
     detector: model,
+    choice,
     healthServer,
     async stop() {
       await worker.stop();
