@@ -32,8 +32,12 @@ export interface Config {
    */
   readonly detectorEngine: 'onnx' | 'tfjs' | 'auto';
   readonly tfjsModelDir: string;
-  /** wasm and cpu ship with the service; node and node-gpu need the optional @tensorflow/tfjs-node(-gpu). */
-  readonly tfjsBackend: 'wasm' | 'cpu' | 'node' | 'node-gpu';
+  /**
+   * wasm and cpu ship with the service; node and node-gpu need the optional @tensorflow/tfjs-node(-gpu).
+   * auto (default) picks at run time: node-gpu when installed and it sees a GPU, else node when
+   * installed, else wasm.
+   */
+  readonly tfjsBackend: 'auto' | 'wasm' | 'cpu' | 'node' | 'node-gpu';
   readonly batchSize: number;
   readonly maxUploadBytes: number;
   /** Default frames per second sampled from an upload; null means every frame. */
@@ -125,7 +129,7 @@ export function loadConfig(env: Env = process.env): Config {
     modelPath,
     detectorEngine: read.oneOf('DETECTOR_ENGINE', ['onnx', 'tfjs', 'auto'] as const, 'onnx'),
     tfjsModelDir: env.TFJS_MODEL_DIR ? path.resolve(env.TFJS_MODEL_DIR) : modelPath.replace(/\.onnx$/, '') + '_web_model',
-    tfjsBackend: read.oneOf('TFJS_BACKEND', ['wasm', 'cpu', 'node', 'node-gpu'] as const, 'wasm'),
+    tfjsBackend: read.oneOf('TFJS_BACKEND', ['auto', 'wasm', 'cpu', 'node', 'node-gpu'] as const, 'auto'),
     batchSize: read.integer('BATCH_SIZE', 16, { min: 1, max: 256 }),
     maxUploadBytes: read.integer('MAX_UPLOAD_BYTES', 2 * 1024 ** 3, { min: 1 }),
     defaultFps,

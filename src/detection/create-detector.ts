@@ -5,8 +5,8 @@ import { OnnxDetector } from './onnx-detector.ts';
 import { convertOnnxFile } from './tfjs/convert-file.ts';
 import { chooseEngine } from './engine-selection.ts';
 import type { EngineChoice, RequestedEngine } from './engine-selection.ts';
-import { importModule } from './tfjs/tfjs-backend.ts';
-import type { ModuleImporter, TfjsBackendName } from './tfjs/tfjs-backend.ts';
+import { importModule, packageInstalled } from './tfjs/tfjs-backend.ts';
+import type { ModuleImporter, PackageProbe, TfjsBackendSetting } from './tfjs/tfjs-backend.ts';
 import { TfjsDetector } from './tfjs/tfjs-detector.ts';
 import type { Detector } from './types.ts';
 
@@ -23,11 +23,17 @@ export interface CreateDetectorOptions {
   onnxFramesPerRun?: number;
   /** ONNX Runtime: told when the model keeps its fixed batch (frames then run one batch-sized chunk at a time). */
   onOnnxFixedBatch?: (reason: string) => void;
-  tfjs?: { modelDir: string; backend: TfjsBackendName };
+  /**
+   * TensorFlow.js: the graph model's directory (or a SavedModel's), the backend (auto: node-gpu with a GPU,
+   * else node, else wasm, whichever is installed) and the most frames per graph execution (default 8).
+   */
+  tfjs?: { modelDir: string; backend: TfjsBackendSetting; maxBatch?: number };
   /** Told which engine was picked and why (the worker logs it). */
   onChoice?: (choice: EngineChoice) => void;
   /** How @tensorflow/tfjs-node(-gpu) is imported (tests inject one). */
   importer?: ModuleImporter;
+  /** Whether @tensorflow/tfjs-node(-gpu) is installed, checked before importing (tests inject one). */
+  isInstalled?: PackageProbe;
 }
 
 /** The one place that picks an inference engine. */
@@ -39,15 +45,22 @@ export async function createDetector(options: CreateDetectorOptions): Promise<De
     throw new Error(`model file not found: ${options.modelPath} (run \`npm run fetch-model\`, or point MODEL_PATH at a YOLOv8 ONNX export)`);
   }
   const importer = options.importer ?? importModule;
-  const choice = await chooseEngine(options.engine ?? 'onnx', options.tfjs?.backend ?? 'wasm', importer);
+  const choice = await chooseEngine(options.engine ?? 'onnx', options.tfjs?.backend ?? 'auto', importer, options.isInstalled ?? packageInstalled);
   options.onChoice?.(choice);
   if (choice.engine === 'tfjs') {
     if (!options.tfjs) throw new Error('the tfjs engine needs tfjs.modelDir and tfjs.backend');
-    const backend = choice.backend ?? options.tfjs.backend;
+    // chooseEngine always names the backend for tfjs (auto resolved); wasm only guards the type.
+    const backend = choice.backend ?? 'wasm';
     // A TF SavedModel directory (node/node-gpu only) is loaded as it is; otherwise the graph model is
     // converted from the ONNX export: idempotent and under a second, so a missing or stale one is made here.
     if (!existsSync(path.join(options.tfjs.modelDir, 'saved_model.pb'))) await convertOnnxFile(options.modelPath, options.tfjs.modelDir);
-    return TfjsDetector.create(options.tfjs.modelDir, { backend, threads: options.threads, importer });
+    return TfjsDetector.create(options.tfjs.modelDir, {
+      backend,
+      threads: options.threads,
+      maxBatch: options.tfjs.maxBatch,
+      requireGpu: choice.requireGpu,
+      importer,
+    });
   }
   return OnnxDetector.create(options.modelPath, { threads: options.threads, framesPerRun: options.onnxFramesPerRun, onFixedBatch: options.onOnnxFixedBatch });
 }

@@ -40,14 +40,15 @@ describe('loadConfig', () => {
   it('reads the detector engine and tfjs backend, native backends and auto included', () => {
     const defaults = loadConfig({});
     assert.equal(defaults.detectorEngine, 'onnx');
-    assert.equal(defaults.tfjsBackend, 'wasm');
+    assert.equal(defaults.tfjsBackend, 'auto');
+    assert.equal(loadConfig({ TFJS_BACKEND: 'wasm' }).tfjsBackend, 'wasm');
     const config = loadConfig({ DETECTOR_ENGINE: 'auto', TFJS_BACKEND: 'node-gpu' });
     assert.equal(config.detectorEngine, 'auto');
     assert.equal(config.tfjsBackend, 'node-gpu');
     assert.equal(loadConfig({ DETECTOR_ENGINE: 'tfjs', TFJS_BACKEND: 'node' }).tfjsBackend, 'node');
     assert.throws(() => loadConfig({ DETECTOR_ENGINE: 'gpu', TFJS_BACKEND: 'webgl' }), (error: ConfigError) => {
       assert.match(error.message, /DETECTOR_ENGINE must be one of onnx, tfjs, auto \(got "gpu"\)/);
-      assert.match(error.message, /TFJS_BACKEND must be one of wasm, cpu, node, node-gpu \(got "webgl"\)/);
+      assert.match(error.message, /TFJS_BACKEND must be one of auto, wasm, cpu, node, node-gpu \(got "webgl"\)/);
       return true;
     });
   });

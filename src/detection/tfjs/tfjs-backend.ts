@@ -9,6 +9,8 @@ import { setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
  * (@tensorflow/tfjs-node, @tensorflow/tfjs-node-gpu), optional and loaded only when asked for.
  */
 export type TfjsBackendName = 'wasm' | 'cpu' | 'node' | 'node-gpu';
+/** TFJS_BACKEND: a backend, or auto (resolved at run time by resolveTfjsBackend in engine-selection.ts). */
+export type TfjsBackendSetting = TfjsBackendName | 'auto';
 export type NativeTfjsBackendName = 'node' | 'node-gpu';
 
 export const NATIVE_TFJS_PACKAGES: Readonly<Record<NativeTfjsBackendName, string>> = {
@@ -19,6 +21,21 @@ export const NATIVE_TFJS_PACKAGES: Readonly<Record<NativeTfjsBackendName, string
 /** Imports a module by name; injected in tests so every branch runs without the native packages. */
 export type ModuleImporter = (specifier: string) => Promise<unknown>;
 export const importModule: ModuleImporter = (specifier) => import(specifier);
+
+/** Whether a package is installed, answered without importing it (tests inject one). */
+export type PackageProbe = (specifier: string) => boolean;
+/**
+ * Resolves the package's entry file without loading it: importing tfjs-node(-gpu) loads libtensorflow and
+ * registers the 'tensorflow' backend, which cannot be undone, so presence is checked before any import.
+ */
+export const packageInstalled: PackageProbe = (specifier) => {
+  try {
+    createRequire(import.meta.url).resolve(specifier);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 /** The part of tfjs-node's TFSavedModel this service uses (`tf.node.loadSavedModel`). */
 export interface TfjsSavedModel {
@@ -40,6 +57,11 @@ export interface TfjsBackendOptions {
   threads?: number;
   /** How node/node-gpu packages are imported (tests inject one). */
   importer?: ModuleImporter;
+  /**
+   * node-gpu only: fail when TensorFlow sees no GPU (default true). TFJS_BACKEND=auto turns it off when
+   * tfjs-node-gpu is already loaded without a GPU and its CPU kernels are the best left (see resolveTfjsBackend).
+   */
+  requireGpu?: boolean;
 }
 
 let wasmConfigured = false;
@@ -90,13 +112,22 @@ function nativeImportError(name: NativeTfjsBackendName, error: unknown): Error {
   const code = (error as { code?: string } | undefined)?.code;
   const message = error instanceof Error ? error.message : String(error);
   const notInstalled = (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && message.includes(pkg);
-  const install =
-    `install it with \`npm install ${pkg}\`; its install script downloads the libtensorflow` +
-    `${name === 'node-gpu' ? ' GPU (CUDA)' : ''} shared library from storage.googleapis.com, outside the npm registry, so it needs that network access`;
   const text = notInstalled
-    ? `TFJS_BACKEND=${name} needs ${pkg}, which is not installed: ${install}`
-    : `TFJS_BACKEND=${name}: ${pkg} failed to load (${message}); if libtensorflow is missing, reinstall the package (${install})`;
+    ? nativeNotInstalledMessage(name)
+    : `TFJS_BACKEND=${name}: ${pkg} failed to load (${message}); if libtensorflow is missing, reinstall the package (${installHint(name)})`;
   return new Error(text, { cause: error });
+}
+
+function installHint(name: NativeTfjsBackendName): string {
+  const pkg = NATIVE_TFJS_PACKAGES[name];
+  return (
+    `install it with \`npm install ${pkg}\`; its install script downloads the libtensorflow` +
+    `${name === 'node-gpu' ? ' GPU (CUDA)' : ''} shared library from storage.googleapis.com, outside the npm registry, so it needs that network access`
+  );
+}
+
+export function nativeNotInstalledMessage(name: NativeTfjsBackendName): string {
+  return `TFJS_BACKEND=${name} needs ${NATIVE_TFJS_PACKAGES[name]}, which is not installed: ${installHint(name)}`;
 }
 
 /** True when the active backend is tfjs-node's and its binding sees a GPU device. */
@@ -119,7 +150,15 @@ export async function initTfjsBackend(name: TfjsBackendName = 'wasm', options: T
     await loadNativeTfjs(name, options.importer);
     if (!(await tf.setBackend('tensorflow'))) throw new Error(`TFJS_BACKEND=${name}: the "tensorflow" backend of ${NATIVE_TFJS_PACKAGES[name]} failed to initialise`);
     await tf.ready();
-    return tensorflowBackendUsesGpu() ? 'tensorflow-gpu' : 'tensorflow-cpu';
+    if (tensorflowBackendUsesGpu()) return 'tensorflow-gpu';
+    // Asking for node-gpu means asking for a GPU: running on the CPU instead would hide a broken CUDA set-up.
+    if (name === 'node-gpu' && options.requireGpu !== false) {
+      throw new Error(
+        `TFJS_BACKEND=node-gpu: ${NATIVE_TFJS_PACKAGES[name]} loaded but TensorFlow sees no GPU device (NVIDIA driver, CUDA 11.2 or cuDNN 8.1 libraries missing, ` +
+          `or no GPU visible to this process); set TFJS_BACKEND=auto, node or wasm to run on the CPU, or DETECTOR_ENGINE=auto to fall back to ONNX Runtime`,
+      );
+    }
+    return 'tensorflow-cpu';
   }
   if (name === 'wasm' && !wasmConfigured) {
     // The .wasm binaries ship in the package; point at them on disk so nothing is fetched over the network.

@@ -18,6 +18,8 @@ export interface TfjsDetectorOptions {
   threads?: number;
   /** Most frames per graph execution: larger batches are run in chunks to bound peak memory (default 8). */
   maxBatch?: number;
+  /** node-gpu: fail when TensorFlow sees no GPU (default true; see initTfjsBackend). */
+  requireGpu?: boolean;
   /** How @tensorflow/tfjs-node(-gpu) is imported for the node backends (tests inject one). */
   importer?: ModuleImporter;
 }
@@ -61,7 +63,7 @@ export class TfjsDetector implements Detector {
     const artifacts = await readTfjsModelArtifacts(dir);
     const metadata = artifacts.userDefinedMetadata as unknown as Partial<TfjsModelMetadata> | undefined;
     const modelInfo = modelInfoFrom(dir, metadata);
-    const device = await initTfjsBackend(options.backend ?? 'wasm', { threads: options.threads, importer: options.importer });
+    const device = await initTfjsBackend(options.backend ?? 'wasm', { threads: options.threads, importer: options.importer, requireGpu: options.requireGpu });
     const model = await loadGraphModel({ load: async () => artifacts });
     try {
       checkSignature(dir, model, modelInfo);
@@ -83,7 +85,7 @@ export class TfjsDetector implements Detector {
       );
     }
     const modelInfo = parseUltralyticsMetadata(dir, await readSavedModelMetadata(dir));
-    const device = await initTfjsBackend(backend, { importer: options.importer });
+    const device = await initTfjsBackend(backend, { importer: options.importer, requireGpu: options.requireGpu });
     const tfnode = await loadNativeTfjs(backend, options.importer);
     const model = await tfnode.node.loadSavedModel(dir, ['serve'], 'serving_default');
     try {

@@ -4,9 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { chooseEngine } from '../../../src/detection/engine-selection.ts';
+import { chooseEngine, resolveTfjsBackend } from '../../../src/detection/engine-selection.ts';
 import { initTfjsBackend, loadNativeTfjs, resetNativeTfjsForTests } from '../../../src/detection/tfjs/tfjs-backend.ts';
-import type { ModuleImporter, TfjsSavedModel } from '../../../src/detection/tfjs/tfjs-backend.ts';
+import type { ModuleImporter, PackageProbe, TfjsSavedModel } from '../../../src/detection/tfjs/tfjs-backend.ts';
 import { parseUltralyticsMetadata, TfjsDetector } from '../../../src/detection/tfjs/tfjs-detector.ts';
 
 /** Stands in for tfjs-node's NodeJSKernelBackend: the pure-JS cpu kernels plus the two GPU flags. */
@@ -29,13 +29,23 @@ interface FakeNative {
   imported: string[];
 }
 
-/** An importer whose tfjs-node(-gpu) registers a 'tensorflow' backend on import, as the real one does. */
-function fakeNative(options: { gpu: boolean; savedModel?: (dir: string) => TfjsSavedModel; esmDefault?: boolean }): FakeNative {
+const GPU_PACKAGE = '@tensorflow/tfjs-node-gpu';
+const CPU_PACKAGE = '@tensorflow/tfjs-node';
+/** Package-presence probes: both native packages installed, or only the ones named. */
+const bothInstalled: PackageProbe = () => true;
+const only = (...packages: string[]): PackageProbe => (specifier) => packages.includes(specifier);
+
+/**
+ * An importer whose tfjs-node(-gpu) registers a 'tensorflow' backend on import, as the real one does;
+ * packages in `failing` throw on import as a binding without libtensorflow does.
+ */
+function fakeNative(options: { gpu: boolean; savedModel?: (dir: string) => TfjsSavedModel; esmDefault?: boolean; failing?: string[] }): FakeNative {
   const imported: string[] = [];
   return {
     imported,
     importer: async (specifier) => {
       imported.push(specifier);
+      if (options.failing?.includes(specifier)) throw new Error('libtensorflow.so.2: cannot open shared object file: No such file or directory');
       tf.registerBackend('tensorflow', () => new FakeTensorflowBackend(specifier === '@tensorflow/tfjs-node-gpu', options.gpu), 3);
       // tfjs kernels are registered per backend name: lend the cpu backend's to the fake.
       for (const kernel of tf.getKernelsForBackend('cpu')) {
@@ -86,7 +96,7 @@ describe('engine selection (DETECTOR_ENGINE, TFJS_BACKEND=node|node-gpu) with an
 
   it('auto picks tfjs on node-gpu when tfjs-node-gpu imports and sees a GPU', async () => {
     const native = fakeNative({ gpu: true, esmDefault: true });
-    const choice = await chooseEngine('auto', 'wasm', native.importer);
+    const choice = await chooseEngine('auto', 'wasm', native.importer, bothInstalled);
     assert.equal(choice.engine, 'tfjs');
     assert.equal(choice.backend, 'node-gpu');
     assert.match(choice.reason, /tfjs-node-gpu sees a GPU/);
@@ -94,9 +104,10 @@ describe('engine selection (DETECTOR_ENGINE, TFJS_BACKEND=node|node-gpu) with an
     assert.equal(tf.getBackend(), 'tensorflow');
   });
 
-  it('auto falls back to onnx when tfjs-node-gpu is not installed, naming the package and libtensorflow', async () => {
+  it('auto falls back to onnx when tfjs-node-gpu is not installed, naming the package and libtensorflow, without importing it', async () => {
     const native = missing();
-    const choice = await chooseEngine('auto', 'wasm', native.importer);
+    const choice = await chooseEngine('auto', 'wasm', native.importer, only());
+    assert.deepEqual(native.imported, [], 'presence is resolved before any import');
     assert.equal(choice.engine, 'onnx');
     assert.equal(choice.backend, undefined);
     assert.match(choice.reason, /@tensorflow\/tfjs-node-gpu, which is not installed/);
@@ -105,7 +116,7 @@ describe('engine selection (DETECTOR_ENGINE, TFJS_BACKEND=node|node-gpu) with an
   });
 
   it('auto falls back to onnx when tfjs-node-gpu loads but TensorFlow sees no GPU', async () => {
-    const choice = await chooseEngine('auto', 'wasm', fakeNative({ gpu: false }).importer);
+    const choice = await chooseEngine('auto', 'wasm', fakeNative({ gpu: false }).importer, bothInstalled);
     assert.equal(choice.engine, 'onnx');
     assert.match(choice.reason, /sees no GPU device/);
   });
@@ -114,13 +125,13 @@ describe('engine selection (DETECTOR_ENGINE, TFJS_BACKEND=node|node-gpu) with an
     const importer: ModuleImporter = async () => {
       throw new Error('libtensorflow.so.2: cannot open shared object file: No such file or directory');
     };
-    const choice = await chooseEngine('auto', 'wasm', importer);
+    const choice = await chooseEngine('auto', 'wasm', importer, bothInstalled);
     assert.equal(choice.engine, 'onnx');
     assert.match(choice.reason, /tfjs-node-gpu failed to load \(libtensorflow\.so\.2: cannot open/);
   });
 
   it('auto falls back to onnx when the package has no tf.node (not a tfjs-node build)', async () => {
-    const choice = await chooseEngine('auto', 'wasm', async () => ({ version: '0' }));
+    const choice = await chooseEngine('auto', 'wasm', async () => ({ version: '0' }), bothInstalled);
     assert.equal(choice.engine, 'onnx');
     assert.match(choice.reason, /has no tf\.node\.loadSavedModel/);
   });
@@ -132,7 +143,7 @@ describe('engine selection (DETECTOR_ENGINE, TFJS_BACKEND=node|node-gpu) with an
       });
       return { node: { loadSavedModel: async () => assert.fail('not called') } };
     };
-    const choice = await chooseEngine('auto', 'wasm', importer);
+    const choice = await chooseEngine('auto', 'wasm', importer, bothInstalled);
     assert.equal(choice.engine, 'onnx');
     assert.match(choice.reason, /failed to initialise/);
   });
@@ -149,6 +160,18 @@ describe('engine selection (DETECTOR_ENGINE, TFJS_BACKEND=node|node-gpu) with an
     assert.equal(await initTfjsBackend('node', { importer: fakeNative({ gpu: false }).importer }), 'tensorflow-cpu');
   });
 
+  it('TFJS_BACKEND=node-gpu is an error when the binding sees no GPU, instead of running on the CPU', async () => {
+    await assert.rejects(initTfjsBackend('node-gpu', { importer: fakeNative({ gpu: false }).importer }), (error: Error) => {
+      assert.match(error.message, /^TFJS_BACKEND=node-gpu: @tensorflow\/tfjs-node-gpu loaded but TensorFlow sees no GPU device/);
+      assert.match(error.message, /TFJS_BACKEND=auto, node or wasm to run on the CPU/);
+      return true;
+    });
+  });
+
+  it('TFJS_BACKEND=node-gpu reports tensorflow-gpu when the binding sees a GPU', async () => {
+    assert.equal(await initTfjsBackend('node-gpu', { importer: fakeNative({ gpu: true }).importer }), 'tensorflow-gpu');
+  });
+
   it('never loads tfjs-node and tfjs-node-gpu in one process', async () => {
     const native = fakeNative({ gpu: true });
     await loadNativeTfjs('node', native.importer);
@@ -156,7 +179,96 @@ describe('engine selection (DETECTOR_ENGINE, TFJS_BACKEND=node|node-gpu) with an
     await assert.rejects(loadNativeTfjs('node-gpu', native.importer), /@tensorflow\/tfjs-node is already loaded in this process; @tensorflow\/tfjs-node-gpu cannot be loaded beside it/);
     assert.deepEqual(native.imported, ['@tensorflow/tfjs-node']);
     // auto then finds tfjs-node-gpu unusable and stays on onnx
-    assert.equal((await chooseEngine('auto', 'wasm', native.importer)).engine, 'onnx');
+    assert.equal((await chooseEngine('auto', 'wasm', native.importer, bothInstalled)).engine, 'onnx');
+  });
+});
+
+describe('TFJS_BACKEND=auto (resolved at run time, fakes for the native packages)', () => {
+  after(async () => {
+    await tf.setBackend('cpu');
+  });
+  afterEach(() => {
+    resetNativeTfjsForTests();
+    forgetTensorflowBackend();
+  });
+
+  it('is wasm when neither native package is installed, importing nothing', async () => {
+    const native = fakeNative({ gpu: true });
+    const choice = await resolveTfjsBackend('auto', native.importer, only());
+    assert.equal(choice.backend, 'wasm');
+    assert.equal(choice.requireGpu, undefined);
+    assert.equal(choice.reason, 'TFJS_BACKEND=auto: @tensorflow/tfjs-node-gpu is not installed; @tensorflow/tfjs-node is not installed; using wasm');
+    assert.deepEqual(native.imported, []);
+  });
+
+  it('is node-gpu when tfjs-node-gpu is installed and sees a GPU; tfjs-node is never imported', async () => {
+    const native = fakeNative({ gpu: true });
+    const choice = await resolveTfjsBackend('auto', native.importer, bothInstalled);
+    assert.equal(choice.backend, 'node-gpu');
+    assert.match(choice.reason, /^TFJS_BACKEND=auto: @tensorflow\/tfjs-node-gpu sees a GPU$/);
+    assert.deepEqual(native.imported, [GPU_PACKAGE]);
+    assert.equal(await initTfjsBackend(choice.backend, { importer: native.importer }), 'tensorflow-gpu');
+  });
+
+  it('is node when only tfjs-node is installed; tfjs-node-gpu is never imported', async () => {
+    const native = fakeNative({ gpu: false });
+    const choice = await resolveTfjsBackend('auto', native.importer, only(CPU_PACKAGE));
+    assert.equal(choice.backend, 'node');
+    assert.match(choice.reason, /tfjs-node-gpu is not installed; using @tensorflow\/tfjs-node \(libtensorflow on the CPU\)/);
+    assert.deepEqual(native.imported, [CPU_PACKAGE]);
+    assert.equal(await initTfjsBackend(choice.backend, { importer: native.importer }), 'tensorflow-cpu');
+  });
+
+  it('keeps tfjs-node-gpu on the CPU when it loads without a GPU: tfjs-node is not loaded beside it', async () => {
+    const native = fakeNative({ gpu: false });
+    const choice = await resolveTfjsBackend('auto', native.importer, bothInstalled);
+    assert.equal(choice.backend, 'node-gpu');
+    assert.equal(choice.requireGpu, false);
+    assert.match(choice.reason, /sees no GPU device .*; running its tensorflow backend on the CPU \(@tensorflow\/tfjs-node cannot be loaded beside it\)/);
+    assert.deepEqual(native.imported, [GPU_PACKAGE]);
+    assert.equal(await initTfjsBackend(choice.backend, { importer: native.importer, requireGpu: choice.requireGpu }), 'tensorflow-cpu');
+  });
+
+  it('is node when tfjs-node-gpu is installed but fails to load (libtensorflow missing)', async () => {
+    const native = fakeNative({ gpu: false, failing: [GPU_PACKAGE] });
+    const choice = await resolveTfjsBackend('auto', native.importer, bothInstalled);
+    assert.equal(choice.backend, 'node');
+    assert.match(choice.reason, /tfjs-node-gpu failed to load \(libtensorflow\.so\.2: cannot open.*; using @tensorflow\/tfjs-node/);
+    assert.deepEqual(native.imported, [GPU_PACKAGE, CPU_PACKAGE]);
+  });
+
+  it('is wasm when the installed tfjs-node fails to load, saying why', async () => {
+    const native = fakeNative({ gpu: false, failing: [CPU_PACKAGE] });
+    const choice = await resolveTfjsBackend('auto', native.importer, only(CPU_PACKAGE));
+    assert.equal(choice.backend, 'wasm');
+    assert.match(choice.reason, /tfjs-node failed to load .*; using wasm$/);
+  });
+
+  it('takes a named backend as asked, importing nothing', async () => {
+    const native = fakeNative({ gpu: true });
+    assert.deepEqual(await resolveTfjsBackend('cpu', native.importer, bothInstalled), { backend: 'cpu', reason: 'TFJS_BACKEND=cpu' });
+    assert.deepEqual(native.imported, []);
+  });
+
+  it('DETECTOR_ENGINE=tfjs carries the resolved backend and why into the engine choice', async () => {
+    const choice = await chooseEngine('tfjs', 'auto', fakeNative({ gpu: false }).importer, bothInstalled);
+    assert.equal(choice.engine, 'tfjs');
+    assert.equal(choice.backend, 'node-gpu');
+    assert.equal(choice.requireGpu, false);
+    assert.match(choice.reason, /^DETECTOR_ENGINE=tfjs, TFJS_BACKEND=auto: /);
+    resetNativeTfjsForTests();
+    forgetTensorflowBackend();
+    const wasm = await chooseEngine('tfjs', 'auto', missing().importer, only());
+    assert.deepEqual(wasm.backend, 'wasm');
+  });
+
+  it('DETECTOR_ENGINE=auto keeps its rule whatever TFJS_BACKEND says: tfjs only on a GPU, else ONNX Runtime', async () => {
+    assert.equal((await chooseEngine('auto', 'auto', fakeNative({ gpu: true }).importer, bothInstalled)).backend, 'node-gpu');
+    resetNativeTfjsForTests();
+    forgetTensorflowBackend();
+    const native = fakeNative({ gpu: false });
+    assert.equal((await chooseEngine('auto', 'auto', native.importer, only(CPU_PACKAGE))).engine, 'onnx');
+    assert.deepEqual(native.imported, [], 'tfjs-node is not tried: on the CPU ONNX Runtime is faster');
   });
 });
 
