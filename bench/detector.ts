@@ -8,8 +8,11 @@
  * Each config runs in its own child process so peakRssMb (the process's peak resident set) is that
  * config's alone, and tfjs's process-wide backend does not leak between configs.
  *
+ * batch is frames per engine run: ONNX_FRAMES_PER_RUN for ONNX Runtime, maxBatch (frames per graph
+ * execute) for tfjs; each result also says framesPerRun.
+ *
  * Configs: onnx/cpu and tfjs/wasm at batch 1, 4, 16; tfjs/cpu (pure JavaScript, very slow) at batch 1
- * on --cpu-frames frames only; tfjs/node and tfjs/node-gpu at 1, 4, 16 when @tensorflow/tfjs-node(-gpu)
+ * on --cpu-frames frames only (0 leaves it out); tfjs/node and tfjs/node-gpu at 1, 4, 16 when @tensorflow/tfjs-node(-gpu)
  * is installed (never both in one process: each config has its own).
  *
  * Usage: tsx bench/detector.ts [--frames N] [--cpu-frames N] [--batches 1,4,16] [--threads T] [--video path] [--model path]
@@ -49,6 +52,8 @@ interface Config {
 
 interface Result extends Config {
   device: string;
+  /** Frames per session.run / graph execute, averaged over the measured runs. */
+  framesPerRun: number;
   msPerFrame: number;
   framesPerSecond: number;
   peakRssMb: number;
@@ -70,7 +75,7 @@ async function main(): Promise<void> {
   const configs: Config[] = [];
   for (const batch of batches) configs.push({ engine: 'onnx', backend: 'cpu', batch, frames: frameCount });
   for (const batch of batches) configs.push({ engine: 'tfjs', backend: 'wasm', batch, frames: frameCount });
-  configs.push({ engine: 'tfjs', backend: 'cpu', batch: 1, frames: Number(args['cpu-frames']) });
+  if (Number(args['cpu-frames']) > 0) configs.push({ engine: 'tfjs', backend: 'cpu', batch: 1, frames: Number(args['cpu-frames']) });
   for (const [backend, pkg] of [['node', '@tensorflow/tfjs-node'], ['node-gpu', '@tensorflow/tfjs-node-gpu']] as const) {
     if (installed(pkg)) for (const batch of batches) configs.push({ engine: 'tfjs', backend, batch, frames: frameCount });
     else console.error(`bench: skipping tfjs/${backend}: ${pkg} is not installed (its install downloads libtensorflow from outside the npm registry)`);
@@ -136,9 +141,10 @@ async function runConfig(config: Config, jpegDir: string): Promise<Result> {
       engine: config.engine,
       modelPath: args.model,
       threads,
-      // Each batch size is one run of the engine, so the figures compare per-run batching on both engines.
+      // Each batch size is one run of the engine (one session.run, one graph execute), so the figures compare
+      // per-run batching on both engines; TfjsDetector would otherwise split runs at its default maxBatch (8).
       onnxFramesPerRun: config.batch,
-      tfjs: config.engine === 'tfjs' ? { modelDir, backend: config.backend as TfjsBackendName } : undefined,
+      tfjs: config.engine === 'tfjs' ? { modelDir, backend: config.backend as TfjsBackendName, maxBatch: config.batch } : undefined,
     });
     const options = { confidenceThreshold: 0.25, iouThreshold: 0.7 };
     const frames: PreparedFrame[] = [];
@@ -146,7 +152,7 @@ async function runConfig(config: Config, jpegDir: string): Promise<Result> {
     // Warm-up at the config's batch size, at least 4 frames: first runs allocate arenas and JIT-compile the hot loops.
     for (let i = 0; i < Math.ceil(4 / config.batch); i++) await detector.detectBatch(frames.slice(0, config.batch), options);
 
-    const timings: DetectTimings = { inferenceMs: 0, postprocessMs: 0 };
+    const timings: DetectTimings = { inferenceMs: 0, postprocessMs: 0, runs: 0 };
     let detections = 0;
     const started = performance.now();
     for (let start = 0; start < frames.length; start += config.batch) {
@@ -159,6 +165,8 @@ async function runConfig(config: Config, jpegDir: string): Promise<Result> {
       ...config,
       frames: n,
       device: detector.device,
+      // Measured, not configured: the frames over the engine runs the detectors counted.
+      framesPerRun: round(n / (timings.runs || 1)),
       msPerFrame: round(elapsed / n),
       framesPerSecond: round((1000 * n) / elapsed),
       // maxRSS is in KiB on Linux.

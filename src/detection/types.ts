@@ -38,6 +38,8 @@ export interface DetectOptions {
 export interface DetectTimings {
   inferenceMs: number;
   postprocessMs: number;
+  /** Engine runs made (session.run / graph execute), counted when present: frames per run is what batching really did. */
+  runs?: number;
 }
 
 /**

@@ -142,6 +142,7 @@ export class TfjsDetector implements Detector {
     if (timings) {
       timings.inferenceMs += postprocessStarted - inferenceStarted;
       timings.postprocessMs += performance.now() - postprocessStarted;
+      if (timings.runs !== undefined) timings.runs++;
     }
     return results;
   }
