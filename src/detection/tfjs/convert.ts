@@ -17,6 +17,7 @@ import {
 import { OnnxDataType, onnxDataTypeName } from './onnx-reader.ts';
 import type { OnnxAttribute, OnnxModel, OnnxNode, OnnxTensor } from './onnx-reader.ts';
 import { TfGraphBuilder, attr, shapeProto } from './tf-graph.ts';
+import { assertTfjsLoadable } from './tfjs-ops.ts';
 import type { TfAttrValue, TfNodeDef, TfTensorInfo, TfWeightSpec } from './tf-graph.ts';
 
 /** Bumped when the converter's output changes, so a converted directory from an older version is redone. */
@@ -96,9 +97,12 @@ const BINARY: Record<string, string> = { Add: 'AddV2', Sub: 'Sub', Mul: 'Mul', D
  * ONNX element order (for YOLOv8: one at the input, one at the output). The batch dimension becomes
  * dynamic, so one execute() runs any number of frames.
  */
-export function convertOnnxToTfjs(model: OnnxModel, modelInfo?: ModelInfo): ConvertedTfjsModel {
+export function convertOnnxToTfjs(model: OnnxModel, modelInfo?: ModelInfo, options: { loadableOps?: ReadonlySet<string> } = {}): ConvertedTfjsModel {
   const converter = new Converter(model);
   const built = converter.convert();
+  // Second check, after the per-ONNX-op one (UnsupportedOnnxOpError): every op written must be one
+  // tfjs-converter can execute, so a bad translation fails here and not when a worker loads the model.
+  assertTfjsLoadable(built.nodes, options.loadableOps);
   const { inputName, outputName } = converter;
   const userDefinedMetadata: TfjsModelMetadata = {
     inputLayout: 'NCHW',

@@ -185,7 +185,8 @@ const ATTR_FLOATS = 6, ATTR_INTS = 7, ATTR_STRINGS = 8, ATTR_TENSORS = 9, ATTR_G
 
 let modelType: protobuf.Type | undefined;
 
-function getModelType(): protobuf.Type {
+/** The onnx.ModelProto message type (tests also encode small models with it for ONNX Runtime). */
+export function getModelType(): protobuf.Type {
   modelType ??= protobuf.parse(ONNX_PROTO, { keepCase: true }).root.lookupType('onnx.ModelProto');
   return modelType;
 }
