@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { execa } from 'execa';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { prepareFrame } from '../../src/detection/letterbox.ts';
@@ -20,6 +21,9 @@ const PHOTOS = {
   astronaut: '/usr/lib/python3/dist-packages/skimage/data/astronaut.png',
   motorcycle: '/usr/lib/python3/dist-packages/skimage/data/motorcycle_left.png',
 };
+/** The walking-people clip; two frames well apart (as test/integration/onnx-batch.spec.ts takes) join the photos for batch tests. */
+const VIDEO = '/usr/share/doc/opencv-doc/examples/data/vtest.avi';
+const VIDEO_SECONDS = [0.1, 4];
 const OPTIONS: DetectOptions = { confidenceThreshold: 0.25, iouThreshold: 0.7 };
 const ANCHORS = 8400;
 /**
@@ -37,6 +41,7 @@ describe('ONNX to TensorFlow.js conversion of yolov8n (wasm backend vs ONNX Runt
   let onnx: OnnxDetector;
   let reference: ort.InferenceSession;
   const frames = {} as Record<keyof typeof PHOTOS, PreparedFrame>;
+  const videoFrames: PreparedFrame[] = [];
 
   before(async function () {
     if (!existsSync(MODEL)) throw new Error(`${MODEL} is missing: run \`npm run fetch-model\``);
@@ -48,6 +53,12 @@ describe('ONNX to TensorFlow.js conversion of yolov8n (wasm backend vs ONNX Runt
     reference = await ort.InferenceSession.create(MODEL);
     for (const [key, file] of Object.entries(PHOTOS) as [keyof typeof PHOTOS, string][]) {
       frames[key] = await prepareFrame(await sharp(file).removeAlpha().jpeg({ quality: 90 }).toBuffer(), tfjs.modelInfo.imgsz);
+    }
+    for (const seconds of VIDEO_SECONDS) {
+      const { stdout } = await execa('ffmpeg', ['-nostdin', '-hide_banner', '-loglevel', 'error', '-ss', String(seconds), '-i', VIDEO, '-frames:v', '1', '-q:v', '2', '-f', 'image2pipe', '-c:v', 'mjpeg', '-'], {
+        encoding: 'buffer',
+      });
+      videoFrames.push(await prepareFrame(Buffer.from(stdout), tfjs.modelInfo.imgsz));
     }
   });
 
@@ -112,11 +123,20 @@ describe('ONNX to TensorFlow.js conversion of yolov8n (wasm backend vs ONNX Runt
     assert.ok(ours[1]!.some((d) => d.className === 'motorcycle' && d.confidence > 0.5));
   });
 
-  it('runs a batch in one execution with the same results as frame by frame', async () => {
-    const batch = await tfjs.detectBatch([frames.motorcycle, frames.astronaut, frames.motorcycle], OPTIONS);
-    const [motorcycle] = await tfjs.detectBatch([frames.motorcycle], OPTIONS);
-    const [astronaut] = await tfjs.detectBatch([frames.astronaut], OPTIONS);
-    assert.deepEqual(batch, [motorcycle, astronaut, motorcycle]);
+  it('runs a batch of 4 distinct real frames in one execution with the same results as four batches of 1', async () => {
+    const four = [frames.motorcycle, videoFrames[0]!, frames.astronaut, videoFrames[1]!];
+    // Four different images: two photos and two frames of the clip 3.9 s apart.
+    for (let i = 0; i < four.length; i++) {
+      for (let j = i + 1; j < four.length; j++) assert.notDeepEqual(four[i]!.tensor, four[j]!.tensor, `frames ${i} and ${j} differ`);
+    }
+    const timings = { inferenceMs: 0, postprocessMs: 0, runs: 0 };
+    const batch = await tfjs.detectBatch(four, OPTIONS, timings);
+    assert.equal(timings.runs, 1, 'one graph execution for the four frames');
+    const single = [];
+    for (const frame of four) single.push((await tfjs.detectBatch([frame], OPTIONS))[0]!);
+    assert.deepEqual(batch, single);
+    assert.ok(single.every((detections) => detections.length > 0));
+    assert.ok(single[1]!.some((d) => d.className === 'person') && single[3]!.some((d) => d.className === 'person'));
     assert.deepEqual(await tfjs.detectBatch([], OPTIONS), []);
   });
 
