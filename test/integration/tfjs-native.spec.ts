@@ -16,6 +16,7 @@ import type { Detector, PreparedFrame } from '../../src/detection/types.ts';
 
 const MODEL = 'models/yolov8n.onnx';
 const PHOTO = '/usr/lib/python3/dist-packages/skimage/data/astronaut.png';
+const MOTORCYCLE = '/usr/lib/python3/dist-packages/skimage/data/motorcycle_left.png';
 const OPTIONS = { confidenceThreshold: 0.25, iouThreshold: 0.7 };
 
 /** Resolves whether a package can be imported here, without importing it (no libtensorflow load). */
@@ -89,18 +90,30 @@ describe('DETECTOR_ENGINE=auto with the real module importer', function () {
   });
 });
 
-describe('tfjs-wasm memory over many batches', function () {
-  this.timeout(180_000);
-  let dir: string;
-  let detector: TfjsDetector;
-  let frame: PreparedFrame;
+/**
+ * The same leak check as test/unit/detection/tfjs/tfjs-detector-memory.spec.ts (which runs here, on wasm
+ * and cpu, with a tiny YOLOv8-shaped graph), on the real yolov8n and libtensorflow's kernels. Batches of
+ * mixed sizes including 4: 100 of them are about 250 frames, minutes on tfjs-wasm but seconds on tfjs-node.
+ */
+describe('tfjs-node memory over 100 batches of mixed sizes (real yolov8n)', function () {
+  this.timeout(600_000);
+  const pkg = '@tensorflow/tfjs-node';
+  let dir: string | undefined;
+  let detector: TfjsDetector | undefined;
+  const frames: PreparedFrame[] = [];
 
   before(async function () {
+    if (!installed(pkg)) {
+      console.log(`      (skipped: ${pkg} is not installed; the mixed-batch leak check runs on wasm and cpu in test/unit/detection/tfjs/tfjs-detector-memory.spec.ts)`);
+      this.skip();
+    }
     if (!existsSync(MODEL)) throw new Error(`${MODEL} is missing: run \`npm run fetch-model\``);
     dir = await mkdtemp(path.join(os.tmpdir(), 'vidsense-tfjs-mem-'));
     await convertOnnxFile(MODEL, dir);
-    detector = await TfjsDetector.create(dir, { backend: 'wasm' });
-    frame = await prepareFrame(await sharp(PHOTO).removeAlpha().jpeg({ quality: 90 }).toBuffer(), detector.modelInfo.imgsz);
+    detector = await TfjsDetector.create(dir, { backend: 'node', importer: importModule });
+    for (const photo of [PHOTO, MOTORCYCLE]) {
+      frames.push(await prepareFrame(await sharp(photo).removeAlpha().jpeg({ quality: 90 }).toBuffer(), detector.modelInfo.imgsz));
+    }
   });
 
   after(async () => {
@@ -108,14 +121,71 @@ describe('tfjs-wasm memory over many batches', function () {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('leaves tf.memory().numTensors unchanged after 100 batches of 1 on the real yolov8n', async () => {
-    await detector.detectBatch([frame], OPTIONS); // warm-up: anything allocated once is counted before
+  it('leaves tf.memory().numTensors unchanged after 100 batches of 1 to 4 frames', async () => {
+    const batch = (size: number) => Array.from({ length: size }, (_, i) => frames[i % frames.length]!);
+    await detector!.detectBatch(batch(4), OPTIONS); // warm-up: anything allocated once is counted before
     const tensors = tf.memory().numTensors;
     const bytes = tf.memory().numBytes;
     let detections = 0;
-    for (let i = 0; i < 100; i++) detections += (await detector.detectBatch([frame], OPTIONS))[0]!.length;
+    for (let i = 0; i < 100; i++) {
+      for (const list of await detector!.detectBatch(batch([1, 4, 2, 3][i % 4]!), OPTIONS)) detections += list.length;
+    }
     assert.equal(tf.memory().numTensors, tensors);
     assert.equal(tf.memory().numBytes, bytes);
     assert.ok(detections > 0);
+  });
+});
+
+/**
+ * An Ultralytics SavedModel export (`yolo export model=yolov8n.pt format=saved_model`: saved_model.pb,
+ * variables/, metadata.yaml) loaded through the detector on tfjs-node, against ONNX Runtime on MODEL. It
+ * must be an export of the same weights as MODEL (yolov8n). Nothing here can produce one (no Python, no
+ * Ultralytics), hence the SAVED_MODEL_DIR switch. The export goes through TensorFlow's own kernels and
+ * onnx2tf's graph, so detections are compared with looser bounds than the converted graph's: the same
+ * classes in the same order, boxes at IoU > 0.95, confidences within 0.02.
+ */
+describe('TF SavedModel (Ultralytics format=saved_model) on tfjs-node against ONNX Runtime', function () {
+  this.timeout(120_000);
+  const pkg = '@tensorflow/tfjs-node';
+  const savedModelDir = process.env.SAVED_MODEL_DIR;
+
+  it('detects the same objects as ONNX Runtime', async function () {
+    if (!installed(pkg)) {
+      console.log(`      (skipped: ${pkg} is not installed; tf.node.loadSavedModel exists only in tfjs-node(-gpu), whose install downloads libtensorflow)`);
+      this.skip();
+    }
+    if (!savedModelDir || !existsSync(path.join(savedModelDir, 'saved_model.pb'))) {
+      console.log(
+        `      (skipped: SAVED_MODEL_DIR ${savedModelDir ? `(${savedModelDir}) has no saved_model.pb` : 'is not set'}; point it at an Ultralytics ` +
+          '`format=saved_model` export of yolov8n, with its metadata.yaml)',
+      );
+      this.skip();
+    }
+    let tfjs: Detector | undefined;
+    let onnx: OnnxDetector | undefined;
+    try {
+      tfjs = await createDetector({ engine: 'tfjs', modelPath: MODEL, tfjs: { modelDir: savedModelDir, backend: 'node' }, importer: importModule });
+      assert.equal(tfjs.engine, 'tfjs');
+      assert.equal(tf.getBackend(), 'tensorflow');
+      onnx = await OnnxDetector.create(MODEL);
+      assert.deepEqual(tfjs.modelInfo.names, onnx.modelInfo.names);
+      assert.deepEqual(tfjs.modelInfo.imgsz, onnx.modelInfo.imgsz);
+      const frames = [];
+      for (const photo of [PHOTO, MOTORCYCLE]) frames.push(await prepareFrame(await sharp(photo).removeAlpha().jpeg({ quality: 90 }).toBuffer(), onnx.modelInfo.imgsz));
+      const expected = await onnx.detectBatch(frames, OPTIONS);
+      const actual = await tfjs.detectBatch(frames, OPTIONS);
+      expected.forEach((reference, f) => {
+        assert.ok(reference.length > 0);
+        assert.equal(actual[f]!.length, reference.length, `${JSON.stringify(actual[f])} vs ${JSON.stringify(reference)}`);
+        actual[f]!.forEach((d, i) => {
+          assert.equal(d.className, reference[i]!.className);
+          assert.ok(iou(d.box, reference[i]!.box) > 0.95, `${d.className}: IoU ${iou(d.box, reference[i]!.box)}`);
+          assert.ok(Math.abs(d.confidence - reference[i]!.confidence) < 0.02, `${d.className}: ${d.confidence} vs ${reference[i]!.confidence}`);
+        });
+      });
+    } finally {
+      await tfjs?.close();
+      await onnx?.close();
+    }
   });
 });
