@@ -53,10 +53,19 @@ export function computeLetterbox(srcW: number, srcH: number, dstH: number, dstW:
 }
 
 /**
+ * Slot `index` of an NCHW batch buffer (3 * h * w floats a slot). Frames prepared into consecutive slots
+ * of one buffer are already the engine's batch input, so packBatch hands it over without copying them.
+ */
+export interface BatchSlot {
+  batch: Float32Array;
+  index: number;
+}
+
+/**
  * Decodes a JPEG and letterboxes it into the network's float CHW input, keeping the mapping back to
  * source pixels. EXIF orientation is not applied: frames come from ffmpeg, which writes none.
  */
-export async function prepareFrame(jpeg: Buffer, imgsz: [number, number]): Promise<PreparedFrame> {
+export async function prepareFrame(jpeg: Buffer, imgsz: [number, number], slot?: BatchSlot): Promise<PreparedFrame> {
   const [dstH, dstW] = imgsz;
   const meta = await sharp(jpeg).metadata();
   const srcW = meta.width;
@@ -83,8 +92,17 @@ export async function prepareFrame(jpeg: Buffer, imgsz: [number, number]): Promi
   if (info.width !== dstW || info.height !== dstH || info.channels !== 3) {
     throw new Error(`prepareFrame: expected ${dstW}x${dstH}x3 after letterbox, got ${info.width}x${info.height}x${info.channels}`);
   }
+  const pixels = dstW * dstH;
+  let tensor: Float32Array;
+  if (slot) {
+    const offset = slot.index * 3 * pixels;
+    if (offset + 3 * pixels > slot.batch.length) throw new RangeError(`prepareFrame: batch slot ${slot.index} is past the end of the batch buffer`);
+    tensor = hwcToChw(data, pixels, slot.batch, offset).subarray(offset, offset + 3 * pixels);
+  } else {
+    tensor = hwcToChw(data, pixels);
+  }
   return {
-    tensor: hwcToChw(data, dstW * dstH),
+    tensor,
     sourceWidth: srcW,
     sourceHeight: srcH,
     scale: box.scale,
@@ -97,7 +115,7 @@ export async function prepareFrame(jpeg: Buffer, imgsz: [number, number]): Promi
 const BYTE_TO_UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 255);
 
 /** Interleaved RGB bytes (HWC) into planar float32 (CHW) in [0, 1]: one allocation, one pass. */
-export function hwcToChw(rgb: Uint8Array, pixels: number, out = new Float32Array(3 * pixels), offset = 0): Float32Array {
+export function hwcToChw(rgb: Uint8Array, pixels: number, out: Float32Array = new Float32Array(3 * pixels), offset = 0): Float32Array {
   const lut = BYTE_TO_UNIT;
   const r = offset;
   const g = offset + pixels;
@@ -113,7 +131,7 @@ export function hwcToChw(rgb: Uint8Array, pixels: number, out = new Float32Array
 /**
  * The NCHW input of one engine run: `frames` checked against the model's input size and packed into a
  * tensor of `batch` slots (zero padding after the frames, for fixed-batch models). A single frame in a
- * batch of one is returned as it is, without a copy.
+ * batch of one, or frames already in consecutive slots of one buffer, are returned without a copy.
  */
 export function packBatch(frames: readonly PreparedFrame[], imgsz: readonly [number, number], batch = frames.length): Float32Array {
   const [h, w] = imgsz;
@@ -123,6 +141,12 @@ export function packBatch(frames: readonly PreparedFrame[], imgsz: readonly [num
   }
   if (frames.length === 0 || frames.length > batch) throw new Error(`the model takes 1 to ${batch} frames per run, got ${frames.length}`);
   if (batch === 1) return frames[0]!.tensor;
+  // Frames that prepareFrame wrote into consecutive slots of one buffer are the batch already: a view, no copy.
+  const first = frames[0]!.tensor;
+  const bytes = frameSize * Float32Array.BYTES_PER_ELEMENT;
+  if (frames.length === batch && frames.every((f, i) => f.tensor.buffer === first.buffer && f.tensor.byteOffset === first.byteOffset + i * bytes)) {
+    return new Float32Array(first.buffer, first.byteOffset, batch * frameSize);
+  }
   const data = new Float32Array(batch * frameSize);
   frames.forEach((frame, i) => writeFrameToBatch(data, frame, i));
   return data;

@@ -1,10 +1,12 @@
 import type { DetectionRepository, FrameResult, VideoRepository } from '../db/types.ts';
+import type { BatchSlot } from '../detection/letterbox.ts';
 import type { DetectOptions, Detector, PreparedFrame } from '../detection/types.ts';
 import type { Logger } from '../logger.ts';
 import type { DetectionJob, FrameRef } from '../queue/types.ts';
 import type { VideoStorage } from '../storage/video-storage.ts';
 
-export type PrepareFrame = (jpeg: Buffer, imgsz: [number, number]) => Promise<PreparedFrame>;
+/** Decodes and letterboxes a frame, into `slot` of the job's batch buffer when given (see letterbox.ts). */
+export type PrepareFrame = (jpeg: Buffer, imgsz: [number, number], slot?: BatchSlot) => Promise<PreparedFrame>;
 
 /** Milliseconds spent per stage, summed over the jobs a worker handled (reported by /readyz and the benchmark). */
 export interface StageTimings {
@@ -59,13 +61,17 @@ export class DetectionService {
     const committed = job.attempts ? await this.detections.committedFrames(job.videoId, job.frames.map((ref) => ref.index)) : new Set<number>();
     const started = performance.now();
     const imgsz = this.detector.modelInfo.imgsz;
+    const pending = job.frames.filter((ref) => !committed.has(ref.index));
+    // One buffer for the job: each frame is decoded straight into its slot, so a run over consecutive
+    // frames needs no packing copy (a corrupt frame leaves a gap, and the runs around it are copied).
+    const batch = new Float32Array(pending.length * 3 * imgsz[0] * imgsz[1]);
     const frames = await Promise.all(
-      job.frames.filter((ref) => !committed.has(ref.index)).map(async (ref) => {
+      pending.map(async (ref, index) => {
         // A read failure (storage down, frame missing) fails the whole attempt and is retried; a frame
         // that reads but will not decode is corrupt, and only that frame fails.
         const jpeg = await this.storage.read(ref.key);
         try {
-          return { ref, prepared: await this.prepareFrame(jpeg, imgsz) };
+          return { ref, prepared: await this.prepareFrame(jpeg, imgsz, { batch, index }) };
         } catch (error) {
           return { ref, error: `corrupt frame: ${error instanceof Error ? error.message : String(error)}` };
         }

@@ -4,6 +4,7 @@ import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { createDetector } from '../../src/detection/create-detector.ts';
 import { prepareFrame } from '../../src/detection/letterbox.ts';
+import { OnnxDetector } from '../../src/detection/onnx-detector.ts';
 import type { DetectOptions, Detection, Detector, PreparedFrame } from '../../src/detection/types.ts';
 
 const MODEL = 'models/yolov8n.onnx';
@@ -147,6 +148,20 @@ describe('OnnxDetector with yolov8n.onnx', function () {
     assert.deepEqual(batch[0], single[0]);
     assert.deepEqual(batch[2], single[0]);
     assert.deepEqual(await detector.detectBatch([], OPTIONS), []);
+  });
+
+  it('runs frames decoded straight into one batch buffer (no packing copy) as it runs frames decoded alone', async () => {
+    const batch = new Float32Array(2 * 3 * 640 * 640);
+    const slotted = [await prepareFrame(jpegs.astronaut!, [640, 640], { batch, index: 0 }), await prepareFrame(jpegs.motorcycle!, [640, 640], { batch, index: 1 })];
+    const alone = [frames.astronaut, frames.motorcycle];
+    // One frame a run (the default: each run's input is a view into the buffer), and both in one run (the buffer itself).
+    assert.deepEqual(await detector.detectBatch(slotted, OPTIONS), await detector.detectBatch(alone, OPTIONS));
+    const twoPerRun = await OnnxDetector.create(MODEL, { framesPerRun: 2 });
+    try {
+      assert.deepEqual(await twoPerRun.detectBatch(slotted, OPTIONS), await twoPerRun.detectBatch(alone, OPTIONS));
+    } finally {
+      await twoPerRun.close();
+    }
   });
 
   it('explains a missing model file', async () => {

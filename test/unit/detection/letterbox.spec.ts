@@ -94,6 +94,21 @@ describe('packBatch', () => {
     assert.deepEqual([...packBatch([frame(1), frame(2)], [1, 1])], [1, 1, 1, 2, 2, 2]);
   });
 
+  it('hands frames in consecutive slots of one buffer over as that buffer, and copies when they are not', () => {
+    const buffer = Float32Array.from([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]);
+    const slot = (i: number) => ({ ...frame(0), tensor: buffer.subarray(3 * i, 3 * i + 3) });
+    const run = packBatch([slot(1), slot(2)], [1, 1]);
+    assert.equal(run.buffer, buffer.buffer, 'no copy');
+    assert.equal(run.byteOffset, 3 * 4);
+    assert.deepEqual([...run], [1, 1, 1, 2, 2, 2]);
+    // A gap (a corrupt frame left its slot empty), the wrong order or a fixed batch with padding: copied.
+    for (const [frames, batch] of [[[slot(1), slot(3)], 2], [[slot(2), slot(1)], 2], [[slot(0), slot(1)], 3]] as const) {
+      const copied = packBatch(frames, [1, 1], batch);
+      assert.notEqual(copied.buffer, buffer.buffer);
+      assert.deepEqual([...copied.subarray(0, 6)], frames.flatMap((f) => [...f.tensor]));
+    }
+  });
+
   it('zero-pads up to a fixed batch', () => {
     assert.deepEqual([...packBatch([frame(5)], [1, 1], 3)], [5, 5, 5, 0, 0, 0, 0, 0, 0]);
   });
@@ -120,6 +135,23 @@ describe('prepareFrame', () => {
       assert.equal(at(1, y, 7), 0);
       assert.equal(at(2, y, 4), 0);
     }
+  });
+
+  it('decodes straight into a batch slot, with the same values as on its own', async () => {
+    const jpegs = await Promise.all(
+      [[255, 0, 0], [0, 128, 255]].map(([r, g, b]) => sharp({ create: { width: 6, height: 3, channels: 3, background: { r: r!, g: g!, b: b! } } }).jpeg().toBuffer()),
+    );
+    const batch = new Float32Array(2 * 3 * 8 * 8);
+    const slotted = await Promise.all(jpegs.map((jpeg, index) => prepareFrame(jpeg, [8, 8], { batch, index })));
+    const alone = await Promise.all(jpegs.map((jpeg) => prepareFrame(jpeg, [8, 8])));
+    slotted.forEach((frame, i) => {
+      assert.equal(frame.tensor.buffer, batch.buffer);
+      assert.equal(frame.tensor.byteOffset, i * 3 * 64 * 4);
+      assert.deepEqual([...frame.tensor], [...alone[i]!.tensor]);
+      assert.deepEqual({ ...frame, tensor: undefined }, { ...alone[i]!, tensor: undefined });
+    });
+    assert.equal(packBatch(slotted, [8, 8]).buffer, batch.buffer);
+    await assert.rejects(prepareFrame(jpegs[0]!, [8, 8], { batch, index: 2 }), RangeError);
   });
 
   it('gives 3 channels for a greyscale JPEG and skips resizing at the network size', async () => {

@@ -17,6 +17,7 @@ const job: DetectionJob = { id: 'v1:0', videoId: 'v1', frames: [0, 1, 2].map((in
 
 function setUp(keepFrames: boolean, commit: (frames: FrameResult[]) => Promise<number> = async (frames) => frames.length, failDelete = false, alreadyCommitted: number[] = []) {
   const deleted: string[][] = [];
+  const slots: Array<{ batch: Float32Array; index: number } | undefined> = [];
   const read: string[] = [];
   const warnings: string[] = [];
   const service = new DetectionService(
@@ -33,12 +34,26 @@ function setUp(keepFrames: boolean, commit: (frames: FrameResult[]) => Promise<n
       },
     },
     detector,
-    async () => ({}) as PreparedFrame,
+    async (_jpeg, _imgsz, slot) => {
+      slots.push(slot);
+      return {} as PreparedFrame;
+    },
     { confidenceThreshold: 0.25, iouThreshold: 0.7 },
     { keepFrames, logger: { warn: (message: string) => void warnings.push(message) } as never },
   );
-  return { service, deleted, warnings, read };
+  return { service, deleted, warnings, read, slots };
 }
+
+describe('DetectionService frame preparation', () => {
+  it('decodes each frame into its own slot of one batch buffer for the job', async () => {
+    const { service, slots } = setUp(false, undefined, false, [1]);
+    await service.prepare({ ...job, attempts: 1 });
+    // Frame 1 is already committed: two frames to prepare, two slots of 3 x 640 x 640.
+    assert.deepEqual(slots.map((slot) => slot?.index).sort(), [0, 1]);
+    assert.equal(slots[0]!.batch, slots[1]!.batch);
+    assert.equal(slots[0]!.batch.length, 2 * 3 * 640 * 640);
+  });
+});
 
 describe('DetectionService frame lifecycle', () => {
   it('deletes exactly the job frames after the commit by default (KEEP_FRAMES=false)', async () => {

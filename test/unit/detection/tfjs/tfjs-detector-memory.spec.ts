@@ -67,6 +67,22 @@ describe('TfjsDetector memory over 100 batches of mixed sizes (YOLOv8-shaped tin
   });
 
   for (const backend of ['wasm', 'cpu'] as const) {
+    it(`runs frames held in one batch buffer (packed without a copy) as separate frames, on ${backend}`, async () => {
+      const detector = await TfjsDetector.create(dir, { backend });
+      try {
+        const buffer = new Float32Array(4 * 3 * SIZE * SIZE);
+        const slotted = frames.slice(0, 4).map((f, i) => {
+          buffer.set(f.tensor, i * f.tensor.length);
+          return { ...f, tensor: buffer.subarray(i * f.tensor.length, (i + 1) * f.tensor.length) };
+        });
+        const { values: ours } = await detector.runRaw(slotted);
+        const { values: theirs } = await detector.runRaw(frames.slice(0, 4));
+        assert.deepEqual(ours, theirs);
+      } finally {
+        await detector.close();
+      }
+    });
+
     it(`leaves tf.memory().numTensors and numBytes unchanged on ${backend}`, async function () {
       this.timeout(60_000);
       const detector = await TfjsDetector.create(dir, { backend });
