@@ -26,6 +26,12 @@ export interface FrameLifecycle {
   logger: Pick<Logger, 'warn'>;
 }
 
+/** What detectAndCommit did: frames newly recorded, and milliseconds the detector call took. */
+export interface CommitOutcome {
+  written: number;
+  detectMs: number;
+}
+
 /** A job whose frames are read, decoded and letterboxed, waiting for the detector. */
 export interface PreparedJob {
   job: DetectionJob;
@@ -56,9 +62,10 @@ export class DetectionService {
     if (job.publishedAt !== undefined) this.timings.queueWaitMs += Math.max(0, Date.now() - job.publishedAt);
     const video = await this.videos.get(job.videoId);
     if (!video || video.status === 'failed') return { job, capturedAt: undefined, frames: [] };
-    // A redelivered job (its worker died after the commit) skips frames already recorded: no second
-    // inference, and no read of frames that were deleted after that commit.
-    const committed = job.attempts ? await this.detections.committedFrames(job.videoId, job.frames.map((ref) => ref.index)) : new Set<number>();
+    // A redelivered job skips frames already recorded: no second inference, and no read of frames
+    // deleted after that commit. Asked on every delivery, since a redelivery need not carry an
+    // attempt (an in-place retry after a failed ack, a job handed back at shutdown).
+    const committed = await this.detections.committedFrames(job.videoId, job.frames.map((ref) => ref.index));
     const started = performance.now();
     const imgsz = this.detector.modelInfo.imgsz;
     const pending = job.frames.filter((ref) => !committed.has(ref.index));
@@ -81,12 +88,22 @@ export class DetectionService {
     return { job, capturedAt: video.capturedAt, frames };
   }
 
-  /** Runs the detector and commits; returns how many frames were newly recorded (0 for a redelivery). */
-  async detectAndCommit(prepared: PreparedJob): Promise<number> {
-    if (prepared.capturedAt === undefined || prepared.frames.length === 0) return 0;
+  /**
+   * Runs the detector and commits. Returns how many frames were newly recorded (0 for a redelivery)
+   * and how long the detector call took (a synchronous engine blocks the event loop, heartbeats included).
+   */
+  async detectAndCommit(prepared: PreparedJob): Promise<CommitOutcome> {
+    if (prepared.capturedAt === undefined) return { written: 0, detectMs: 0 };
+    if (prepared.frames.length === 0) {
+      // Every frame was committed before: a worker may have died before deleting them.
+      await this.deleteJobFrames(prepared.job);
+      return { written: 0, detectMs: 0 };
+    }
     const stage = { inferenceMs: 0, postprocessMs: 0 };
     const decodable = prepared.frames.filter((frame) => frame.prepared !== undefined);
+    const detectStarted = performance.now();
     const detections = await this.detector.detectBatch(decodable.map((frame) => frame.prepared!), this.options, stage);
+    const detectMs = performance.now() - detectStarted;
     const byIndex = new Map(decodable.map((frame, i) => [frame.ref.index, detections[i] ?? []]));
     const results: FrameResult[] = prepared.frames.map(({ ref, error }) => ({
       frameIndex: ref.index,
@@ -101,19 +118,21 @@ export class DetectionService {
     this.timings.postprocessMs += stage.postprocessMs;
     this.timings.jobs += 1;
     this.timings.frames += results.length;
-    if (!this.lifecycle.keepFrames) await this.deleteFrames(prepared.frames.map((frame) => frame.ref.key), prepared.job);
-    return added;
+    await this.deleteJobFrames(prepared.job);
+    return { written: added, detectMs };
   }
 
   /**
-   * The detections are committed, so the frames have served their purpose. Only after a successful
-   * commit (a dead-lettered job keeps its frames for a retry), and a failure here never fails the job:
-   * it only leaves frames behind. A job redelivered after this ran (the worker died before its ack)
-   * skips its committed frames in prepare(), so their absence does not matter.
+   * The detections are committed, so the frames have served their purpose. All the job's frames,
+   * not only those processed now: frames committed by an earlier delivery whose worker died before
+   * deleting them go too (frames already gone are no error). Only after a successful commit (a
+   * dead-lettered job keeps its frames for a retry), and a failure here never fails the job: it only
+   * leaves frames behind. A redelivery skips committed frames in prepare(), so their absence does not matter.
    */
-  private async deleteFrames(keys: string[], job: DetectionJob): Promise<void> {
+  private async deleteJobFrames(job: DetectionJob): Promise<void> {
+    if (this.lifecycle.keepFrames) return;
     try {
-      await this.storage.delete(keys);
+      await this.storage.delete(job.frames.map((ref) => ref.key));
     } catch (error) {
       this.lifecycle.logger.warn('could not delete committed frames', { jobId: job.id, videoId: job.videoId, error: error instanceof Error ? error.message : String(error) });
     }

@@ -58,7 +58,7 @@ describe('DetectionService frame preparation', () => {
 describe('DetectionService frame lifecycle', () => {
   it('deletes exactly the job frames after the commit by default (KEEP_FRAMES=false)', async () => {
     const { service, deleted } = setUp(false);
-    assert.equal(await service.detectAndCommit(await service.prepare(job)), 3);
+    assert.equal((await service.detectAndCommit(await service.prepare(job))).written, 3);
     assert.deepEqual(deleted, [job.frames.map((frame) => frame.key)]);
   });
 
@@ -78,27 +78,48 @@ describe('DetectionService frame lifecycle', () => {
 
   it('does not fail a committed job when the frames cannot be deleted', async () => {
     const { service, warnings } = setUp(false, undefined, true);
-    assert.equal(await service.detectAndCommit(await service.prepare(job)), 3);
+    assert.equal((await service.detectAndCommit(await service.prepare(job))).written, 3);
     assert.deepEqual(warnings, ['could not delete committed frames']);
   });
 
-  it('a redelivered job skips frames already committed: no read, no inference, nothing deleted twice', async () => {
+  it('a redelivered job skips frames already committed: no read, no inference; all its frames are deleted after the commit', async () => {
     const committed: FrameResult[][] = [];
     const { service, read, deleted } = setUp(false, async (frames) => (committed.push(frames), frames.length), false, [0, 2]);
     const redelivered = { ...job, attempts: 1 };
-    assert.equal(await service.detectAndCommit(await service.prepare(redelivered)), 1);
+    assert.equal((await service.detectAndCommit(await service.prepare(redelivered))).written, 1);
     assert.deepEqual(read, [job.frames[1]!.key]);
     assert.deepEqual(committed.map((frames) => frames.map((f) => f.frameIndex)), [[1]]);
-    assert.deepEqual(deleted, [[job.frames[1]!.key]]);
-
-    const { service: again, read: readAgain } = setUp(false, async () => assert.fail('nothing to commit'), false, [0, 1, 2]);
-    assert.equal(await again.detectAndCommit(await again.prepare(redelivered)), 0);
-    assert.deepEqual(readAgain, []);
+    // Frames 0 and 2 too: their earlier delivery may have died between its commit and its delete.
+    assert.deepEqual(deleted, [job.frames.map((frame) => frame.key)]);
   });
 
-  it('a first delivery does not ask which frames are committed', async () => {
-    const { service, read } = setUp(true, undefined, false, [0, 1, 2]);
-    assert.equal(await service.detectAndCommit(await service.prepare(job)), 3);
-    assert.equal(read.length, 3);
+  it('a redelivery with every frame committed reads nothing, commits nothing, and still deletes the frames', async () => {
+    const { service, read, deleted } = setUp(false, async () => assert.fail('nothing to commit'), false, [0, 1, 2]);
+    assert.deepEqual(await service.detectAndCommit(await service.prepare({ ...job, attempts: 1 })), { written: 0, detectMs: 0 });
+    assert.deepEqual(read, []);
+    assert.deepEqual(deleted, [job.frames.map((frame) => frame.key)]);
+  });
+
+  it('a redelivery that counted no attempt (in-place retry after a failed ack, a job handed back at shutdown) skips committed frames too', async () => {
+    // With KEEP_FRAMES=false those frames are gone: reading them would fail the job with ENOENT.
+    const { service, read } = setUp(false, async () => assert.fail('nothing to commit'), false, [0, 1, 2]);
+    const handedBack = { ...job, attempts: 0 };
+    assert.equal((await service.detectAndCommit(await service.prepare(handedBack))).written, 0);
+    assert.deepEqual(read, []);
+  });
+
+  it('reports how long the detector call took', async () => {
+    const { service } = setUp(true);
+    const slow = new DetectionService(
+      { get: async () => ({ id: 'v1', status: 'processing', capturedAt: new Date(0) }) as VideoRecord },
+      { commitFrames: async (_id, _at, frames) => frames.length, committedFrames: async () => new Set() },
+      { read: async (key) => Buffer.from(key), delete: async () => {} },
+      { ...detector, detectBatch: async (frames) => (await new Promise((resolve) => setTimeout(resolve, 60)), frames.map(() => [])) },
+      async () => ({}) as PreparedFrame,
+      { confidenceThreshold: 0.25, iouThreshold: 0.7 },
+      { keepFrames: true, logger: { warn: () => {} } as never },
+    );
+    assert.ok((await slow.detectAndCommit(await slow.prepare(job))).detectMs >= 50);
+    assert.ok((await service.detectAndCommit(await service.prepare(job))).detectMs < 50);
   });
 });
