@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from '../logger.ts';
 import { MalformedJobError } from '../queue/reliable-queue.ts';
 import type { ReservedJob } from '../queue/types.ts';
@@ -24,7 +25,10 @@ export interface WorkerSettings {
   /** First retry delay; doubles each attempt up to retryMaxMs, with jitter. */
   retryBaseMs: number;
   retryMaxMs: number;
-  /** How long one blocking reserve waits before the loop checks whether it should stop. */
+  /**
+   * How long one blocking reserve waits before the loop checks whether it should stop. Capped at
+   * half the heartbeat TTL (see reserveAndPrepare).
+   */
   reserveTimeoutSeconds?: number;
 }
 
@@ -43,6 +47,8 @@ export class DetectionWorker {
   private running = false;
   private loop: Promise<void> | undefined;
   private timers: NodeJS.Timeout[] = [];
+  /** Aborted by stop(): wakes the loop from a backoff sleep. */
+  private stopping = new AbortController();
 
   constructor(
     private readonly queue: WorkerQueue,
@@ -58,6 +64,7 @@ export class DetectionWorker {
 
   async start(): Promise<void> {
     this.running = true;
+    this.stopping = new AbortController();
     await this.queue.heartbeat(this.id, this.settings.heartbeatTtlMs);
     // Jobs held by workers that died come back before this one starts taking new work.
     const reclaimed = await this.queue.reclaimOrphanedJobs();
@@ -71,12 +78,17 @@ export class DetectionWorker {
     this.loop = this.run();
   }
 
-  /** Stops taking jobs, finishes the one in hand and returns any prefetched job to the queue. */
+  /**
+   * Stops taking jobs, finishes the one on the detector and returns any other held job (prefetched,
+   * or waiting out a backoff) to the queue.
+   */
   async stop(): Promise<void> {
     this.running = false;
+    this.stopping.abort();
+    // Heartbeats go on until the loop has ended: the job in hand must not be reclaimed meanwhile.
+    await this.loop;
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
-    await this.loop;
     await this.queue.releaseWorker(this.id);
     this.logger.info('worker stopped', { workerId: this.id, stageTimings: this.detection.timings });
   }
@@ -103,7 +115,11 @@ export class DetectionWorker {
   private async reserveAndPrepare(): Promise<Reserved | undefined> {
     if (!this.running) return undefined;
     try {
-      const reserved = await this.queue.reserve(this.id, this.settings.reserveTimeoutSeconds ?? 1);
+      // Register again first: a reclaimer may have unregistered this worker while it was stalled, and
+      // a job moved into the list of an unregistered worker is never reclaimed if it then dies. The
+      // blocking wait stays under the TTL, so the job cannot arrive after this heartbeat expired.
+      await this.queue.heartbeat(this.id, this.settings.heartbeatTtlMs);
+      const reserved = await this.queue.reserve(this.id, this.reserveTimeoutSeconds());
       if (!reserved) return undefined;
       const prepared = this.detection.prepare(reserved.job);
       prepared.catch(() => undefined); // handled in complete(); avoid an unhandled rejection meanwhile
@@ -116,7 +132,7 @@ export class DetectionWorker {
         return undefined;
       }
       this.logger.warn('reserving a job failed; retrying', { error: errorMessage(error) });
-      await sleep(1000);
+      await this.sleep(1000);
       return undefined;
     }
   }
@@ -139,7 +155,16 @@ export class DetectionWorker {
     for (let outage = 0; ; ) {
       try {
         const started = performance.now();
-        const written = await this.detection.detectAndCommit(await current);
+        const { written, detectMs } = await this.detection.detectAndCommit(await current);
+        if (detectMs > this.settings.heartbeatTtlMs / 2) {
+          // A synchronous engine blocks heartbeats while it runs: past the TTL, this live worker's jobs get reclaimed.
+          this.logger.warn('a detector run took over half the heartbeat TTL; raise HEARTBEAT_TTL_MS or lower BATCH_SIZE', {
+            jobId: job.id,
+            frames: job.frames.length,
+            detectMs: Math.round(detectMs),
+            heartbeatTtlMs: this.settings.heartbeatTtlMs,
+          });
+        }
         await this.queue.ack(this.id, reserved);
         this.logger.debug('job committed', { jobId: job.id, frames: job.frames.length, written, ms: Math.round(performance.now() - started) });
         return;
@@ -160,7 +185,9 @@ export class DetectionWorker {
           delay = this.backoff(attempts);
           this.logger.warn('job failed; retrying', { jobId: job.id, attempts, delayMs: delay, error: errorMessage(error) });
         }
-        await sleep(delay);
+        await this.sleep(delay);
+        // Stopped during the backoff: the job stays in our processing list and releaseWorker hands it back.
+        if (!this.running) return;
         current = this.detection.prepare(job);
         current.catch(() => undefined);
       }
@@ -173,20 +200,51 @@ export class DetectionWorker {
     return Math.round(delay / 2 + Math.random() * (delay / 2));
   }
 
+  /**
+   * Records the job's frames as failed, then moves it to the dead letters. While PostgreSQL or Redis
+   * is unreachable the job is held and this is retried with backoff, as in an outage during a commit:
+   * dead-lettering without the failed frames would leave the video 'processing' for good. Never
+   * throws (run() must not reject); on stop the job stays held and releaseWorker hands it back.
+   */
   private async giveUp(reserved: ReservedJob, attempts: number, lastError: string): Promise<void> {
     const { job } = reserved;
     const reason = `dead-lettered after ${attempts} attempts: ${lastError}`;
-    this.logger.error('job dead-lettered', { jobId: job.id, videoId: job.videoId, attempts, error: lastError });
-    try {
-      // Failed frames first: if we die before the move below, the job is reclaimed and nothing is lost.
-      await this.detection.recordFailedJob(job, reason);
-    } catch (error) {
-      this.logger.error('could not record the failed frames; the video stays incomplete until the dead letter is retried', { jobId: job.id, error: errorMessage(error) });
+    for (let outage = 1; this.running; outage += 1) {
+      try {
+        // Failed frames first: if we die before the move below, the job is reclaimed and nothing is lost.
+        await this.detection.recordFailedJob(job, reason);
+      } catch (error) {
+        if (isTransientError(error)) {
+          await this.holdThroughOutage(job, outage, 'recording the failed frames', error);
+          continue;
+        }
+        // Not an outage, so a retry here would fail the same way; the dead letter's retry can record them.
+        this.logger.error('could not record the failed frames; the video stays incomplete until the dead letter is retried', { jobId: job.id, error: errorMessage(error) });
+      }
+      try {
+        await this.queue.deadLetter(this.id, reserved, lastError, attempts);
+        this.logger.error('job dead-lettered', { jobId: job.id, videoId: job.videoId, attempts, error: lastError });
+        return;
+      } catch (error) {
+        // Whatever Redis said, the job is still held: keep it and try again (recording again is idempotent).
+        await this.holdThroughOutage(job, outage, 'moving it to the dead letters', error);
+      }
     }
-    await this.queue.deadLetter(this.id, reserved, lastError, attempts);
   }
-}
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+  private async holdThroughOutage(job: ReservedJob['job'], outage: number, step: string, error: unknown): Promise<void> {
+    const delayMs = this.backoff(outage);
+    this.logger.warn(`dead-lettering a job failed at ${step}; holding the job and retrying`, { jobId: job.id, delayMs, error: errorMessage(error) });
+    await this.sleep(delayMs);
+  }
+
+  /** Milliseconds of backoff that stop() cuts short. */
+  private sleep(ms: number): Promise<void> {
+    return delay(ms, undefined, { signal: this.stopping.signal }).catch(() => undefined);
+  }
+
+  /** Under half the TTL: a job BLMOVEd at the end of the wait still finds this worker's heartbeat alive. */
+  private reserveTimeoutSeconds(): number {
+    return Math.min(this.settings.reserveTimeoutSeconds ?? 1, this.settings.heartbeatTtlMs / 2000);
+  }
 }
