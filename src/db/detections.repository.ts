@@ -1,5 +1,6 @@
 import type { Sql } from './client.ts';
 import type { DetectionQuery, DetectionRepository, FrameDetectionsPage, FrameResult } from './types.ts';
+import { settleVideo } from './videos.repository.ts';
 
 interface DetectionRow {
   frame_index: number;
@@ -18,9 +19,10 @@ export class PgDetectionRepository implements DetectionRepository {
   async commitFrames(videoId: string, capturedAt: Date, frames: FrameResult[]): Promise<number> {
     if (frames.length === 0) return 0;
     return this.sql.begin(async (tx) => {
-      // Lock the video row first: commits of one video serialise, and a failed or deleted video takes nothing.
-      const [video] = await tx<{ status: string }[]>`SELECT status FROM videos WHERE id = ${videoId} FOR UPDATE`;
-      if (!video || video.status === 'failed') return 0;
+      // Lock the video row first: commits of one video serialise. A deleted video takes nothing, nor
+      // one whose extraction failed; one that failed because all its frames failed does (a retried dead letter).
+      const [video] = await tx<{ status: string; frames_total: number | null }[]>`SELECT status, frames_total FROM videos WHERE id = ${videoId} FOR UPDATE`;
+      if (!video || (video.status === 'failed' && video.frames_total === null)) return 0;
 
       // Frames already recorded (a redelivered job) are skipped; only new frames get detections.
       // The one exception: a success replaces a recorded failure (a dead letter that was retried).
@@ -71,17 +73,12 @@ export class PgDetectionRepository implements DetectionRepository {
             ${columns.x1}::real[], ${columns.y1}::real[], ${columns.x2}::real[], ${columns.y2}::real[])
             AS d(frame_index, pts_ms, class_id, class_name, confidence, x1, y1, x2, y2)`;
       }
-      // Progress and completion in one statement. If frames_total is already known and these frames
-      // would exceed it, the CHECK constraint fails and the whole commit rolls back.
+      // If frames_total is already known and these frames would exceed it, the CHECK constraint fails
+      // and the whole commit rolls back.
       await tx`
-        UPDATE videos SET
-          frames_done = frames_done + ${doneDelta},
-          frames_failed = frames_failed + ${failedDelta},
-          status = CASE WHEN frames_total IS NOT NULL AND frames_done + frames_failed + ${doneDelta + failedDelta} >= frames_total THEN 'completed' ELSE status END,
-          completed_at = CASE WHEN frames_total IS NOT NULL AND frames_done + frames_failed + ${doneDelta + failedDelta} >= frames_total
-                              THEN coalesce(completed_at, now()) ELSE completed_at END,
-          updated_at = now()
+        UPDATE videos SET frames_done = frames_done + ${doneDelta}, frames_failed = frames_failed + ${failedDelta}, updated_at = now()
         WHERE id = ${videoId}`;
+      await settleVideo(tx, videoId);
       return written.length;
     });
   }

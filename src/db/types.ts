@@ -82,8 +82,8 @@ export interface VideoRepository {
   /** Accepted videos whose extraction never started or stalled (no lease renewal for leaseMs). */
   findStalledExtractions(leaseMs: number, limit: number): Promise<VideoRecord[]>;
   /**
-   * Extraction is over: frames_total is known. The status becomes 'processing', or 'completed'
-   * at once when every frame is already committed (or there were none).
+   * Extraction is over: frames_total is known. The status becomes 'processing', or at once
+   * 'completed' / 'failed' when every frame is already recorded (or there were none; see commitFrames).
    */
   markExtracted(id: string, framesTotal: number): Promise<VideoRecord>;
   markFailed(id: string, error: string): Promise<void>;
@@ -95,8 +95,11 @@ export interface DetectionRepository {
   /**
    * Commits one job's results in one transaction, idempotently: frames already recorded for the
    * video are skipped (a redelivered job adds nothing) unless a success replaces a recorded failure.
-   * frames_done counts processed frames, frames_failed frames recorded with an error; the video
-   * becomes 'completed' when together they reach frames_total. Returns how many frames were written.
+   * frames_done counts processed frames, frames_failed frames recorded with an error. When together
+   * they reach frames_total the video becomes 'failed' if no frame succeeded, else 'completed', with
+   * `error` summarising the failed frames (null when none failed). A video that failed because its
+   * frames did still takes commits, so a retried dead letter can complete it; one whose extraction
+   * failed takes none. Returns how many frames were written.
    */
   commitFrames(videoId: string, capturedAt: Date, frames: FrameResult[]): Promise<number>;
   listFrames(query: DetectionQuery): Promise<FrameDetectionsPage>;

@@ -1,3 +1,4 @@
+import type postgres from 'postgres';
 import type { Sql } from './client.ts';
 import type { NewVideo, VideoRecord, VideoRepository, VideoStatus } from './types.ts';
 
@@ -91,16 +92,18 @@ export class PgVideoRepository implements VideoRepository {
   }
 
   async markExtracted(id: string, framesTotal: number): Promise<VideoRecord> {
-    // One statement, reading frames_done under the row lock: a worker committing the last frame at
-    // the same moment either commits first (and this completes the video) or waits and completes it.
-    const [row] = await this.sql<VideoRow[]>`
-      UPDATE videos SET
-        frames_total = ${framesTotal},
-        status = CASE WHEN frames_done + frames_failed >= ${framesTotal} THEN 'completed' ELSE 'processing' END,
-        completed_at = CASE WHEN frames_done + frames_failed >= ${framesTotal} THEN coalesce(completed_at, now()) ELSE NULL END,
-        updated_at = now()
-      WHERE id = ${id} AND status <> 'failed'
-      RETURNING ${this.sql.unsafe(columns)}`;
+    // Under the row lock taken by the first UPDATE: a worker committing the last frame at the same
+    // moment either commits first (and settling here finishes the video) or waits and finishes it.
+    const row = await this.sql.begin(async (tx) => {
+      const updated = await tx`
+        UPDATE videos SET frames_total = ${framesTotal}, status = 'processing', completed_at = NULL, updated_at = now()
+        WHERE id = ${id} AND status <> 'failed'
+        RETURNING id`;
+      if (updated.length === 0) return undefined;
+      await settleVideo(tx, id);
+      const [settled] = await tx<VideoRow[]>`SELECT ${tx.unsafe(columns)} FROM videos WHERE id = ${id}`;
+      return settled;
+    });
     if (row) return toRecord(row);
     const current = await this.get(id);
     if (!current) throw new Error(`video ${id} no longer exists`);
@@ -114,4 +117,25 @@ export class PgVideoRepository implements VideoRepository {
   async delete(id: string): Promise<void> {
     await this.sql`DELETE FROM videos WHERE id = ${id}`;
   }
+}
+
+/**
+ * Once every frame is accounted for (frames_done + frames_failed reaches frames_total), sets the
+ * outcome from the counts: 'failed' when frames failed and none succeeded, else 'completed'; error
+ * says how many frames failed and the error of the last failed frame, and is cleared when none did.
+ * Run in the transaction that changed the counts (it holds the row lock), so a retried dead letter
+ * whose frames now succeed settles the video again. A video that failed before extraction ended
+ * (frames_total unknown) is left alone.
+ */
+export async function settleVideo(tx: postgres.TransactionSql, id: string): Promise<void> {
+  await tx`
+    UPDATE videos SET
+      status = CASE WHEN frames_done = 0 AND frames_failed > 0 THEN 'failed' ELSE 'completed' END,
+      error = CASE WHEN frames_failed = 0 THEN NULL
+                   ELSE frames_failed || ' of ' || frames_total || ' frames failed: ' || coalesce(
+                     (SELECT f.error FROM frames f WHERE f.video_id = videos.id AND f.error IS NOT NULL ORDER BY f.frame_index DESC LIMIT 1),
+                     'unknown error') END,
+      completed_at = coalesce(completed_at, now()),
+      updated_at = now()
+    WHERE id = ${id} AND frames_total IS NOT NULL AND frames_done + frames_failed >= frames_total`;
 }

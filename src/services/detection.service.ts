@@ -35,7 +35,7 @@ export interface CommitOutcome {
 /** A job whose frames are read, decoded and letterboxed, waiting for the detector. */
 export interface PreparedJob {
   job: DetectionJob;
-  /** undefined when the video is gone or failed: the job is acknowledged with no work. */
+  /** undefined when the video is gone or its extraction failed: the job is acknowledged with no work. */
   capturedAt: Date | undefined;
   /** In job order; a frame that could not be decoded carries its error instead of a tensor. */
   frames: Array<{ ref: FrameRef; prepared?: PreparedFrame; error?: string }>;
@@ -61,7 +61,9 @@ export class DetectionService {
   async prepare(job: DetectionJob): Promise<PreparedJob> {
     if (job.publishedAt !== undefined) this.timings.queueWaitMs += Math.max(0, Date.now() - job.publishedAt);
     const video = await this.videos.get(job.videoId);
-    if (!video || video.status === 'failed') return { job, capturedAt: undefined, frames: [] };
+    // A video whose extraction failed takes no results; one that failed because its frames did is
+    // still worked on (a retried dead letter may complete it).
+    if (!video || (video.status === 'failed' && video.framesTotal === null)) return { job, capturedAt: undefined, frames: [] };
     // A redelivered job skips frames already recorded: no second inference, and no read of frames
     // deleted after that commit. Asked on every delivery, since a redelivery need not carry an
     // attempt (an in-place retry after a failed ack, a job handed back at shutdown).

@@ -175,16 +175,50 @@ describe('PostgreSQL repositories (real database)', () => {
     const failed = (frameIndex: number): FrameResult => ({ frameIndex, ptsMs: frameIndex * 200, detections: [], error: 'dead-lettered after 3 attempts: ENOENT' });
     assert.equal(await detections.commitFrames(video.id, video.capturedAt, [frame(0), failed(1), failed(2)]), 3);
     let row = (await videos.get(video.id))!;
-    assert.deepEqual([row.status, row.framesDone, row.framesFailed], ['completed', 1, 2]);
+    assert.deepEqual([row.status, row.framesDone, row.framesFailed, row.error], ['completed', 1, 2, '2 of 3 frames failed: dead-lettered after 3 attempts: ENOENT']);
     // The same failure again changes nothing; a success for frame 1 replaces its failure.
     assert.equal(await detections.commitFrames(video.id, video.capturedAt, [failed(1)]), 0);
     assert.equal(await detections.commitFrames(video.id, video.capturedAt, [frame(1, ['car']), failed(2)]), 1);
     row = (await videos.get(video.id))!;
-    assert.deepEqual([row.status, row.framesDone, row.framesFailed], ['completed', 2, 1]);
+    assert.deepEqual([row.status, row.framesDone, row.framesFailed, row.error], ['completed', 2, 1, '1 of 3 frames failed: dead-lettered after 3 attempts: ENOENT']);
     // A success never turns back into a failure.
     assert.equal(await detections.commitFrames(video.id, video.capturedAt, [failed(0)]), 0);
     const page = await detections.listFrames({ videoId: video.id, cursor: null, limit: 10 });
     assert.deepEqual(page.frames.map((f) => [f.frameIndex, f.detections.length, f.error ?? null]), [[0, 1, null], [1, 1, null], [2, 0, 'dead-lettered after 3 attempts: ENOENT']]);
+  });
+
+  it('a video whose every frame failed is failed with a reason, and a retried dead letter that succeeds completes it', async () => {
+    const video = await videos.create(newVideo());
+    await videos.markExtracted(video.id, 4);
+    const failed = (frameIndex: number, error: string): FrameResult => ({ frameIndex, ptsMs: frameIndex * 200, detections: [], error });
+    await detections.commitFrames(video.id, video.capturedAt, [failed(0, 'corrupt frame: bad header'), failed(1, 'dead-lettered after 2 attempts: ENOENT')]);
+    let row = (await videos.get(video.id))!;
+    assert.deepEqual([row.status, row.error], ['processing', null], 'not settled before every frame is accounted for');
+    await detections.commitFrames(video.id, video.capturedAt, [failed(2, 'dead-lettered after 2 attempts: ENOENT'), failed(3, 'dead-lettered after 2 attempts: EIO')]);
+    row = (await videos.get(video.id))!;
+    assert.deepEqual([row.status, row.framesDone, row.framesFailed, row.error], ['failed', 0, 4, '4 of 4 frames failed: dead-lettered after 2 attempts: EIO']);
+    assert.ok(row.completedAt);
+
+    // The dead letter of frames 1..3 is retried and succeeds: the video is completed, and its error names only frame 0.
+    assert.equal(await detections.committedFrames(video.id, [0, 1, 2, 3]).then((s) => s.size), 0);
+    assert.equal(await detections.commitFrames(video.id, video.capturedAt, [frame(1), frame(2, ['car']), frame(3, [])]), 3);
+    row = (await videos.get(video.id))!;
+    assert.deepEqual([row.status, row.framesDone, row.framesFailed, row.error], ['completed', 3, 1, '1 of 4 frames failed: corrupt frame: bad header']);
+    // A success for the last failed frame leaves no error.
+    await detections.commitFrames(video.id, video.capturedAt, [frame(0)]);
+    row = (await videos.get(video.id))!;
+    assert.deepEqual([row.status, row.framesDone, row.framesFailed, row.error], ['completed', 4, 0, null]);
+  });
+
+  it('markExtracted settles a video whose frames were all recorded first: failed when none succeeded', async () => {
+    const video = await videos.create(newVideo());
+    await detections.commitFrames(video.id, video.capturedAt, [{ frameIndex: 0, ptsMs: 0, detections: [], error: 'dead-lettered after 5 attempts: ENOENT' }]);
+    const extracted = await videos.markExtracted(video.id, 1);
+    assert.deepEqual([extracted.status, extracted.framesDone, extracted.framesFailed, extracted.error], ['failed', 0, 1, '1 of 1 frames failed: dead-lettered after 5 attempts: ENOENT']);
+    const clean = await videos.create(newVideo());
+    await detections.commitFrames(clean.id, clean.capturedAt, [frame(0), frame(1)]);
+    const done = await videos.markExtracted(clean.id, 2);
+    assert.deepEqual([done.status, done.error], ['completed', null]);
   });
 
   it('extraction leases: one claimer wins, a live lease is respected, a stalled one is found and taken over', async () => {

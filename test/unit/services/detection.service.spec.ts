@@ -122,4 +122,20 @@ describe('DetectionService frame lifecycle', () => {
     assert.ok((await slow.detectAndCommit(await slow.prepare(job))).detectMs >= 50);
     assert.ok((await service.detectAndCommit(await service.prepare(job))).detectMs < 50);
   });
+  it('a video whose extraction failed gets no work; one failed by its frames is worked on (a retried dead letter)', async () => {
+    const serviceFor = (video: Partial<VideoRecord>) =>
+      new DetectionService(
+        { get: async () => ({ id: 'v1', capturedAt: new Date(0), ...video }) as VideoRecord },
+        { commitFrames: async (_id, _at, frames) => frames.length, committedFrames: async () => new Set() },
+        { read: async (key) => Buffer.from(key), delete: async () => {} },
+        detector,
+        async () => ({}) as PreparedFrame,
+        { confidenceThreshold: 0.25, iouThreshold: 0.7 },
+        { keepFrames: true, logger: { warn: () => {} } as never },
+      );
+    const extractionFailed = serviceFor({ status: 'failed', framesTotal: null });
+    assert.equal((await extractionFailed.detectAndCommit(await extractionFailed.prepare(job))).written, 0);
+    const framesFailed = serviceFor({ status: 'failed', framesTotal: 3 });
+    assert.equal((await framesFailed.detectAndCommit(await framesFailed.prepare(job))).written, 3);
+  });
 });
