@@ -2,6 +2,9 @@ import assert from 'node:assert/strict';
 import { createClient } from 'redis';
 import { MalformedJobError, ReliableQueue } from '../../src/queue/reliable-queue.ts';
 import type { DetectionJob } from '../../src/queue/types.ts';
+import { createLogger } from '../../src/logger.ts';
+import type { DetectionService, PreparedJob } from '../../src/services/detection.service.ts';
+import { DetectionWorker } from '../../src/worker/detection-worker.ts';
 import { deleteKeys, uniquePrefix } from '../helpers/redis.ts';
 
 function job(id: string, index = 0): DetectionJob {
@@ -213,5 +216,40 @@ describe('ReliableQueue (real Redis)', () => {
     assert.equal(await queue.discardDeadLetter('b'), true);
     assert.equal(await queue.discardDeadLetter('nope'), false);
     assert.deepEqual(await queue.listDeadLetters(), { total: 0, items: [] });
+  });
+  it('a worker reclaimed while stalled registers again before its next reserve, so a later reclaim still finds that job', async () => {
+    // The real worker loop on this queue; its detection stub holds each job until released.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const prepared: string[] = [];
+    const detection = {
+      timings: {},
+      prepare: async (j: DetectionJob): Promise<PreparedJob> => (prepared.push(j.id), { job: j, capturedAt: new Date(0), frames: [] }),
+      detectAndCommit: async () => (await gate, { written: 0, detectMs: 0 }),
+      recordFailedJob: async () => {},
+    } as unknown as DetectionService;
+    const logger = createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true });
+    // A long TTL keeps the periodic heartbeat out of the way: only the one before each reserve can re-register.
+    const worker = new DetectionWorker(queue, detection, { heartbeatTtlMs: 60_000, reclaimIntervalMs: 60_000, reserveTimeoutSeconds: 0.05, maxAttempts: 5, retryBaseMs: 10, retryMaxMs: 10 }, logger);
+    await worker.start();
+    try {
+      // It stalls past its TTL (here: its heartbeat key is dropped) and a reclaimer unregisters it.
+      await client.del(queue.keys.heartbeat(worker.id));
+      await queue.reclaimOrphanedJobs();
+
+      // It resumes and reserves a job...
+      await queue.publish([job('a')]);
+      for (const deadline = Date.now() + 5000; !prepared.includes('a'); ) {
+        assert.ok(Date.now() < deadline, 'the worker never reserved the job');
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      assert.deepEqual(await ids(queue.keys.processing(worker.id)), ['a']);
+      // ...and dies before its next periodic heartbeat: the job must still be found.
+      await client.del(queue.keys.heartbeat(worker.id));
+      assert.equal(await queue.reclaimOrphanedJobs(), 1, 'the job was stranded in the list of an unregistered worker');
+    } finally {
+      release();
+      await worker.stop();
+    }
   });
 });
