@@ -13,7 +13,8 @@ export interface WorkerQueue {
   ack(workerId: string, reserved: Pick<ReservedJob, 'payload'>): Promise<void>;
   heartbeat(workerId: string, ttlMs: number): Promise<void>;
   reclaimOrphanedJobs(): Promise<number>;
-  releaseWorker(workerId: string): Promise<unknown>;
+  /** Returns how many held jobs went back to pending. */
+  releaseWorker(workerId: string): Promise<number>;
   deadLetter(workerId: string, reserved: Pick<ReservedJob, 'payload' | 'job'>, error: string, attempts: number): Promise<boolean>;
 }
 
@@ -89,8 +90,8 @@ export class DetectionWorker {
     await this.loop;
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
-    await this.queue.releaseWorker(this.id);
-    this.logger.info('worker stopped', { workerId: this.id, stageTimings: this.detection.timings });
+    const handedBack = await this.queue.releaseWorker(this.id);
+    this.logger.info('worker stopped', { workerId: this.id, handedBack, stageTimings: this.detection.timings });
   }
 
   private every(ms: number, task: () => Promise<unknown>): void {

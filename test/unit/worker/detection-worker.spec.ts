@@ -52,9 +52,11 @@ class FakeQueue implements WorkerQueue {
   }
   async releaseWorker() {
     this.calls.push('release');
-    this.released += this.processing.length;
+    const count = this.processing.length;
+    this.released += count;
     this.pending.unshift(...this.processing);
     this.processing = [];
+    return count;
   }
 }
 
