@@ -8,6 +8,7 @@ import path from 'node:path';
 import { createClient } from 'redis';
 import { queueKeys } from '../../src/queue/keys.ts';
 import type { DetectionJob } from '../../src/queue/types.ts';
+import { storageKeys } from '../../src/storage/keys.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 import { RedisServer } from './redis-server.ts';
 import { freePort, ServiceProcess, waitFor } from './service.ts';
@@ -44,6 +45,8 @@ export class Stack {
       REQUIRE_DURABLE_REDIS: 'true',
       QUEUE_PREFIX: PREFIX,
       STORAGE_DIR: storageDir,
+      // Frames stay so tests can inspect or restore them; a stack started with { KEEP_FRAMES: 'false' }
+      // runs the production default, where each job's frames are deleted after its commit.
       KEEP_FRAMES: 'true',
       PORT: String(port),
       HOST: '127.0.0.1',
@@ -129,11 +132,44 @@ export class Stack {
     return row!.n;
   }
 
-  /** Detections of a video as comparable rows (frame, class, rounded confidence and box). */
+  /**
+   * A video's results as comparable rows: every frame row (index, pts, detection count, error) and
+   * every detection (frame, pts, class id and name, confidence, box). The real columns are float4,
+   * so 6 significant digits are all of their precision: nothing is rounded beyond float noise.
+   */
   async detectionRows(videoId: string): Promise<string[]> {
-    const rows = await this.db.sql<{ frame_index: number; class_id: number; confidence: number; x1: number; y1: number; x2: number; y2: number }[]>`
-      SELECT frame_index, class_id, confidence, x1, y1, x2, y2 FROM detections WHERE video_id = ${videoId}`;
-    return rows.map((r) => [r.frame_index, r.class_id, r.confidence.toFixed(3), r.x1.toFixed(1), r.y1.toFixed(1), r.x2.toFixed(1), r.y2.toFixed(1)].join(' ')).sort();
+    const float = (x: number) => x.toPrecision(6);
+    const frames = await this.db.sql<{ frame_index: number; pts_ms: number; detection_count: number; error: string | null }[]>`
+      SELECT frame_index, pts_ms, detection_count, error FROM frames WHERE video_id = ${videoId}`;
+    const boxes = await this.db.sql<{ frame_index: number; pts_ms: number; class_id: number; class_name: string; confidence: number; x1: number; y1: number; x2: number; y2: number }[]>`
+      SELECT frame_index, pts_ms, class_id, class_name, confidence, x1, y1, x2, y2 FROM detections WHERE video_id = ${videoId}`;
+    return [
+      ...frames.map((f) => `frame ${f.frame_index} ${f.pts_ms} ${f.detection_count} ${f.error ?? '-'}`),
+      ...boxes.map((r) => `box ${r.frame_index} ${r.pts_ms} ${r.class_id} ${r.class_name} ${float(r.confidence)} ${float(r.x1)} ${float(r.y1)} ${float(r.x2)} ${float(r.y2)}`),
+    ].sort();
+  }
+
+  /** Frame indexes of a video held in Redis (pending or in any of these workers' lists), read atomically. */
+  async frameIndexesInRedis(videoId: string, workerIds: string[]): Promise<Set<number>> {
+    const read = this.redis.multi().lRange(this.keys.pending, 0, -1);
+    for (const id of workerIds) read.lRange(this.keys.processing(id), 0, -1);
+    const lists = (await read.exec()) as unknown as string[][];
+    const held = new Set<number>();
+    for (const list of lists) for (const payload of list) {
+      const job = JSON.parse(payload) as DetectionJob;
+      if (job.videoId === videoId) for (const frame of job.frames) held.add(frame.index);
+    }
+    return held;
+  }
+
+  async committedFrameIndexes(videoId: string): Promise<Set<number>> {
+    const rows = await this.db.sql<{ frame_index: number }[]>`SELECT frame_index FROM frames WHERE video_id = ${videoId}`;
+    return new Set(rows.map((row) => row.frame_index));
+  }
+
+  /** Frame files of a video still in storage (local driver). */
+  async storedFrames(videoId: string): Promise<string[]> {
+    return fs.readdir(path.join(this.storageDir, storageKeys.framesPrefix(videoId))).catch(() => []);
   }
 
   /** Every processed frame recorded once, with exactly the detections its row says it has. */

@@ -29,8 +29,9 @@ describe('zero message loss under real process failures', function () {
   });
   after(() => fs.rm(tmp, { recursive: true, force: true }));
 
-  it('1. a worker SIGKILLed in the middle of a batch: every frame gets exactly one set of detections', async () => {
-    stack = await Stack.start(tmp);
+  it('1. a worker SIGKILLed in the middle of a batch: every frame gets exactly one set of detections, and no frame is left in storage', async () => {
+    // The production default: frames are deleted after their commit, so a redelivery must not need them.
+    stack = await Stack.start(tmp, { KEEP_FRAMES: 'false' });
     await stack.startApi();
     const doomed = await stack.startWorker();
     const id = await stack.upload(clip, '5');
@@ -40,8 +41,11 @@ describe('zero message loss under real process failures', function () {
     assert.ok((await stack.redis.lLen(stack.keys.processing(stack.workerId(doomed)))) > 0, 'the killed worker held no job');
     await stack.startWorker();
     const video = await stack.waitCompleted(id);
-    assert.deepEqual([video.status, video.framesDone, video.framesTotal], ['completed', 40, 40]);
+    assert.deepEqual([video.status, video.framesDone, video.framesTotal, video.framesFailed, video.error], ['completed', 40, 40, 0, null]);
     await stack.assertExactlyOnce(id, 40);
+    // Each job deletes its frames before its ack, so once Redis holds nothing, storage must hold nothing.
+    await waitFor('the last ack', async () => ((await stack!.framesInRedis()) === 0 ? true : undefined), 30_000, 50);
+    assert.deepEqual(await stack.storedFrames(id), []);
   });
 
   it('2. redis-server SIGKILLed after uploads were queued, restarted on its AOF: every job is still there and gets processed', async () => {
@@ -75,21 +79,37 @@ describe('zero message loss under real process failures', function () {
       // Only the worker reaches PostgreSQL through the proxy, so the API keeps answering status.
       const worker = await stack.startWorker({ DATABASE_URL: proxy.url(base.db.url) });
       const id = await stack.upload(clip, '5');
-      const { framesTotal } = await stack.waitFor('extraction and first commits', (v) => v.framesTotal !== null && v.framesDone >= 4, id);
+      const workerId = stack.workerId(worker);
+      const all = Array.from({ length: 40 }, (_, i) => i);
+      // Every frame is committed or still owned by Redis at every sample: nothing was acked early. Redis
+      // is read first (atomically): a frame that leaves it was committed before, so the read after sees it.
+      const assertNoFrameLost = async (when: string) => {
+        const held = await stack!.frameIndexesInRedis(id, [workerId]);
+        const committed = await stack!.committedFrameIndexes(id);
+        const lost = all.filter((i) => !held.has(i) && !committed.has(i));
+        assert.deepEqual(lost, [], `${when}: frames neither committed nor in Redis`);
+      };
+      let video = await stack.waitFor('extraction and first commits', (v) => v.framesTotal !== null && v.framesDone >= 4, id);
+      assert.equal(video.framesTotal, 40);
 
-      await proxy.cut();
-      // During the outage, every frame is either committed or still owned by Redis: nothing was acked early.
-      for (let i = 0; i < 10; i += 1) {
-        const inRedis = await stack.framesInRedis();
-        const committed = await stack.framesCommitted(id);
-        assert.ok(inRedis + committed >= framesTotal!, `lost frames: ${inRedis} in Redis + ${committed} committed < ${framesTotal}`);
-        await sleep(200);
+      for (let outage = 1; outage <= 2; outage += 1) {
+        await proxy.cut();
+        const noticed = worker.logs.filter((l) => l.includes('backing service unavailable')).length;
+        for (let i = 0; i < 10; i += 1) {
+          await assertNoFrameLost(`outage ${outage}, sample ${i}`);
+          await sleep(200);
+        }
+        assert.ok(worker.alive, 'the worker survived the outage');
+        assert.ok(worker.logs.filter((l) => l.includes('backing service unavailable')).length > noticed, `the worker noticed outage ${outage}`);
+        assert.ok((await stack.video(id)).status !== 'completed', `the video completed before outage ${outage} ended; the test proves less`);
+        await proxy.restore();
+        // Some progress between the outages, checked all along.
+        const before = video.framesDone;
+        video = await stack.waitFor('progress after the outage', (v) => v.framesDone > before || v.status === 'completed', id);
+        await assertNoFrameLost(`after outage ${outage}`);
       }
-      assert.ok(worker.alive, 'the worker survived the outage');
-      assert.ok(worker.logs.some((l) => l.includes('backing service unavailable')), 'the worker noticed the outage');
-      await proxy.restore();
 
-      const video = await stack.waitCompleted(id);
+      video = await stack.waitCompleted(id);
       assert.deepEqual([video.status, video.framesDone, video.framesFailed], ['completed', 40, 0]);
       await stack.assertExactlyOnce(id, 40);
       assert.equal(await stack.framesInRedis(), 0);
@@ -110,6 +130,7 @@ describe('zero message loss under real process failures', function () {
     await stack.startWorker();
     let video = await stack.waitCompleted(id);
     assert.deepEqual([video.status, video.framesDone, video.framesFailed], ['completed', 36, 4]);
+    assert.match(video.error ?? '', /^4 of 40 frames failed: dead-lettered after 2 attempts: .*ENOENT/);
 
     const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
     assert.equal((await fetch(`${stack.baseUrl}/admin/dead-letters`)).status, 401);
@@ -126,7 +147,7 @@ describe('zero message loss under real process failures', function () {
     const retry = await fetch(`${stack.baseUrl}/admin/dead-letters/${encodeURIComponent(dead.items[0]!.job.id)}/retry`, { method: 'POST', headers: admin });
     assert.equal(retry.status, 202);
     video = await stack.waitFor('the retried frames', (v) => v.framesDone === 40, id);
-    assert.deepEqual([video.status, video.framesFailed], ['completed', 0]);
+    assert.deepEqual([video.status, video.framesFailed, video.error], ['completed', 0, null]);
     await stack.assertExactlyOnce(id, 40);
     assert.equal(((await (await fetch(`${stack.baseUrl}/admin/dead-letters`, { headers: admin })).json()) as { total: number }).total, 0);
   });
@@ -146,8 +167,12 @@ describe('zero message loss under real process failures', function () {
     for (let kill = 0; kill < 2; kill += 1) {
       const committedBefore = await stack.framesCommitted();
       await waitFor('progress before the kill', async () => ((await stack!.framesCommitted()) >= committedBefore + 12 ? true : undefined), 120_000, 50);
+      // Kill while it holds a job on the detector and one prefetched, so the kill strands real work.
+      const held = stack.keys.processing(stack.workerId(victim));
+      await waitFor('the victim to hold two jobs', async () => ((await stack!.redis.lLen(held)) >= 2 ? true : undefined), 60_000, 5);
       victim.kill('SIGKILL');
       await victim.waitForExit();
+      assert.ok((await stack.redis.lLen(held)) > 0, `kill ${kill + 1}: the victim held no job`);
       victim = await stack.startWorker();
     }
     for (const id of ids) {
@@ -160,18 +185,23 @@ describe('zero message loss under real process failures', function () {
   });
 
   it('6. SIGTERM during processing: the worker exits within the timeout and nothing is lost', async () => {
-    stack = await Stack.start(tmp, { SHUTDOWN_TIMEOUT_MS: '10000' });
+    stack = await Stack.start(tmp, { SHUTDOWN_TIMEOUT_MS: '10000', KEEP_FRAMES: 'false' });
     await stack.startApi();
     const worker = await stack.startWorker();
     const id = await stack.upload(clip, '5');
     await stack.waitFor('first commits', (v) => v.framesDone >= 8, id);
+    // SIGTERM while it holds a job on the detector and one prefetched.
+    const held = stack.keys.processing(stack.workerId(worker));
+    await waitFor('the worker to hold two jobs', async () => ((await stack!.redis.lLen(held)) >= 2 ? true : undefined), 60_000, 5);
     const started = Date.now();
     worker.kill('SIGTERM');
     const exit = await worker.waitForExit();
     const tookMs = Date.now() - started;
     assert.equal(exit.code, 0, worker.logs.slice(-5).join('\n'));
     assert.ok(tookMs < 10_000, `shutdown took ${tookMs} ms`);
-    assert.ok(worker.logs.some((l) => l.includes('"worker stopped"')));
+    const stopped = worker.logs.find((l) => l.includes('"worker stopped"'));
+    assert.ok(stopped);
+    assert.ok((JSON.parse(stopped) as { handedBack: number }).handedBack >= 1, 'the worker held no job to hand back at SIGTERM');
     // It handed back what it held: nothing is left in its processing list.
     assert.equal(await stack.redis.lLen(stack.keys.processing(stack.workerId(worker))), 0);
     const video = await stack.video(id);
@@ -182,6 +212,9 @@ describe('zero message loss under real process failures', function () {
     const done = await stack.waitCompleted(id);
     assert.deepEqual([done.status, done.framesDone], ['completed', 40]);
     await stack.assertExactlyOnce(id, 40);
+    // The handed-back jobs were redelivered without a counted attempt, and still left no frame behind.
+    await waitFor('the last ack', async () => ((await stack!.framesInRedis()) === 0 ? true : undefined), 30_000, 50);
+    assert.deepEqual(await stack.storedFrames(id), []);
   });
 
   it('7. an API process SIGKILLed during extraction: another API process restarts it and every frame is queued', async () => {
