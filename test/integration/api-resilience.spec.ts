@@ -1,14 +1,16 @@
 /**
- * The API under failure: PostgreSQL unreachable, a lossy Redis, and SIGTERM during extraction.
+ * The API under failure: PostgreSQL unreachable, a lossy Redis, SIGTERM during an upload and during
+ * extraction; and the admin API's discarding of dead letters.
  * Real processes, a private redis-server with AOF and an own database per test.
  */
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { cutClip, VTEST_AVI } from '../helpers/media-fixtures.ts';
 import { freePort, ServiceProcess, waitFor } from '../helpers/service.ts';
-import { Stack } from '../helpers/stack.ts';
+import { ADMIN_TOKEN, Stack } from '../helpers/stack.ts';
 import { TcpProxy } from '../helpers/tcp-proxy.ts';
 
 describe('API resilience (real processes)', function () {
@@ -125,5 +127,87 @@ describe('API resilience (real processes)', function () {
     const [row] = await stack.db.sql<{ frames_total: number | null; status: string }[]>`SELECT frames_total, status FROM videos WHERE id = ${id}`;
     assert.deepEqual(row, { frames_total: 795, status: 'processing' });
     assert.equal(await stack.framesInRedis(), 795, 'every extracted frame is queued');
+  });
+  it('on SIGTERM finishes an upload still arriving, accepts it and extracts it, then exits', async () => {
+    stack = await Stack.start(tmp, { SHUTDOWN_TIMEOUT_MS: '60000' });
+    const api = await stack.startApi();
+    // A multipart body sent in two halves: the second only after SIGTERM.
+    const video = await fs.readFile(clip);
+    const boundary = `vidsense-${randomUUID()}`;
+    let resume!: () => void;
+    const resumed = new Promise<void>((resolve) => (resume = resolve));
+    const parts: Array<Buffer | 'wait'> = [
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="fps"\r\n\r\n5\r\n--${boundary}\r\nContent-Disposition: form-data; name="video"; filename="clip.mp4"\r\nContent-Type: video/mp4\r\n\r\n`),
+      video.subarray(0, video.length >> 1),
+      'wait',
+      video.subarray(video.length >> 1),
+      Buffer.from(`\r\n--${boundary}--\r\n`),
+    ];
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        let next = parts.shift();
+        if (next === 'wait') {
+          await resumed;
+          next = parts.shift();
+        }
+        if (next === undefined) controller.close();
+        else controller.enqueue(next as Buffer);
+      },
+    });
+    const upload = fetch(`${stack.baseUrl}/videos`, { method: 'POST', body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, duplex: 'half' } as RequestInit & { duplex: 'half' });
+    upload.catch(() => undefined); // awaited below
+    await waitFor('the first half to be staged', async () => ((await storedFiles(stack!.storageDir)).some((name) => name.includes('.partial-')) ? true : undefined), 30_000, 20);
+
+    api.kill('SIGTERM');
+    await waitFor('the listener to close', async () => {
+      try {
+        await fetch(`${stack!.baseUrl}/healthz`);
+        return undefined;
+      } catch {
+        return true;
+      }
+    }, 10_000, 20);
+    assert.ok(api.alive, 'the API exited with an upload in flight');
+    resume();
+
+    const res = await upload;
+    assert.equal(res.status, 202, await res.clone().text());
+    const { id } = (await res.json()) as { id: string };
+    const exit = await api.waitForExit();
+    assert.deepEqual(exit, { code: 0, signal: null }, api.logs.slice(-5).join('\n'));
+    assert.ok(api.logs.some((line) => line.includes('"extraction finished"') && line.includes(id)), 'the accepted upload was not extracted before exit');
+    const [row] = await stack.db.sql<{ frames_total: number | null; status: string; size_bytes: number }[]>`SELECT frames_total, status, size_bytes FROM videos WHERE id = ${id}`;
+    assert.deepEqual(row, { frames_total: 10, status: 'processing', size_bytes: video.length });
+    assert.equal(await stack.framesInRedis(), 10, 'every extracted frame is queued');
+  });
+
+  it('admin API: DELETE discards exactly one dead letter, needs the token, and answers 404 once it is gone', async () => {
+    stack = await Stack.start(tmp);
+    await stack.startApi();
+    const deadLetter = (jobId: string) => ({
+      job: { id: jobId, videoId: randomUUID(), frames: [{ index: 0, ptsMs: 0, key: 'videos/x/frames/000000.jpg' }], attempts: 5 },
+      error: 'ENOENT: frame missing',
+      attempts: 5,
+      failedAt: new Date().toISOString(),
+    });
+    const kept = deadLetter('video-a:0');
+    const dropped = deadLetter('video-b:4');
+    await stack.redis.lPush(stack.keys.deadLetters, [JSON.stringify(kept), JSON.stringify(dropped)]);
+    const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    const url = `${stack.baseUrl}/admin/dead-letters/${encodeURIComponent(dropped.job.id)}`;
+
+    assert.equal((await fetch(url, { method: 'DELETE' })).status, 401);
+    assert.equal((await fetch(url, { method: 'DELETE', headers: { authorization: 'Bearer wrong-token-of-same-size' } })).status, 401);
+    assert.equal(await stack.redis.lLen(stack.keys.deadLetters), 2, 'an unauthorised DELETE changed something');
+
+    const discarded = await fetch(url, { method: 'DELETE', headers: admin });
+    assert.equal(discarded.status, 204);
+    const listed = (await (await fetch(`${stack.baseUrl}/admin/dead-letters`, { headers: admin })).json()) as { total: number; items: Array<{ job: { id: string } }> };
+    assert.deepEqual([listed.total, listed.items.map((item) => item.job.id)], [1, [kept.job.id]]);
+    assert.equal(await stack.redis.lLen(stack.keys.pending), 0, 'a discarded job must not be queued');
+
+    const again = await fetch(url, { method: 'DELETE', headers: admin });
+    assert.equal(again.status, 404);
+    assert.equal(((await again.json()) as { error: { code: string } }).error.code, 'not_found');
   });
 });
