@@ -27,13 +27,14 @@ export class PgDetectionRepository implements DetectionRepository {
       // Frames already recorded (a redelivered job) are skipped; only new frames get detections.
       // The one exception: a success replaces a recorded failure (a dead letter that was retried).
       const written = await tx<{ frame_index: number; outcome: 'done' | 'failed' | 'recovered' }[]>`
-        INSERT INTO frames AS existing (video_id, frame_index, pts_ms, captured_at, detection_count, error)
-        SELECT ${videoId}::uuid, f.frame_index, f.pts_ms, ${capturedAt}::timestamptz + f.pts_ms * interval '1 millisecond', f.detection_count, f.error
+        INSERT INTO frames AS existing (video_id, frame_index, pts_ms, captured_at, detection_count, error, retryable)
+        SELECT ${videoId}::uuid, f.frame_index, f.pts_ms, ${capturedAt}::timestamptz + f.pts_ms * interval '1 millisecond', f.detection_count, f.error,
+               f.error IS NOT NULL AND f.retryable = 1
         FROM unnest(${frames.map((f) => f.frameIndex)}::int[], ${frames.map((f) => f.ptsMs)}::int[], ${frames.map((f) => f.detections.length)}::int[],
-                    ${frames.map((f) => f.error ?? null)}::text[])
-          AS f(frame_index, pts_ms, detection_count, error)
+                    ${frames.map((f) => f.error ?? null)}::text[], ${frames.map((f) => (f.retryable === true ? 1 : 0))}::int[])
+          AS f(frame_index, pts_ms, detection_count, error, retryable)
         ON CONFLICT (video_id, frame_index) DO UPDATE
-          SET detection_count = excluded.detection_count, error = NULL
+          SET detection_count = excluded.detection_count, error = NULL, retryable = false
           WHERE existing.error IS NOT NULL AND excluded.error IS NULL
         RETURNING frame_index,
           CASE WHEN existing.xmax::text <> '0' THEN 'recovered' WHEN error IS NULL THEN 'done' ELSE 'failed' END AS outcome`;
@@ -84,8 +85,10 @@ export class PgDetectionRepository implements DetectionRepository {
   }
 
   async committedFrames(videoId: string, frameIndexes: number[]): Promise<Set<number>> {
+    // Frames failed for good count as settled: reading them again gives the same failure, and a
+    // KEEP_FRAMES=false commit has deleted them. Only retryable failures (a dead letter's) are worked on again.
     const rows = await this.sql<{ frame_index: number }[]>`
-      SELECT frame_index FROM frames WHERE video_id = ${videoId} AND frame_index = ANY(${frameIndexes}::int[]) AND error IS NULL`;
+      SELECT frame_index FROM frames WHERE video_id = ${videoId} AND frame_index = ANY(${frameIndexes}::int[]) AND (error IS NULL OR NOT retryable)`;
     return new Set(rows.map((row) => row.frame_index));
   }
 

@@ -53,6 +53,11 @@ export interface FrameResult {
   detections: Detection[];
   /** Set when the frame could not be processed (corrupt image, dead-lettered job); it then has no detections. */
   error?: string;
+  /**
+   * With error: the failure may pass on another try (the frames of a dead-lettered job), so a retried
+   * dead letter processes the frame again. Absent: failed for good (a corrupt image).
+   */
+  retryable?: boolean;
 }
 
 export interface FrameDetectionsPage {
@@ -103,6 +108,6 @@ export interface DetectionRepository {
    */
   commitFrames(videoId: string, capturedAt: Date, frames: FrameResult[]): Promise<number>;
   listFrames(query: DetectionQuery): Promise<FrameDetectionsPage>;
-  /** Which of these frames are already recorded with their detections (not as failures). */
+  /** Which of these frames need no more work: recorded with their detections, or failed for good (not retryably). */
   committedFrames(videoId: string, frameIndexes: number[]): Promise<Set<number>>;
 }

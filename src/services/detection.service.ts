@@ -144,6 +144,6 @@ export class DetectionService {
   async recordFailedJob(job: DetectionJob, reason: string): Promise<void> {
     const video = await this.videos.get(job.videoId);
     if (!video) return;
-    await this.detections.commitFrames(job.videoId, video.capturedAt, job.frames.map((ref) => ({ frameIndex: ref.index, ptsMs: ref.ptsMs, detections: [], error: reason })));
+    await this.detections.commitFrames(job.videoId, video.capturedAt, job.frames.map((ref) => ({ frameIndex: ref.index, ptsMs: ref.ptsMs, detections: [], error: reason, retryable: true })));
   }
 }

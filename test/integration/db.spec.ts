@@ -190,7 +190,8 @@ describe('PostgreSQL repositories (real database)', () => {
   it('a video whose every frame failed is failed with a reason, and a retried dead letter that succeeds completes it', async () => {
     const video = await videos.create(newVideo());
     await videos.markExtracted(video.id, 4);
-    const failed = (frameIndex: number, error: string): FrameResult => ({ frameIndex, ptsMs: frameIndex * 200, detections: [], error });
+    // A corrupt frame fails for good; a dead letter's frames may pass on a retry.
+    const failed = (frameIndex: number, error: string): FrameResult => ({ frameIndex, ptsMs: frameIndex * 200, detections: [], error, retryable: error.startsWith('dead-lettered') });
     await detections.commitFrames(video.id, video.capturedAt, [failed(0, 'corrupt frame: bad header'), failed(1, 'dead-lettered after 2 attempts: ENOENT')]);
     let row = (await videos.get(video.id))!;
     assert.deepEqual([row.status, row.error], ['processing', null], 'not settled before every frame is accounted for');
@@ -200,7 +201,7 @@ describe('PostgreSQL repositories (real database)', () => {
     assert.ok(row.completedAt);
 
     // The dead letter of frames 1..3 is retried and succeeds: the video is completed, and its error names only frame 0.
-    assert.equal(await detections.committedFrames(video.id, [0, 1, 2, 3]).then((s) => s.size), 0);
+    assert.deepEqual([...(await detections.committedFrames(video.id, [0, 1, 2, 3]))], [0], 'only the corrupt frame is settled');
     assert.equal(await detections.commitFrames(video.id, video.capturedAt, [frame(1), frame(2, ['car']), frame(3, [])]), 3);
     row = (await videos.get(video.id))!;
     assert.deepEqual([row.status, row.framesDone, row.framesFailed, row.error], ['completed', 3, 1, '1 of 4 frames failed: corrupt frame: bad header']);
@@ -208,6 +209,31 @@ describe('PostgreSQL repositories (real database)', () => {
     await detections.commitFrames(video.id, video.capturedAt, [frame(0)]);
     row = (await videos.get(video.id))!;
     assert.deepEqual([row.status, row.framesDone, row.framesFailed, row.error], ['completed', 4, 0, null]);
+  });
+
+  it('a frame failed for good counts as settled for a redelivery; a dead letter\'s frames stay retryable', async () => {
+    const video = await videos.create(newVideo());
+    await videos.markExtracted(video.id, 4);
+    await detections.commitFrames(video.id, video.capturedAt, [
+      { frameIndex: 0, ptsMs: 0, detections: [] },
+      { frameIndex: 1, ptsMs: 200, detections: [], error: 'corrupt frame: bad header' },
+    ]);
+    await detections.commitFrames(video.id, video.capturedAt, [
+      { frameIndex: 2, ptsMs: 400, detections: [], error: 'dead-lettered after 3 attempts: ENOENT', retryable: true },
+    ]);
+    // The corrupt frame is not read again (a KEEP_FRAMES=false commit deleted it); the dead letter's frame is.
+    assert.deepEqual([...(await detections.committedFrames(video.id, [0, 1, 2, 3]))].sort(), [0, 1]);
+    // The dead letter is retried and its frame succeeds: settled, and no longer a failure.
+    await detections.commitFrames(video.id, video.capturedAt, [{ frameIndex: 2, ptsMs: 400, detections: [] }]);
+    assert.deepEqual([...(await detections.committedFrames(video.id, [0, 1, 2, 3]))].sort(), [0, 1, 2]);
+    // A dead letter that also covered the corrupt frame leaves it failed for good.
+    await detections.commitFrames(video.id, video.capturedAt, [
+      { frameIndex: 1, ptsMs: 200, detections: [], error: 'dead-lettered after 3 attempts: EIO', retryable: true },
+      { frameIndex: 3, ptsMs: 600, detections: [], error: 'dead-lettered after 3 attempts: EIO', retryable: true },
+    ]);
+    assert.deepEqual([...(await detections.committedFrames(video.id, [0, 1, 2, 3]))].sort(), [0, 1, 2]);
+    const row = (await videos.get(video.id))!;
+    assert.deepEqual([row.status, row.framesDone, row.framesFailed], ['completed', 2, 2]);
   });
 
   it('markExtracted settles a video whose frames were all recorded first: failed when none succeeded', async () => {

@@ -56,6 +56,20 @@ describe('DetectionService frame preparation', () => {
 });
 
 describe('DetectionService frame lifecycle', () => {
+  it('records a corrupt frame as failed for good, and the frames of a job it gives up on as retryable', async () => {
+    const committed: FrameResult[][] = [];
+    const { service } = setUp(true, async (frames) => {
+      committed.push(frames);
+      return frames.length;
+    });
+    const prepared = await service.prepare(job);
+    prepared.frames[1] = { ref: job.frames[1]!, error: 'corrupt frame: bad header' };
+    await service.detectAndCommit(prepared);
+    await service.recordFailedJob(job, 'dead-lettered after 3 attempts: ENOENT');
+    assert.deepEqual(committed[0]!.map((f) => [f.frameIndex, f.error ?? null, f.retryable ?? false]), [[0, null, false], [1, 'corrupt frame: bad header', false], [2, null, false]]);
+    assert.deepEqual(committed[1]!.map((f) => [f.frameIndex, f.retryable]), [[0, true], [1, true], [2, true]]);
+  });
+
   it('deletes exactly the job frames after the commit by default (KEEP_FRAMES=false)', async () => {
     const { service, deleted } = setUp(false);
     assert.equal((await service.detectAndCommit(await service.prepare(job))).written, 3);
