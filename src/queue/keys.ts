@@ -10,6 +10,10 @@ export interface QueueKeys {
   processing(workerId: string): string;
   /** Present while the worker is alive (refreshed with a TTL). */
   heartbeat(workerId: string): string;
+  /** SCAN MATCH pattern of every worker's processing list, registered or not. */
+  readonly processingPattern: string;
+  /** The worker id of a processing list's key; null for any other key. */
+  workerOfProcessing(key: string): string | null;
 }
 
 export function queueKeys(prefix: string): QueueKeys {
@@ -21,5 +25,8 @@ export function queueKeys(prefix: string): QueueKeys {
     deadLetters: `${base}:dead`,
     processing: (workerId: string) => `${base}:processing:${workerId}`,
     heartbeat: (workerId: string) => `${base}:heartbeat:${workerId}`,
+    // The prefix is the operator's: its glob characters must match themselves.
+    processingPattern: `${base.replace(/[*?[\]\\]/g, '\\$&')}:processing:*`,
+    workerOfProcessing: (key: string) => (key.startsWith(`${base}:processing:`) ? key.slice(`${base}:processing:`.length) || null : null),
   });
 }

@@ -94,8 +94,29 @@ export class ReliableQueue {
   async reclaimOrphanedJobs(): Promise<number> {
     const workers = await this.client.sMembers(this.keys.workers);
     // Issued together, node-redis pipelines these into one round trip.
-    const moved = await Promise.all(workers.map((workerId) => this.scripts.reclaim.run(this.client, this.workerKeys(workerId), [workerId])));
+    const moved = await Promise.all(workers.map((workerId) => this.scripts.reclaim.run(this.client, this.workerKeys(workerId), [workerId, 'registered'])));
     return moved.reduce<number>((sum, n) => sum + Number(n), 0);
+  }
+
+  /**
+   * The safety net under reclaimOrphanedJobs, which only looks at registered workers: finds every
+   * processing list by SCAN and reclaims those whose worker is unregistered and has no live
+   * heartbeat. Such a list arises when a worker stalls past its TTL between a heartbeat and its
+   * next BLMOVE (a reclaimer unregisters it, then the BLMOVE lands) and dies before re-registering.
+   * SCAN walks the whole keyspace, so callers run this rarely (at start-up and every few minutes).
+   */
+  async reclaimUnregisteredJobs(): Promise<number> {
+    const workers = new Set(await this.client.sMembers(this.keys.workers));
+    let moved = 0;
+    for await (const batch of this.client.scanIterator({ MATCH: this.keys.processingPattern, COUNT: 500 })) {
+      for (const key of [batch].flat()) {
+        const workerId = this.keys.workerOfProcessing(key);
+        // Registered workers are reclaimOrphanedJobs' to judge; the script re-checks atomically anyway.
+        if (workerId === null || workers.has(workerId)) continue;
+        moved += Number(await this.scripts.reclaim.run(this.client, this.workerKeys(workerId), [workerId, 'unregistered']));
+      }
+    }
+    return moved;
   }
 
   /** Graceful shutdown: hands the worker's held jobs back to the front of pending and unregisters it. Returns how many. */

@@ -8,11 +8,16 @@ import type { DetectionService, PreparedJob } from '../services/detection.servic
 import { errorMessage } from '../services/ingest.service.ts';
 import { isTransientError } from './transient-error.ts';
 
+/** Reclaim passes per SCAN sweep for unregistered processing lists (a minute at the default 5 s interval). */
+const UNREGISTERED_SWEEP_EVERY = 12;
+
 export interface WorkerQueue {
   reserve(workerId: string, timeoutSeconds: number): Promise<ReservedJob | null>;
   ack(workerId: string, reserved: Pick<ReservedJob, 'payload'>): Promise<void>;
   heartbeat(workerId: string, ttlMs: number): Promise<void>;
   reclaimOrphanedJobs(): Promise<number>;
+  /** Reclaims processing lists of unregistered dead workers (a SCAN; run rarely). */
+  reclaimUnregisteredJobs(): Promise<number>;
   /** Returns how many held jobs went back to pending. */
   releaseWorker(workerId: string): Promise<number>;
   deadLetter(workerId: string, reserved: Pick<ReservedJob, 'payload' | 'job'>, error: string, attempts: number): Promise<boolean>;
@@ -68,11 +73,14 @@ export class DetectionWorker {
     this.stopping = new AbortController();
     await this.queue.heartbeat(this.id, this.settings.heartbeatTtlMs);
     // Jobs held by workers that died come back before this one starts taking new work.
-    const reclaimed = await this.queue.reclaimOrphanedJobs();
+    const reclaimed = (await this.queue.reclaimOrphanedJobs()) + (await this.queue.reclaimUnregisteredJobs());
     if (reclaimed > 0) this.logger.warn('reclaimed jobs from dead workers', { reclaimed });
     this.every(Math.max(100, Math.floor(this.settings.heartbeatTtlMs / 3)), () => this.queue.heartbeat(this.id, this.settings.heartbeatTtlMs));
+    let passes = 0;
     this.every(this.settings.reclaimIntervalMs, async () => {
-      const count = await this.queue.reclaimOrphanedJobs();
+      // The SCAN-based sweep catches what the workers set cannot lead to; it costs a keyspace walk, so only every few passes.
+      passes += 1;
+      const count = (await this.queue.reclaimOrphanedJobs()) + (passes % UNREGISTERED_SWEEP_EVERY === 0 ? await this.queue.reclaimUnregisteredJobs() : 0);
       if (count > 0) this.logger.warn('reclaimed jobs from dead workers', { reclaimed: count });
     });
     this.logger.info('worker started', { workerId: this.id });

@@ -85,6 +85,34 @@ describe('ReliableQueue (real Redis)', () => {
     assert.deepEqual(await client.sMembers(queue.keys.workers), ['alive']);
   });
 
+  it('the sweep reclaims the processing list of an unregistered worker without a heartbeat, and only that', async () => {
+    await queue.publish([job('a'), job('b'), job('c')]);
+    // ghost took a job without ever registering (or was unregistered while stalled, then took it and died).
+    await queue.reserve('ghost', 1);
+    // stalled was unregistered too, but its heartbeat is live again: it re-registers at its next beat.
+    await queue.heartbeat('stalled', 60_000);
+    await queue.reserve('stalled', 1);
+    await client.sRem(queue.keys.workers, 'stalled');
+    // live is registered: the set-based reclaim judges it, not the sweep.
+    await queue.reserve('live', 1);
+    await client.sAdd(queue.keys.workers, 'live');
+    assert.equal(await queue.reclaimOrphanedJobs(), 1, 'the set leads only to live (no heartbeat: reclaimed)');
+    assert.equal(await queue.reclaimUnregisteredJobs(), 1, 'the sweep finds ghost only');
+    assert.deepEqual(await ids(queue.keys.processing('ghost')), []);
+    assert.deepEqual(await ids(queue.keys.processing('stalled')), ['b']);
+    const pending = (await client.lRange(queue.keys.pending, 0, -1)).map((payload) => JSON.parse(payload) as DetectionJob);
+    assert.deepEqual(pending.map((j) => [j.id, j.attempts]).sort(), [['a', 1], ['c', 1]]);
+    assert.equal(await queue.reclaimUnregisteredJobs(), 0, 'nothing twice');
+    // Another prefix's lists are never touched.
+    const other = new ReliableQueue(client, blocking, `${prefix}x`);
+    await other.load();
+    await other.publish([job('z')]);
+    await other.reserve('ghost', 1);
+    assert.equal(await queue.reclaimUnregisteredJobs(), 0);
+    assert.deepEqual(await ids(other.keys.processing('ghost')), ['z']);
+    await deleteKeys(client, `${prefix}x`);
+  });
+
   it('concurrent reclaimers move each job exactly once', async () => {
     const jobs = Array.from({ length: 50 }, (_, i) => job(`j${i}`, i));
     await queue.publish(jobs);

@@ -8,12 +8,15 @@
   KEYS[3] the worker's processing list
   KEYS[4] pending list
   ARGV[1] worker id
+  ARGV[2] 'unregistered' to reclaim a processing list whose worker is not in the workers set (the
+          sweep for lists the set does not lead to); otherwise the worker must be registered
   Returns the number of jobs moved (0 when the worker is alive or already reclaimed).
   Atomic, so when several reclaimers race for the same worker exactly one moves its jobs; the
   others find it unregistered. The caller lists the workers set and runs this once per worker,
   which keeps every key declared in KEYS and built by keys.ts.
 ]]
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 0 end
+local registered = redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1
+if registered == (ARGV[2] == 'unregistered') then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 -- Workers consume pending from the right and processing lists hold the newest job on the left.
 -- Moving the newest held job first and pushing each to the right end leaves the oldest held job

@@ -10,6 +10,14 @@ describe('queueKeys', () => {
     assert.notEqual(queueKeys('other').pending, keys.pending);
   });
 
+  it('finds processing lists by pattern and tells their worker, with glob characters in the prefix matched literally', () => {
+    const keys = queueKeys('a*b?[c]');
+    assert.equal(keys.processingPattern, 'a\\*b\\?\\[c\\]:queue:processing:*');
+    assert.equal(keys.workerOfProcessing(keys.processing('w-1')), 'w-1');
+    assert.equal(keys.workerOfProcessing(keys.heartbeat('w-1')), null);
+    assert.equal(keys.workerOfProcessing(queueKeys('other').processing('w-1')), null);
+  });
+
   it('refuses an empty prefix', () => {
     assert.throws(() => queueKeys(''), /prefix/);
   });

@@ -41,6 +41,9 @@ class FakeQueue implements WorkerQueue {
   async reclaimOrphanedJobs() {
     return 0;
   }
+  async reclaimUnregisteredJobs() {
+    return 0;
+  }
   deadLettered: Array<{ id: string; error: string; attempts: number }> = [];
   async deadLetter(_workerId: string, reserved: ReservedJob, error: string, attempts: number) {
     const fault = this.deadLetterFaults.shift();
