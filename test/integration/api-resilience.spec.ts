@@ -113,14 +113,7 @@ describe('API resilience (real processes)', function () {
     const id = await stack.upload(VTEST_AVI, 'all'); // 795 frames: extraction takes a few seconds
     await stack.waitFor('extraction to start', (v) => v.status === 'extracting', id);
     api.kill('SIGTERM');
-    await waitFor('the listener to close', async () => {
-      try {
-        await fetch(`${stack!.baseUrl}/healthz`);
-        return undefined;
-      } catch {
-        return true; // connection refused: no new requests are taken
-      }
-    }, 10_000, 20);
+    await listenerClosed(stack.baseUrl);
     const exit = await api.waitForExit();
     assert.deepEqual(exit, { code: 0, signal: null }, api.logs.slice(-5).join('\n'));
     assert.ok(api.logs.some((line) => line.includes('"extraction finished"')), 'the extraction was cut short');
@@ -159,14 +152,7 @@ describe('API resilience (real processes)', function () {
     await waitFor('the first half to be staged', async () => ((await storedFiles(stack!.storageDir)).some((name) => name.includes('.partial-')) ? true : undefined), 30_000, 20);
 
     api.kill('SIGTERM');
-    await waitFor('the listener to close', async () => {
-      try {
-        await fetch(`${stack!.baseUrl}/healthz`);
-        return undefined;
-      } catch {
-        return true;
-      }
-    }, 10_000, 20);
+    await listenerClosed(stack.baseUrl);
     assert.ok(api.alive, 'the API exited with an upload in flight');
     resume();
 
@@ -211,3 +197,15 @@ describe('API resilience (real processes)', function () {
     assert.equal(((await again.json()) as { error: { code: string } }).error.code, 'not_found');
   });
 });
+
+/** Resolves once the API refuses connections: it takes no new requests. */
+function listenerClosed(baseUrl: string): Promise<true> {
+  return waitFor('the listener to close', async () => {
+    try {
+      await fetch(`${baseUrl}/healthz`);
+      return undefined;
+    } catch {
+      return true;
+    }
+  }, 10_000, 20);
+}
