@@ -52,7 +52,11 @@ function decodeUtf8(bytes: Uint8Array): string {
  * (names, imgsz, stride), so models trained on other datasets work without configuration.
  */
 export function readOnnxModelInfo(modelBytes: Uint8Array): ModelInfo {
-  const props = readOnnxMetadataProps(modelBytes);
+  return modelInfoFromMetadata(readOnnxMetadataProps(modelBytes));
+}
+
+/** The same from metadata_props already parsed (the converter has the whole model decoded by protobufjs). */
+export function modelInfoFromMetadata(props: ReadonlyMap<string, string>): ModelInfo {
   const hint = 'expected an Ultralytics YOLOv8 ONNX export, which writes names, imgsz and stride into metadata_props';
   const required = (key: string): string => {
     const value = props.get(key);

@@ -9,6 +9,7 @@ import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { prepareFrame } from '../../src/detection/letterbox.ts';
 import { OnnxDetector } from '../../src/detection/onnx-detector.ts';
+import { readOnnxModelInfo } from '../../src/detection/onnx-metadata.ts';
 import { decodeYoloOutput, iou } from '../../src/detection/postprocess.ts';
 import { convertOnnxFile } from '../../src/detection/tfjs/convert-file.ts';
 import { readModelJson } from '../../src/detection/tfjs/model-files.ts';
@@ -94,6 +95,8 @@ describe('ONNX to TensorFlow.js conversion of yolov8n (wasm backend vs ONNX Runt
     assert.equal(json.userDefinedMetadata.names?.length, 80);
     assert.deepEqual(json.userDefinedMetadata.imgsz, [640, 640]);
     assert.equal(json.userDefinedMetadata.stride, 32);
+    // The converter takes the metadata from protobufjs's decoding; the ONNX engine's wire reader agrees with it.
+    assert.deepEqual(json.userDefinedMetadata.names, readOnnxModelInfo(await readFile(MODEL)).names);
     assert.deepEqual(json.weightsManifest[0]!.paths, ['group1-shard1of4.bin', 'group1-shard2of4.bin', 'group1-shard3of4.bin', 'group1-shard4of4.bin']);
 
     const modelJsonStat = await stat(path.join(dir, 'model.json'));

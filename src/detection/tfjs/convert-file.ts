@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { readOnnxModelInfo } from '../onnx-metadata.ts';
+import { modelInfoFromMetadata } from '../onnx-metadata.ts';
 import { CONVERTER_VERSION, convertOnnxToTfjs } from './convert.ts';
 import { readModelJson, writeTfjsModel } from './model-files.ts';
 import { readOnnxModel } from './onnx-reader.ts';
@@ -29,8 +29,8 @@ export async function convertOnnxFile(onnxPath: string, outDir: string, options:
     }
   }
   // The metadata is what makes the result usable as a detector (class names, input size), so it is required.
-  const modelInfo = readOnnxModelInfo(bytes);
-  const converted = convertOnnxToTfjs(readOnnxModel(bytes), modelInfo);
+  const model = readOnnxModel(bytes);
+  const converted = convertOnnxToTfjs(model, modelInfoFromMetadata(model.metadata));
   const modelJson = await writeTfjsModel(outDir, converted, { sourceSha256 });
   return { modelJson, converted: true, nodes: converted.modelTopology.node.length, weightBytes: converted.weightData.byteLength };
 }
