@@ -1,9 +1,12 @@
 import { ConfigError, loadConfig, type Config } from '../config.ts';
 import { createRuntime, type Runtime } from './runtime.ts';
 
+/** A signal this soon after the first is the same stop request delivered twice, not a second one. */
+const REPEATED_SIGNAL_GRACE_MS = 1_000;
+
 /**
  * Runs one entry point: reads config, builds the runtime, starts the role and stops it once on
- * SIGTERM/SIGINT (a second signal, or the timeout, exits at once).
+ * SIGTERM/SIGINT (a second signal a second or more later, or the timeout, exits at once).
  */
 export async function runProcess(role: string, start: (runtime: Runtime) => Promise<{ stop(): Promise<void> }>): Promise<void> {
   let config: Config;
@@ -24,10 +27,16 @@ export async function runProcess(role: string, start: (runtime: Runtime) => Prom
     process.exit(1);
   }
   const started = await start(runtime);
-  let stopping = false;
+  let stoppingSince: number | undefined;
   const shutdown = (signal: string) => {
-    if (stopping) process.exit(1);
-    stopping = true;
+    if (stoppingSince !== undefined) {
+      // One stop request often arrives twice: Ctrl-C signals the whole process group and npm relays
+      // the signal to its child as well. Only a signal sent later is someone insisting.
+      if (performance.now() - stoppingSince < REPEATED_SIGNAL_GRACE_MS) return;
+      runtime.logger.warn('second signal: exiting without finishing the shutdown', { signal });
+      process.exit(1);
+    }
+    stoppingSince = performance.now();
     runtime.logger.info('shutting down', { signal });
     const deadline = setTimeout(() => {
       runtime.logger.error('shutdown timed out; exiting');
@@ -44,7 +53,7 @@ export async function runProcess(role: string, start: (runtime: Runtime) => Prom
       });
   };
   // `on`, not `once`: execa's signal-exit re-raises a signal that has no other listener left, which
-  // would kill the process in the middle of its graceful shutdown. A second signal exits at once.
+  // would kill the process in the middle of its graceful shutdown.
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 }

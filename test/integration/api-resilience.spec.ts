@@ -107,6 +107,31 @@ describe('API resilience (real processes)', function () {
     assert.equal(((await notReady.json()) as { checks: { storage: { ok: boolean } } }).checks.storage.ok, false);
   });
 
+  it('one stop request delivered twice at once (a process group signal plus npm relaying it) still shuts down gracefully; a later one forces exit', async () => {
+    stack = await Stack.start(tmp, { SHUTDOWN_TIMEOUT_MS: '60000' });
+    // Busy with a long extraction, so the shutdown is still running when the second signal arrives.
+    const busy = async () => {
+      const api = await stack!.startApi();
+      const id = await stack!.upload(VTEST_AVI, 'all');
+      await stack!.waitFor('extraction to start', (v) => v.status === 'extracting', id);
+      api.kill('SIGTERM');
+      return api;
+    };
+    const api = await busy();
+    // Apart enough that the kernel delivers two signals (a pending one is not queued twice).
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    api.kill('SIGTERM');
+    assert.deepEqual(await api.waitForExit(), { code: 0, signal: null }, api.logs.slice(-5).join('\n'));
+    assert.ok(api.logs.some((line) => line.includes('"extraction finished"')), 'the extraction was cut short');
+
+    const again = await busy();
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    assert.ok(again.alive, `the API was no longer finishing the extraction:\n${again.logs.slice(-5).join('\n')}`);
+    again.kill('SIGTERM');
+    assert.deepEqual(await again.waitForExit(), { code: 1, signal: null });
+    assert.ok(again.logs.some((line) => line.includes('second signal')));
+  });
+
   it('on SIGTERM stops taking uploads, finishes the extraction in progress, then exits', async () => {
     stack = await Stack.start(tmp, { SHUTDOWN_TIMEOUT_MS: '60000' });
     const api = await stack.startApi();
