@@ -101,7 +101,7 @@ export class OnnxDetector implements Detector {
       if (timings) {
         timings.inferenceMs += postprocessStarted - inferenceStarted;
         timings.postprocessMs += performance.now() - postprocessStarted;
-      if (timings.runs !== undefined) timings.runs++;
+        if (timings.runs !== undefined) timings.runs++;
       }
       return results;
     } finally {

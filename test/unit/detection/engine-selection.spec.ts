@@ -75,8 +75,8 @@ function missing(): FakeNative {
   };
 }
 
-describe('engine selection (DETECTOR_ENGINE, TFJS_BACKEND=node|node-gpu) with an injected importer', () => {
-  // The fake 'tensorflow' backend is removed after each test; leave a real backend active for later specs.
+/** Hooks for a suite using fakeNative: forget the fake binding after each test, and leave a real backend active for later specs. */
+function undoFakeNativeTfjs(): void {
   after(async () => {
     await tf.setBackend('cpu');
   });
@@ -84,6 +84,10 @@ describe('engine selection (DETECTOR_ENGINE, TFJS_BACKEND=node|node-gpu) with an
     resetNativeTfjsForTests();
     forgetTensorflowBackend();
   });
+}
+
+describe('engine selection (DETECTOR_ENGINE, TFJS_BACKEND=node|node-gpu) with an injected importer', () => {
+  undoFakeNativeTfjs();
 
   it('takes onnx and tfjs as asked without importing anything', async () => {
     const native = fakeNative({ gpu: true });
@@ -184,13 +188,7 @@ describe('engine selection (DETECTOR_ENGINE, TFJS_BACKEND=node|node-gpu) with an
 });
 
 describe('TFJS_BACKEND=auto (resolved at run time, fakes for the native packages)', () => {
-  after(async () => {
-    await tf.setBackend('cpu');
-  });
-  afterEach(() => {
-    resetNativeTfjsForTests();
-    forgetTensorflowBackend();
-  });
+  undoFakeNativeTfjs();
 
   it('is wasm when neither native package is installed, importing nothing', async () => {
     const native = fakeNative({ gpu: true });
