@@ -46,3 +46,19 @@ export function onlyRow<T>(rows: readonly T[]): T {
   if (rows.length !== 1) throw new Error(`expected one row, got ${rows.length}`);
   return rows[0]!;
 }
+
+/**
+ * A video's results as sorted, comparable rows straight from PostgreSQL: every frame (with its error)
+ * and every box with all its columns, floats to 6 significant digits (float4 holds about 7).
+ */
+export async function detectionRows(sql: Sql, videoId: string): Promise<string[]> {
+  const float = (x: number) => x.toPrecision(6);
+  const frames = await sql<{ frame_index: number; pts_ms: number; detection_count: number; error: string | null }[]>`
+    SELECT frame_index, pts_ms, detection_count, error FROM frames WHERE video_id = ${videoId}`;
+  const boxes = await sql<{ frame_index: number; pts_ms: number; class_id: number; class_name: string; confidence: number; x1: number; y1: number; x2: number; y2: number }[]>`
+    SELECT frame_index, pts_ms, class_id, class_name, confidence, x1, y1, x2, y2 FROM detections WHERE video_id = ${videoId}`;
+  return [
+    ...frames.map((f) => `frame ${f.frame_index} ${f.pts_ms} ${f.detection_count} ${f.error ?? '-'}`),
+    ...boxes.map((r) => `box ${r.frame_index} ${r.pts_ms} ${r.class_id} ${r.class_name} ${float(r.confidence)} ${float(r.x1)} ${float(r.y1)} ${float(r.x2)} ${float(r.y2)}`),
+  ].sort();
+}

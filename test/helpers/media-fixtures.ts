@@ -107,3 +107,11 @@ export async function withCreationTime(source: string, creationTime: string, out
   await ffmpeg(['-i', source, '-map', '0', '-c', 'copy', '-metadata', `creation_time=${creationTime}`, outPath]);
   return outPath;
 }
+
+/** One frame of a video at `seconds`, as a JPEG (quality ~2 on ffmpeg's scale), read from ffmpeg's stdout. */
+export async function frameJpegAt(source: string, seconds: number): Promise<Buffer> {
+  const { stdout } = await execa('ffmpeg', ['-nostdin', '-hide_banner', '-loglevel', 'error', '-ss', String(seconds), '-i', source, '-frames:v', '1', '-q:v', '2', '-f', 'image2pipe', '-c:v', 'mjpeg', '-'], {
+    encoding: 'buffer',
+  });
+  return Buffer.from(stdout);
+}

@@ -9,7 +9,7 @@ import { createClient } from 'redis';
 import { queueKeys } from '../../src/queue/keys.ts';
 import type { DetectionJob } from '../../src/queue/types.ts';
 import { storageKeys } from '../../src/storage/keys.ts';
-import { createTestDatabase, type TestDatabase } from './database.ts';
+import { createTestDatabase, detectionRows, type TestDatabase } from './database.ts';
 import { RedisServer } from './redis-server.ts';
 import { freePort, ServiceProcess, waitFor } from './service.ts';
 
@@ -138,15 +138,7 @@ export class Stack {
    * so 6 significant digits are all of their precision: nothing is rounded beyond float noise.
    */
   async detectionRows(videoId: string): Promise<string[]> {
-    const float = (x: number) => x.toPrecision(6);
-    const frames = await this.db.sql<{ frame_index: number; pts_ms: number; detection_count: number; error: string | null }[]>`
-      SELECT frame_index, pts_ms, detection_count, error FROM frames WHERE video_id = ${videoId}`;
-    const boxes = await this.db.sql<{ frame_index: number; pts_ms: number; class_id: number; class_name: string; confidence: number; x1: number; y1: number; x2: number; y2: number }[]>`
-      SELECT frame_index, pts_ms, class_id, class_name, confidence, x1, y1, x2, y2 FROM detections WHERE video_id = ${videoId}`;
-    return [
-      ...frames.map((f) => `frame ${f.frame_index} ${f.pts_ms} ${f.detection_count} ${f.error ?? '-'}`),
-      ...boxes.map((r) => `box ${r.frame_index} ${r.pts_ms} ${r.class_id} ${r.class_name} ${float(r.confidence)} ${float(r.x1)} ${float(r.y1)} ${float(r.x2)} ${float(r.y2)}`),
-    ].sort();
+    return detectionRows(this.db.sql, videoId);
   }
 
   /** Frame indexes of a video held in Redis (pending or in any of these workers' lists), read atomically. */
@@ -167,9 +159,12 @@ export class Stack {
     return new Set(rows.map((row) => row.frame_index));
   }
 
-  /** Frame files of a video still in storage (local driver). */
+  /** Frame files of a video still in storage (local driver); none when its frames directory is gone. */
   async storedFrames(videoId: string): Promise<string[]> {
-    return fs.readdir(path.join(this.storageDir, storageKeys.framesPrefix(videoId))).catch(() => []);
+    return fs.readdir(path.join(this.storageDir, storageKeys.framesPrefix(videoId))).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return [];
+      throw error;
+    });
   }
 
   /** Every processed frame recorded once, with exactly the detections its row says it has. */

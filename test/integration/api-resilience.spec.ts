@@ -9,7 +9,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { cutClip, VTEST_AVI } from '../helpers/media-fixtures.ts';
-import { freePort, ServiceProcess, waitFor } from '../helpers/service.ts';
+import { freePort, ServiceProcess, sleep, waitFor } from '../helpers/service.ts';
 import { ADMIN_TOKEN, Stack } from '../helpers/stack.ts';
 import { TcpProxy } from '../helpers/tcp-proxy.ts';
 
@@ -119,13 +119,15 @@ describe('API resilience (real processes)', function () {
     };
     const api = await busy();
     // Apart enough that the kernel delivers two signals (a pending one is not queued twice).
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
     api.kill('SIGTERM');
     assert.deepEqual(await api.waitForExit(), { code: 0, signal: null }, api.logs.slice(-5).join('\n'));
     assert.ok(api.logs.some((line) => line.includes('"extraction finished"')), 'the extraction was cut short');
 
     const again = await busy();
-    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    // The grace second counts from the handler of the first signal, which a busy process may run late.
+    await again.waitForLog('shutting down');
+    await sleep(1_500);
     assert.ok(again.alive, `the API was no longer finishing the extraction:\n${again.logs.slice(-5).join('\n')}`);
     again.kill('SIGTERM');
     assert.deepEqual(await again.waitForExit(), { code: 1, signal: null });

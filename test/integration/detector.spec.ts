@@ -150,7 +150,7 @@ describe('OnnxDetector with yolov8n.onnx', function () {
     assert.deepEqual(await detector.detectBatch([], OPTIONS), []);
   });
 
-  it('runs frames decoded straight into one batch buffer (no packing copy) as it runs frames decoded alone', async () => {
+  it('runs frames decoded straight into one batch buffer (views into it; letterbox.spec checks that packBatch does not copy them) as it runs frames decoded alone', async () => {
     const batch = new Float32Array(2 * 3 * 640 * 640);
     const slotted = [await prepareFrame(jpegs.astronaut!, [640, 640], { batch, index: 0 }), await prepareFrame(jpegs.motorcycle!, [640, 640], { batch, index: 1 })];
     const alone = [frames.astronaut, frames.motorcycle];

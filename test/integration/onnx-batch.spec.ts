@@ -1,9 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { execa } from 'execa';
+import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { createDetector } from '../../src/detection/create-detector.ts';
@@ -13,9 +10,9 @@ import { readOnnxModelInfo } from '../../src/detection/onnx-metadata.ts';
 import { decodeYoloOutput } from '../../src/detection/postprocess.ts';
 import { readOnnxModel, type OnnxModel, type OnnxNode } from '../../src/detection/tfjs/onnx-reader.ts';
 import type { DetectOptions, ModelInfo, PreparedFrame } from '../../src/detection/types.ts';
+import { frameJpegAt, VTEST_AVI } from '../helpers/media-fixtures.ts';
 
 const PHOTOS = ['/usr/lib/python3/dist-packages/skimage/data/astronaut.png', '/usr/lib/python3/dist-packages/skimage/data/motorcycle_left.png'];
-const VIDEO = '/usr/share/doc/opencv-doc/examples/data/vtest.avi';
 const OPTIONS: DetectOptions = { confidenceThreshold: 0.25, iouThreshold: 0.7 };
 /** Largest |Δ| allowed between a batch-4 run of the rewritten model and batch-1 runs of the original (output0 is in pixels and 0..1 scores). */
 const MAX_ABS_DIFF = 1e-3;
@@ -65,16 +62,7 @@ const withoutValues = (nodes: OnnxNode[], constants: Set<string>): OnnxNode[] =>
 /** Two photos and two frames of the walking-people clip, well apart, as JPEGs. */
 async function testJpegs(): Promise<Buffer[]> {
   const jpegs = await Promise.all(PHOTOS.map((file) => sharp(file).removeAlpha().jpeg({ quality: 90 }).toBuffer()));
-  const dir = await mkdtemp(path.join(tmpdir(), 'onnx-batch-'));
-  try {
-    for (const [i, seconds] of [1, 40].entries()) {
-      const file = path.join(dir, `frame${i}.jpg`);
-      await execa('ffmpeg', ['-nostdin', '-hide_banner', '-loglevel', 'error', '-ss', String(seconds / 10), '-i', VIDEO, '-frames:v', '1', '-q:v', '2', file]);
-      jpegs.push(await readFile(file));
-    }
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  for (const seconds of [0.1, 4]) jpegs.push(await frameJpegAt(VTEST_AVI, seconds));
   return jpegs;
 }
 

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createClient } from 'redis';
 import { queueKeys } from '../../src/queue/keys.ts';
-import { createTestDatabase, onlyRow, type TestDatabase } from '../helpers/database.ts';
+import { createTestDatabase, detectionRows, onlyRow, type TestDatabase } from '../helpers/database.ts';
 import { cutClip, VTEST_AVI, withCreationTime } from '../helpers/media-fixtures.ts';
 import { deleteKeys, uniquePrefix } from '../helpers/redis.ts';
 import { freePort, ServiceProcess, waitFor } from '../helpers/service.ts';
@@ -76,15 +76,6 @@ describe('pipeline end to end: real processes, Redis, PostgreSQL, ffmpeg and YOL
       cursor = page.nextCursor;
     } while (cursor !== null);
     return frames;
-  }
-
-  /** The detections of a video as comparable rows, from PostgreSQL directly. */
-  async function detectionRows(videoId: string): Promise<string[]> {
-    const rows = await db.sql<{ frame_index: number; class_id: number; confidence: number; x1: number; y1: number; x2: number; y2: number }[]>`
-      SELECT frame_index, class_id, confidence, x1, y1, x2, y2 FROM detections WHERE video_id = ${videoId}`;
-    return rows
-      .map((r) => [r.frame_index, r.class_id, r.confidence.toFixed(3), r.x1.toFixed(1), r.y1.toFixed(1), r.x2.toFixed(1), r.y2.toFixed(1)].join(' '))
-      .sort();
   }
 
   before(async () => {
@@ -161,7 +152,7 @@ describe('pipeline end to end: real processes, Redis, PostgreSQL, ffmpeg and YOL
       WHERE class_name = 'person' AND captured_at > now() - interval '1 hour' GROUP BY 1 ORDER BY 1`;
     assert.ok(perMinute.reduce((sum, row) => sum + row.people, 0) >= framesWithPeople.length);
 
-    cleanRows = await detectionRows(accepted.id);
+    cleanRows = await detectionRows(db.sql, accepted.id);
     await worker.stop();
   });
 
@@ -194,32 +185,35 @@ describe('pipeline end to end: real processes, Redis, PostgreSQL, ffmpeg and YOL
     assert.equal(frames, 40);
     assert.equal(distinct, 40);
     // Same frames, same model: exactly the clean run's detections, row for row.
-    assert.deepEqual(await detectionRows(id), cleanRows);
+    assert.deepEqual(await detectionRows(db.sql, id), cleanRows);
     assert.equal(await redis.lLen(queueKeys(prefix).processing(workerId)), 0);
     assert.equal(await redis.lLen(queueKeys(prefix).pending), 0);
   });
 
   it("stamps frames and detections with the video's creation_time tag plus each frame's offset", async () => {
     const worker = startWorker();
-    await worker.waitForLog('worker started');
-    // Whole seconds: mp4 keeps creation_time in seconds.
-    const creationTime = '2023-03-04T05:06:07.000Z';
-    const tagged = await withCreationTime(clip, creationTime, path.join(tmp, 'vtest-8s-tagged.mp4'));
-    const res = await upload(tagged, { fps: '2' });
-    assert.equal(res.status, 202, await res.clone().text());
-    const { id } = (await res.json()) as { id: string };
-    const video = await waitCompleted(id);
-    assert.equal(video.framesTotal, 16); // 8 s at 2 fps
-    assert.equal(((await (await fetch(`${baseUrl}/videos/${id}`)).json()) as { capturedAt: string }).capturedAt, creationTime);
+    try {
+      await worker.waitForLog('worker started');
+      // Whole seconds: mp4 keeps creation_time in seconds.
+      const creationTime = '2023-03-04T05:06:07.000Z';
+      const tagged = await withCreationTime(clip, creationTime, path.join(tmp, 'vtest-8s-tagged.mp4'));
+      const res = await upload(tagged, { fps: '2' });
+      assert.equal(res.status, 202, await res.clone().text());
+      const { id } = (await res.json()) as { id: string };
+      const video = await waitCompleted(id);
+      assert.equal(video.framesTotal, 16); // 8 s at 2 fps
+      assert.equal(((await (await fetch(`${baseUrl}/videos/${id}`)).json()) as { capturedAt: string }).capturedAt, creationTime);
 
-    const start = Date.parse(creationTime);
-    const detections = await db.sql<{ pts_ms: number; captured_at: Date }[]>`SELECT pts_ms, captured_at FROM detections WHERE video_id = ${id}`;
-    assert.ok(detections.length > 0, 'the tagged clip has detections');
-    assert.ok(detections.some((row) => row.pts_ms > 0), 'detections beyond the first frame');
-    for (const row of detections) assert.equal(row.captured_at.toISOString(), new Date(start + row.pts_ms).toISOString(), `pts ${row.pts_ms}`);
-    const frames = await db.sql<{ pts_ms: number; captured_at: Date }[]>`SELECT pts_ms, captured_at FROM frames WHERE video_id = ${id} ORDER BY frame_index`;
-    assert.deepEqual(frames.map((row) => row.pts_ms), frames.map((_, i) => i * 500));
-    for (const row of frames) assert.equal(row.captured_at.toISOString(), new Date(start + row.pts_ms).toISOString(), `frame at ${row.pts_ms} ms`);
-    await worker.stop();
+      const start = Date.parse(creationTime);
+      const detections = await db.sql<{ pts_ms: number; captured_at: Date }[]>`SELECT pts_ms, captured_at FROM detections WHERE video_id = ${id}`;
+      assert.ok(detections.length > 0, 'the tagged clip has detections');
+      assert.ok(detections.some((row) => row.pts_ms > 0), 'detections beyond the first frame');
+      for (const row of detections) assert.equal(row.captured_at.toISOString(), new Date(start + row.pts_ms).toISOString(), `pts ${row.pts_ms}`);
+      const frames = await db.sql<{ pts_ms: number; captured_at: Date }[]>`SELECT pts_ms, captured_at FROM frames WHERE video_id = ${id} ORDER BY frame_index`;
+      assert.deepEqual(frames.map((row) => row.pts_ms), frames.map((_, i) => i * 500));
+      for (const row of frames) assert.equal(row.captured_at.toISOString(), new Date(start + row.pts_ms).toISOString(), `frame at ${row.pts_ms} ms`);
+    } finally {
+      await worker.stop();
+    }
   });
 });

@@ -6,6 +6,7 @@ import { createLogger } from '../../src/logger.ts';
 import type { DetectionService, PreparedJob } from '../../src/services/detection.service.ts';
 import { DetectionWorker } from '../../src/worker/detection-worker.ts';
 import { deleteKeys, uniquePrefix } from '../helpers/redis.ts';
+import { sleep, waitFor } from '../helpers/service.ts';
 
 function job(id: string, index = 0): DetectionJob {
   return { id, videoId: 'video-1', frames: [{ index, ptsMs: index * 100, key: `videos/video-1/frames/${index}.jpg` }] };
@@ -104,13 +105,13 @@ describe('ReliableQueue (real Redis)', () => {
     assert.deepEqual(pending.map((j) => [j.id, j.attempts]).sort(), [['a', 1], ['c', 1]]);
     assert.equal(await queue.reclaimUnregisteredJobs(), 0, 'nothing twice');
     // Another prefix's lists are never touched.
-    const other = new ReliableQueue(client, blocking, `${prefix}x`);
+    // (Its keys still start with `${prefix}:`, so afterEach removes them even if an assertion fails.)
+    const other = new ReliableQueue(client, blocking, `${prefix}:x`);
     await other.load();
     await other.publish([job('z')]);
     await other.reserve('ghost', 1);
     assert.equal(await queue.reclaimUnregisteredJobs(), 0);
     assert.deepEqual(await ids(other.keys.processing('ghost')), ['z']);
-    await deleteKeys(client, `${prefix}x`);
   });
 
   it('concurrent reclaimers move each job exactly once', async () => {
@@ -249,10 +250,14 @@ describe('ReliableQueue (real Redis)', () => {
     // The real worker loop on this queue; its detection stub holds each job until released.
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
-    const prepared: string[] = [];
+    // Whether the worker was registered when it held each job: prepare() runs right after the reserve.
+    const registeredWhenHeld = new Map<string, boolean>();
     const detection = {
       timings: {},
-      prepare: async (j: DetectionJob): Promise<PreparedJob> => (prepared.push(j.id), { job: j, capturedAt: new Date(0), frames: [] }),
+      prepare: async (j: DetectionJob): Promise<PreparedJob> => {
+        registeredWhenHeld.set(j.id, Boolean(await client.sIsMember(queue.keys.workers, worker.id)));
+        return { job: j, capturedAt: new Date(0), frames: [] };
+      },
       detectAndCommit: async () => (await gate, { written: 0, detectMs: 0 }),
       recordFailedJob: async () => {},
     } as unknown as DetectionService;
@@ -261,16 +266,17 @@ describe('ReliableQueue (real Redis)', () => {
     const worker = new DetectionWorker(queue, detection, { heartbeatTtlMs: 60_000, reclaimIntervalMs: 60_000, reserveTimeoutSeconds: 0.05, maxAttempts: 5, retryBaseMs: 10, retryMaxMs: 10 }, logger);
     await worker.start();
     try {
-      // It stalls past its TTL (here: its heartbeat key is dropped) and a reclaimer unregisters it.
+      // It stalls past its TTL and a reclaimer unregisters it (what reclaim-4.lua does, done here
+      // directly so that the worker's own heartbeat cannot win the race and make the test prove nothing).
       await client.del(queue.keys.heartbeat(worker.id));
-      await queue.reclaimOrphanedJobs();
+      await client.sRem(queue.keys.workers, worker.id);
 
-      // It resumes and reserves a job...
+      // It resumes and reserves a job, registered again by then (the periodic heartbeat is 20 s away).
+      // The job comes after the blocking reserve in progress (50 ms) has ended: that one began before the SREM.
+      await sleep(200);
       await queue.publish([job('a')]);
-      for (const deadline = Date.now() + 5000; !prepared.includes('a'); ) {
-        assert.ok(Date.now() < deadline, 'the worker never reserved the job');
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
+      await waitFor('the worker to reserve the job', async () => (registeredWhenHeld.has('a') ? true : undefined), 5000, 10);
+      assert.equal(registeredWhenHeld.get('a'), true, 'the worker held a job while unregistered');
       assert.deepEqual(await ids(queue.keys.processing(worker.id)), ['a']);
       // ...and dies before its next periodic heartbeat: the job must still be found.
       await client.del(queue.keys.heartbeat(worker.id));

@@ -4,7 +4,6 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { execa } from 'execa';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { prepareFrame } from '../../src/detection/letterbox.ts';
@@ -16,6 +15,7 @@ import { readModelJson } from '../../src/detection/tfjs/model-files.ts';
 import { readOnnxModel } from '../../src/detection/tfjs/onnx-reader.ts';
 import { TfjsDetector } from '../../src/detection/tfjs/tfjs-detector.ts';
 import type { DetectOptions, Detection, PreparedFrame } from '../../src/detection/types.ts';
+import { frameJpegAt, VTEST_AVI } from '../helpers/media-fixtures.ts';
 
 const MODEL = 'models/yolov8n.onnx';
 const PHOTOS = {
@@ -23,7 +23,6 @@ const PHOTOS = {
   motorcycle: '/usr/lib/python3/dist-packages/skimage/data/motorcycle_left.png',
 };
 /** The walking-people clip; two frames well apart (as test/integration/onnx-batch.spec.ts takes) join the photos for batch tests. */
-const VIDEO = '/usr/share/doc/opencv-doc/examples/data/vtest.avi';
 const VIDEO_SECONDS = [0.1, 4];
 const OPTIONS: DetectOptions = { confidenceThreshold: 0.25, iouThreshold: 0.7 };
 const ANCHORS = 8400;
@@ -55,12 +54,7 @@ describe('ONNX to TensorFlow.js conversion of yolov8n (wasm backend vs ONNX Runt
     for (const [key, file] of Object.entries(PHOTOS) as [keyof typeof PHOTOS, string][]) {
       frames[key] = await prepareFrame(await sharp(file).removeAlpha().jpeg({ quality: 90 }).toBuffer(), tfjs.modelInfo.imgsz);
     }
-    for (const seconds of VIDEO_SECONDS) {
-      const { stdout } = await execa('ffmpeg', ['-nostdin', '-hide_banner', '-loglevel', 'error', '-ss', String(seconds), '-i', VIDEO, '-frames:v', '1', '-q:v', '2', '-f', 'image2pipe', '-c:v', 'mjpeg', '-'], {
-        encoding: 'buffer',
-      });
-      videoFrames.push(await prepareFrame(Buffer.from(stdout), tfjs.modelInfo.imgsz));
-    }
+    for (const seconds of VIDEO_SECONDS) videoFrames.push(await prepareFrame(await frameJpegAt(VTEST_AVI, seconds), tfjs.modelInfo.imgsz));
   });
 
   after(async () => {

@@ -274,14 +274,11 @@ for (const backend of ['cpu', 'wasm'] as const) {
         const { values, shape } = await runConverted(converted, input);
         input.dispose();
         assert.deepEqual(shape, [...reference.outDims]);
-        let worst = 0;
         for (let i = 0; i < values.length; i++) {
           const expected = reference.values[i]!;
           const delta = Math.abs(values[i]! - expected);
           assert.ok(delta <= ABS_TOLERANCE + REL_TOLERANCE * Math.abs(expected), `element ${i}: tfjs ${values[i]} vs ONNX Runtime ${expected}`);
-          worst = Math.max(worst, delta);
         }
-        assert.ok(Number.isFinite(worst));
       });
     }
   });

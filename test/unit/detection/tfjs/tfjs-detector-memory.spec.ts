@@ -67,7 +67,7 @@ describe('TfjsDetector memory over 100 batches of mixed sizes (YOLOv8-shaped tin
   });
 
   for (const backend of ['wasm', 'cpu'] as const) {
-    it(`runs frames held in one batch buffer (packed without a copy) as separate frames, on ${backend}`, async () => {
+    it(`runs frames that are views into one batch buffer (packBatch passes it on uncopied: letterbox.spec) as separate frames, on ${backend}`, async () => {
       const detector = await TfjsDetector.create(dir, { backend });
       try {
         const buffer = new Float32Array(4 * 3 * SIZE * SIZE);
