@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { assertSafeKey, StorageKeyError, type VideoStorage } from './video-storage.ts';
+import { assertByteRange, assertSafeKey, StorageKeyError, type ByteRange, type VideoStorage } from './video-storage.ts';
 
 /** VideoStorage on a local directory (a Docker shared volume in deployment). */
 export class LocalStorage implements VideoStorage {
@@ -53,10 +53,11 @@ export class LocalStorage implements VideoStorage {
     return fs.readFile(this.resolve(key));
   }
 
-  async createReadStream(key: string): Promise<Readable> {
+  async createReadStream(key: string, range?: ByteRange): Promise<Readable> {
     const file = this.resolve(key);
+    if (range) assertByteRange(range);
     await fs.access(file);
-    return createReadStream(file);
+    return createReadStream(file, range && { start: range.start, end: range.end });
   }
 
   async exists(key: string): Promise<boolean> {
@@ -66,6 +67,17 @@ export class LocalStorage implements VideoStorage {
       return true;
     } catch {
       return false;
+    }
+  }
+
+  async size(key: string): Promise<number | undefined> {
+    const file = this.resolve(key);
+    try {
+      const stats = await fs.stat(file);
+      return stats.isFile() ? stats.size : undefined;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
     }
   }
 

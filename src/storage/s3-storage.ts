@@ -2,6 +2,7 @@ import {
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  type HeadObjectCommandOutput,
   ListObjectsV2Command,
   NotFound,
   PutObjectCommand,
@@ -10,7 +11,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
-import { assertSafeKey, type VideoStorage } from './video-storage.ts';
+import { assertByteRange, assertSafeKey, type ByteRange, type VideoStorage } from './video-storage.ts';
 
 export interface S3StorageOptions {
   bucket: string;
@@ -104,20 +105,25 @@ export class S3Storage implements VideoStorage {
     return Buffer.from(await response.Body.transformToByteArray());
   }
 
-  async createReadStream(key: string): Promise<Readable> {
-    const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
+  async createReadStream(key: string, range?: ByteRange): Promise<Readable> {
+    const objectKey = this.objectKey(key);
+    if (range) assertByteRange(range);
+    const response = await this.client.send(
+      new GetObjectCommand({ Bucket: this.bucket, Key: objectKey, Range: range && `bytes=${range.start}-${range.end}` }),
+    );
     if (!(response.Body instanceof Readable)) throw new Error(`S3 returned no stream for ${key}`);
     return response.Body;
   }
 
   async exists(key: string): Promise<boolean> {
-    try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
-      return true;
-    } catch (error) {
-      if (error instanceof NotFound || (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
-      throw error;
-    }
+    return (await this.head(key)) !== undefined;
+  }
+
+  async size(key: string): Promise<number | undefined> {
+    const head = await this.head(key);
+    if (head === undefined) return undefined;
+    if (head.ContentLength === undefined) throw new Error(`S3 returned no size for ${key}`);
+    return head.ContentLength;
   }
 
   /** Objects in S3 are not files: ffmpeg gets a downloaded copy instead (see IngestService). */
@@ -160,6 +166,16 @@ export class S3Storage implements VideoStorage {
   /** Releases the client's sockets (tests, shutdown). */
   close(): void {
     this.client.destroy();
+  }
+
+  /** HeadObject's answer, or undefined when the key is not there. */
+  private async head(key: string): Promise<HeadObjectCommandOutput | undefined> {
+    try {
+      return await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
+    } catch (error) {
+      if (error instanceof NotFound || (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return undefined;
+      throw error;
+    }
   }
 
   private async deleteObjects(objectKeys: string[]): Promise<void> {

@@ -1,5 +1,11 @@
 import type { Readable } from 'node:stream';
 
+/** Bytes start to end of an object, both inclusive (as HTTP ranges count them); end is below the object's size. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
 /**
  * Where uploads and frames live. Keys are '/'-separated relative paths chosen by the service
  * (e.g. "videos/<id>/source", "videos/<id>/frames/000042.jpg"); adapters must refuse keys that
@@ -11,8 +17,11 @@ export interface VideoStorage {
   writeStream(key: string, data: Readable): Promise<{ bytes: number }>;
   write(key: string, data: Buffer): Promise<void>;
   read(key: string): Promise<Buffer>;
-  createReadStream(key: string): Promise<Readable>;
+  /** Streams the object, or only range's bytes of it; rejects when the key is not there. */
+  createReadStream(key: string, range?: ByteRange): Promise<Readable>;
   exists(key: string): Promise<boolean>;
+  /** The object's size in bytes, or undefined when the key is not there. */
+  size(key: string): Promise<number | undefined>;
   /** A path on local disk that ffmpeg/ffprobe can open, or undefined when the adapter has none (S3). */
   localPath(key: string): string | undefined;
   /** Removes exactly these keys; a key that is not there is no error. */
@@ -35,5 +44,13 @@ export function assertSafeKey(key: string): void {
   if (key.length === 0 || key.length > 1024 || key.startsWith('/') || /[\\\0]/.test(key)) throw new StorageKeyError(key);
   for (const segment of key.split('/')) {
     if (segment === '' || segment === '.' || segment === '..') throw new StorageKeyError(key);
+  }
+}
+
+/** Refuses a range that no object has: negative, fractional or reversed bounds. */
+export function assertByteRange(range: ByteRange): void {
+  const { start, end } = range;
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
+    throw new RangeError(`not a byte range: ${start}-${end}`);
   }
 }

@@ -2,12 +2,15 @@
 // Usage: node --openssl-legacy-provider s3rver-process.cjs <directory> <bucket>
 // Prints one JSON line {"port": N} once it listens on 127.0.0.1; exits when its stdin closes.
 //
-// Two gaps of s3rver 3.7 on Node >= 17 are filled here, because the storage adapter relies on both:
+// Three gaps of s3rver 3.7 on Node >= 17 are filled here, because the storage adapter relies on them:
 // - ListObjectsV2 continuation tokens are DES-encrypted, which OpenSSL 3 has only in its legacy
 //   provider: hence --openssl-legacy-provider (without it every truncated listing is a 500).
 // - AbortMultipartUpload is not implemented (405): the middleware below removes the upload's parts.
+// - A range ending at byte 0 ("bytes=0-0", a browser's first probe of a video) is read as "to the end"
+//   (its end is falsy): the store's answer is narrowed below to the one byte asked for.
 'use strict';
 
+const { createReadStream } = require('node:fs');
 const fs = require('node:fs/promises');
 const path = require('node:path');
 const S3rver = require('s3rver');
@@ -41,6 +44,17 @@ server.middleware.unshift(async (ctx, next) => {
   await fs.rm(uploadDir, { recursive: true, force: true });
   ctx.status = 204;
 });
+
+const storeGetObject = server.store.getObject.bind(server.store);
+server.store.getObject = async (bucketName, key, options) => {
+  const object = await storeGetObject(bucketName, key, options);
+  if (options && options.end === 0 && object && object.range && object.content) {
+    object.content.destroy();
+    object.content = createReadStream(server.store.getResourcePath(bucketName, key, 'object'), { start: object.range.start, end: 0 });
+    object.range.end = 0;
+  }
+  return object;
+};
 
 server.run().then(
   (address) => {

@@ -93,6 +93,28 @@ function storageContract(name: string, create: () => Promise<StorageSubject>): v
       await assert.rejects(storage.createReadStream('videos/a/missing'));
     });
 
+    it('reads byte ranges and reports sizes, for what HTTP range requests need', async () => {
+      // 300 KiB of bytes that differ from position to position, so a range from the wrong offset shows.
+      const data = Buffer.alloc(300 * 1024);
+      for (let i = 0; i < data.length; i += 1) data[i] = (i * 31 + (i >> 8)) & 0xff;
+      await storage.write('videos/r/preview.mp4', data);
+      assert.equal(await storage.size('videos/r/preview.mp4'), data.length);
+      await storage.write('videos/r/empty', Buffer.alloc(0));
+      assert.equal(await storage.size('videos/r/empty'), 0);
+      assert.equal(await storage.size('videos/r/missing'), undefined);
+      assert.equal(await storage.size('videos/r'), undefined, 'a "directory" is no object');
+      const last = data.length - 1;
+      for (const [start, end] of [[0, 0], [0, 9], [1000, 70_000], [70_001, last], [last, last], [0, last]] as const) {
+        const chunks: Buffer[] = [];
+        for await (const chunk of await storage.createReadStream('videos/r/preview.mp4', { start, end })) chunks.push(chunk as Buffer);
+        assert.ok(Buffer.concat(chunks).equals(data.subarray(start, end + 1)), `bytes ${start}-${end}`);
+      }
+      await assert.rejects(storage.createReadStream('videos/r/missing', { start: 0, end: 0 }));
+      for (const range of [{ start: -1, end: 3 }, { start: 5, end: 4 }, { start: 0.5, end: 3 }]) {
+        await assert.rejects(storage.createReadStream('videos/r/preview.mp4', range), RangeError, JSON.stringify(range));
+      }
+    });
+
     it('deletes exactly the keys it is given, in batches past 1000, ignoring keys that are not there', async () => {
       const frames = [0, 1, 2, 3].map((i) => `videos/d/frames/00000${i}.jpg`);
       for (const key of frames) await storage.write(key, Buffer.from(key));
@@ -148,6 +170,8 @@ function storageContract(name: string, create: () => Promise<StorageSubject>): v
         await assert.rejects(storage.read(key), isKeyError(key));
         await assert.rejects(storage.createReadStream(key), isKeyError(key));
         await assert.rejects(storage.exists(key), isKeyError(key));
+        await assert.rejects(storage.size(key), isKeyError(key));
+        await assert.rejects(storage.createReadStream(key, { start: 0, end: 0 }), isKeyError(key));
         await assert.rejects(storage.delete(['videos/x/source', key]), isKeyError(key));
         await assert.rejects(storage.deletePrefix(key), isKeyError(key));
         await assert.rejects(storage.list(key), isKeyError(key));

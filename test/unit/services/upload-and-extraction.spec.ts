@@ -31,6 +31,9 @@ class MemoryStorage implements VideoStorage {
   async exists(key: string) {
     return this.objects.has(key);
   }
+  async size(key: string) {
+    return this.objects.get(key)?.length;
+  }
   localPath(key: string) {
     return `/memory/${key}`;
   }
