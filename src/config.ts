@@ -1,5 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
+import type { PreviewCodec } from './media/preview-args.ts';
 
 /**
  * The only reader of process.env. Everything else receives a frozen Config.
@@ -73,6 +74,13 @@ export interface Config {
   readonly adminToken: string | undefined;
   readonly ffmpegPath: string | undefined;
   readonly ffprobePath: string | undefined;
+  // Browser-playable previews (issue 10).
+  /** The browser-playable preview written at extraction: h264 (MP4), vp9 (WebM) or off. */
+  readonly previewCodec: PreviewCodec | 'off';
+  /** A preview that would reach this size is dropped (the video has none). */
+  readonly previewMaxBytes: number;
+  /** A preview encode running longer than this is stopped and dropped. */
+  readonly previewTimeoutMs: number;
 }
 
 export interface S3Config {
@@ -155,6 +163,9 @@ export function loadConfig(env: Env = process.env): Config {
     adminToken: env.ADMIN_TOKEN || undefined,
     ffmpegPath: env.FFMPEG_PATH || undefined,
     ffprobePath: env.FFPROBE_PATH || undefined,
+    previewCodec: read.oneOf('PREVIEW_CODEC', ['h264', 'vp9', 'off'] as const, 'h264'),
+    previewMaxBytes: read.integer('PREVIEW_MAX_BYTES', 1024 ** 3, { min: 1024 }),
+    previewTimeoutMs: read.integer('PREVIEW_TIMEOUT_MS', 30 * 60_000, { min: 1000 }),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

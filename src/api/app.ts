@@ -2,6 +2,7 @@ import express, { type Express } from 'express';
 import type { DetectionRepository, VideoRepository } from '../db/types.ts';
 import type { Logger } from '../logger.ts';
 import type { UploadService } from '../services/upload.service.ts';
+import type { VideoStorage } from '../storage/video-storage.ts';
 import { errorHandler, notFoundHandler } from './error-handler.ts';
 import { adminRoutes, type DeadLetterQueue } from './admin.routes.ts';
 import { healthRoutes, type ReadinessCheck } from './health.routes.ts';
@@ -11,6 +12,7 @@ export interface AppDeps {
   uploads: UploadService;
   videos: VideoRepository;
   detections: DetectionRepository;
+  storage: VideoStorage;
   readiness: ReadinessCheck[];
   logger: Logger;
   maxUploadBytes: number;

@@ -1,7 +1,10 @@
+import { pipeline } from 'node:stream/promises';
 import { Router } from 'express';
 import type { DetectionRepository, VideoRecord, VideoRepository } from '../db/types.ts';
-import { errors } from '../errors/app-error.ts';
+import { AppError, errors } from '../errors/app-error.ts';
 import type { UploadService } from '../services/upload.service.ts';
+import type { VideoStorage } from '../storage/video-storage.ts';
+import { parseRange } from './byte-range.ts';
 import { stagedUpload, uploadMiddleware } from './upload.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -10,10 +13,11 @@ export interface VideoRoutesDeps {
   uploads: UploadService;
   videos: VideoRepository;
   detections: DetectionRepository;
+  storage: VideoStorage;
   maxUploadBytes: number;
 }
 
-export function videoRoutes({ uploads, videos, detections, maxUploadBytes }: VideoRoutesDeps): Router {
+export function videoRoutes({ uploads, videos, detections, storage, maxUploadBytes }: VideoRoutesDeps): Router {
   const router = Router();
 
   router.post('/videos', ...uploadMiddleware(uploads, maxUploadBytes), async (req, res) => {
@@ -44,6 +48,39 @@ export function videoRoutes({ uploads, videos, detections, maxUploadBytes }: Vid
       minConfidence: numberParam(query.minConfidence, 'minConfidence', { min: 0, max: 1 }),
     });
     res.json(page);
+  });
+
+  // The browser-playable preview, with byte ranges: a <video> element asks for ranges to start and to seek.
+  router.get('/videos/:id/preview', async (req, res) => {
+    const video = await findVideo(videos, req.params.id);
+    const size = video.preview ? await storage.size(video.preview.key) : undefined;
+    if (!video.preview || size === undefined) throw errors.notFound(`preview of video ${video.id}`);
+    const range = parseRange(req.headers.range, size);
+    res.setHeader('Accept-Ranges', 'bytes');
+    res.setHeader('Cache-Control', 'private, max-age=3600');
+    if (range.kind === 'unsatisfiable') {
+      res.setHeader('Content-Range', `bytes */${size}`);
+      throw new AppError(416, 'range_not_satisfiable', `the Range header asks for no bytes of the preview's ${size}; send one range, bytes=start-end, within them`);
+    }
+    res.type(video.preview.mimeType);
+    if (range.kind === 'partial') {
+      res.status(206).setHeader('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
+      res.setHeader('Content-Length', range.end - range.start + 1);
+    } else {
+      res.setHeader('Content-Length', size);
+    }
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    const body = await storage.createReadStream(video.preview.key, range.kind === 'partial' ? range : undefined);
+    try {
+      await pipeline(body, res);
+    } catch (error) {
+      // Players drop ranges they no longer need, so a closed connection is routine; once the body has
+      // started, an error can only cut the response short (pipeline has destroyed both streams).
+      if (!res.headersSent) throw error;
+    }
   });
 
   return router;
@@ -78,6 +115,7 @@ export function presentVideo(video: VideoRecord) {
     updatedAt: video.updatedAt,
     completedAt: video.completedAt,
     error: video.error,
+    preview: video.preview ? { url: `/videos/${video.id}/preview`, mimeType: video.preview.mimeType } : null,
   };
 }
 

@@ -14,6 +14,13 @@ export interface SourceMetadata {
   startTimeMs: number;
 }
 
+/** A browser-playable copy of a video (see PreviewService). */
+export interface VideoPreview {
+  /** Storage key of the preview file. */
+  key: string;
+  mimeType: string;
+}
+
 export interface VideoRecord {
   id: string;
   status: VideoStatus;
@@ -33,6 +40,8 @@ export interface VideoRecord {
   createdAt: Date;
   updatedAt: Date;
   completedAt: Date | null;
+  /** null until the preview is written, and for good when it could not be. */
+  preview: VideoPreview | null;
 }
 
 export interface NewVideo {
@@ -92,6 +101,8 @@ export interface VideoRepository {
    */
   markExtracted(id: string, framesTotal: number): Promise<VideoRecord>;
   markFailed(id: string, error: string): Promise<void>;
+  /** Records the video's browser-playable preview. */
+  setPreview(id: string, preview: VideoPreview): Promise<void>;
   /** Removes the video and everything that references it (used when an upload is refused). */
   delete(id: string): Promise<void>;
 }

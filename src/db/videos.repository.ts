@@ -1,6 +1,6 @@
 import type postgres from 'postgres';
 import type { Sql } from './client.ts';
-import type { NewVideo, VideoRecord, VideoRepository, VideoStatus } from './types.ts';
+import type { NewVideo, VideoPreview, VideoRecord, VideoRepository, VideoStatus } from './types.ts';
 
 interface VideoRow {
   id: string;
@@ -25,9 +25,11 @@ interface VideoRow {
   created_at: Date;
   updated_at: Date;
   completed_at: Date | null;
+  preview_key: string | null;
+  preview_mime_type: string | null;
 }
 
-const columns = 'id, status, original_name, size_bytes, storage_key, sample_fps, duration_ms, source_fps, width, height, codec, creation_time, start_time_ms, captured_at, frames_total, frames_done, frames_failed, error, created_at, updated_at, completed_at';
+const columns = 'id, status, original_name, size_bytes, storage_key, sample_fps, duration_ms, source_fps, width, height, codec, creation_time, start_time_ms, captured_at, frames_total, frames_done, frames_failed, error, created_at, updated_at, completed_at, preview_key, preview_mime_type';
 
 function toRecord(row: VideoRow): VideoRecord {
   return {
@@ -46,6 +48,7 @@ function toRecord(row: VideoRow): VideoRecord {
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     completedAt: row.completed_at,
+    preview: row.preview_key === null || row.preview_mime_type === null ? null : { key: row.preview_key, mimeType: row.preview_mime_type },
   };
 }
 
@@ -112,6 +115,10 @@ export class PgVideoRepository implements VideoRepository {
 
   async markFailed(id: string, error: string): Promise<void> {
     await this.sql`UPDATE videos SET status = 'failed', error = ${error}, updated_at = now() WHERE id = ${id} AND status <> 'completed'`;
+  }
+
+  async setPreview(id: string, preview: VideoPreview): Promise<void> {
+    await this.sql`UPDATE videos SET preview_key = ${preview.key}, preview_mime_type = ${preview.mimeType}, updated_at = now() WHERE id = ${id}`;
   }
 
   async delete(id: string): Promise<void> {

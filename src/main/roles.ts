@@ -8,6 +8,7 @@ import { prepareFrame } from '../detection/letterbox.ts';
 import type { Detector } from '../detection/types.ts';
 import { DetectionService } from '../services/detection.service.ts';
 import { ExtractionService } from '../services/extraction.service.ts';
+import { PreviewService } from '../services/preview.service.ts';
 import { UploadService } from '../services/upload.service.ts';
 import { DetectionWorker } from '../worker/detection-worker.ts';
 import { baseReadiness, detectorReadiness } from './readiness.ts';
@@ -23,12 +24,14 @@ export interface ApiRole {
 export async function startApi(runtime: Runtime, readiness: ReadinessCheck[]): Promise<ApiRole> {
   const { config, logger } = runtime;
   const media = await createMedia(config);
-  const extraction = new ExtractionService(config, runtime.videos, runtime.storage, media, runtime.queue, logger);
+  const previews = new PreviewService(config, runtime.videos, runtime.storage, media, logger);
+  const extraction = new ExtractionService(config, runtime.videos, runtime.storage, media, runtime.queue, logger, previews);
   const uploads = new UploadService(config, runtime.videos, runtime.storage, media, extraction);
   const app = createApp({
     uploads,
     videos: runtime.videos,
     detections: runtime.detections,
+    storage: runtime.storage,
     readiness,
     logger,
     maxUploadBytes: config.maxUploadBytes,

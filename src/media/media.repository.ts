@@ -1,8 +1,10 @@
+import fs from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { execa } from 'execa';
 import type { MediaBinaries } from './binaries.ts';
 import { decodeCheckArgs, frameExtractionArgs } from './extract-args.ts';
 import { JpegSplitter } from './jpeg-splitter.ts';
+import { previewArgs, type PreviewCodec } from './preview-args.ts';
 import { ffprobeArgs, interpretProbe, type MediaRefusalCode, type ProbeResult } from './probe.ts';
 import { ShowinfoParser, type ShowinfoFrame } from './showinfo.ts';
 
@@ -20,6 +22,14 @@ export interface ExtractOptions {
   jpegQuality: number;
   /** The probed startTimeMs, so that frame timestamps start at 0. */
   startTimeMs: number;
+}
+
+export interface PreviewEncodeOptions {
+  codec: PreviewCodec;
+  /** A preview that reaches this size is cut short by ffmpeg, so it is refused. */
+  maxBytes: number;
+  /** ffmpeg is stopped after this long. */
+  timeoutMs: number;
 }
 
 export type DecodeCheck = { ok: true } | { ok: false; code: Extract<MediaRefusalCode, 'truncated_video' | 'unreadable_video'>; message: string };
@@ -184,6 +194,25 @@ export class MediaRepository {
     } finally {
       signal?.removeEventListener('abort', kill);
     }
+  }
+
+  /**
+   * Writes a browser-playable preview of the video at path into output (a local file that must not
+   * exist yet); resolves with its size. Throws FfmpegError when ffmpeg fails, runs past timeoutMs, or
+   * reaches maxBytes (ffmpeg then stops writing, so the preview would end early). The caller removes
+   * output in every case.
+   */
+  async encodePreview(path: string, output: string, options: PreviewEncodeOptions): Promise<{ bytes: number }> {
+    const args = previewArgs({ input: path, output, codec: options.codec, maxBytes: options.maxBytes });
+    const result = await execa(this.binaries.ffmpeg, args, { reject: false, stdin: 'ignore', timeout: options.timeoutMs });
+    if (result.timedOut) throw new FfmpegError(`the preview took longer than ${options.timeoutMs} ms`);
+    if (result.exitCode === undefined) throw new FfmpegError(`could not run ffmpeg (${this.binaries.ffmpeg}): ${result.shortMessage ?? ''}`);
+    if (result.exitCode !== 0) {
+      throw new FfmpegError(`ffmpeg exited with code ${result.exitCode} writing the preview: ${shortReason(result.stderr, path)}`, withoutPath(result.stderr, path));
+    }
+    const { size } = await fs.stat(output);
+    if (size >= options.maxBytes) throw new FfmpegError(`the preview reached the size limit of ${options.maxBytes} bytes`);
+    return { bytes: size };
   }
 
   private async decode(part: string, args: string[]): Promise<DecodeRun> {

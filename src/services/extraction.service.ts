@@ -6,6 +6,7 @@ import type { DetectionJob, FrameRef } from '../queue/types.ts';
 import { storageKeys } from '../storage/keys.ts';
 import { withLocalCopy } from '../storage/local-copy.ts';
 import type { VideoStorage } from '../storage/video-storage.ts';
+import type { PreviewService } from './preview.service.ts';
 import { TaskLimiter } from './task-limiter.ts';
 import type { ExtractionScheduler } from './upload.service.ts';
 
@@ -27,6 +28,8 @@ export interface JobPublisher {
 
 export type ExtractionMedia = Pick<MediaRepository, 'extractFrames'>;
 
+export type PreviewMaker = Pick<PreviewService, 'create'>;
+
 /**
  * Frame extraction of accepted videos. It runs off the request path with bounded concurrency and
  * publishes jobs as frames appear, so workers start before a long video is fully extracted.
@@ -42,6 +45,7 @@ export class ExtractionService implements ExtractionScheduler {
     private readonly media: ExtractionMedia,
     private readonly queue: JobPublisher,
     private readonly logger: Logger,
+    private readonly previews: PreviewMaker,
   ) {
     this.extractions = new TaskLimiter(settings.extractionConcurrency);
   }
@@ -74,15 +78,20 @@ export class ExtractionService implements ExtractionScheduler {
         await this.queue.publish([{ id: `${video.id}:${frames[0]!.index}`, videoId: video.id, frames, publishedAt: Date.now() }]);
       };
       const options = { fps: video.sampleFps, jpegQuality: this.settings.jpegQuality, startTimeMs: video.source.startTimeMs };
-      const { frames } = await withLocalCopy(this.storage, video.storageKey, this.settings.workDir, (file) =>
-        this.media.extractFrames(file, options, async (frame) => {
+      const { frames } = await withLocalCopy(this.storage, video.storageKey, this.settings.workDir, async (file) => {
+        const extracted = await this.media.extractFrames(file, options, async (frame) => {
           const key = storageKeys.frame(video.id, frame.index);
           await this.storage.write(key, frame.jpeg);
           pending.push({ index: frame.index, ptsMs: frame.ptsMs, key });
           if (pending.length >= this.settings.batchSize) await flush();
-        }),
-      );
-      await flush();
+        });
+        await flush();
+        // From the same local copy, while workers detect, and before the video can complete, so a
+        // completed video has its preview (or none for good). It never throws: a preview failure
+        // leaves the video without one.
+        await this.previews.create(video, file);
+        return extracted;
+      });
       const updated = await this.videos.markExtracted(video.id, frames);
       this.logger.info('extraction finished', { videoId: video.id, frames, ms: Date.now() - started, status: updated.status });
       if (this.settings.keepSourceVideo === false) await this.deleteSource(video);

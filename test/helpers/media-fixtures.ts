@@ -115,3 +115,12 @@ export async function frameJpegAt(source: string, seconds: number): Promise<Buff
   });
   return Buffer.from(stdout);
 }
+
+/**
+ * The first `seconds` of a video with its video stream copied, not re-encoded, so the codec stays the
+ * source's (vtest.avi: msmpeg4v3 in AVI, which browsers cannot play). The container comes from outPath.
+ */
+export async function copyClip(source: string, seconds: number, outPath: string): Promise<string> {
+  await ffmpeg(['-i', source, '-t', String(seconds), '-map', '0:v:0', '-c', 'copy', outPath]);
+  return outPath;
+}

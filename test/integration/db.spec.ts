@@ -71,6 +71,14 @@ describe('PostgreSQL repositories (real database)', () => {
     assert.equal(await videos.get(randomUUID()), undefined);
   });
 
+  it('records a preview on a video, and refuses a preview without its MIME type', async () => {
+    const video = await videos.create(newVideo());
+    assert.equal(video.preview, null);
+    await videos.setPreview(video.id, { key: `videos/${video.id}/preview.mp4`, mimeType: 'video/mp4' });
+    assert.deepEqual((await videos.get(video.id))!.preview, { key: `videos/${video.id}/preview.mp4`, mimeType: 'video/mp4' });
+    await assert.rejects(db.sql`UPDATE videos SET preview_mime_type = NULL WHERE id = ${video.id}`, /videos_preview_complete/);
+  });
+
   it('commits idempotently: a redelivered job adds no rows and no progress', async () => {
     const video = await videos.create(newVideo());
     assert.equal(await videos.claimExtraction(video.id, 60_000), true);

@@ -77,6 +77,29 @@ describe('loadConfig', () => {
   });
 });
 
+describe('loadConfig: previews', () => {
+  it('defaults to H.264 previews of at most 1 GiB made within 30 minutes', () => {
+    const config = loadConfig({});
+    assert.equal(config.previewCodec, 'h264');
+    assert.equal(config.previewMaxBytes, 1024 ** 3);
+    assert.equal(config.previewTimeoutMs, 1_800_000);
+  });
+
+  it('reads overrides, off included, and names every bad value', () => {
+    const config = loadConfig({ PREVIEW_CODEC: 'off', PREVIEW_MAX_BYTES: '1048576', PREVIEW_TIMEOUT_MS: '60000' });
+    assert.deepEqual([config.previewCodec, config.previewMaxBytes, config.previewTimeoutMs], ['off', 1_048_576, 60_000]);
+    assert.equal(loadConfig({ PREVIEW_CODEC: 'vp9' }).previewCodec, 'vp9');
+    assert.throws(
+      () => loadConfig({ PREVIEW_CODEC: 'av1', PREVIEW_MAX_BYTES: '10', PREVIEW_TIMEOUT_MS: '1.5' }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.deepEqual(error.problems.map((problem) => problem.split(' ')[0]), ['PREVIEW_CODEC', 'PREVIEW_MAX_BYTES', 'PREVIEW_TIMEOUT_MS']);
+        return true;
+      },
+    );
+  });
+});
+
 describe('loadConfig: storage', () => {
   it('defaults to local storage, frames deleted after detection, source videos kept', () => {
     const config = loadConfig({});

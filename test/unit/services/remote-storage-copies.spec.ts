@@ -51,7 +51,7 @@ describe('Upload checks and extraction with a storage that has no local files (S
     const rows = new Map<string, VideoRecord>();
     const videos = {
       create: async (video: NewVideo) => {
-        const row = { ...video, status: 'queued', framesTotal: null, framesDone: 0, framesFailed: 0, error: null, createdAt: new Date(), updatedAt: new Date(), completedAt: null } as VideoRecord;
+        const row = { ...video, status: 'queued', framesTotal: null, framesDone: 0, framesFailed: 0, error: null, createdAt: new Date(), updatedAt: new Date(), completedAt: null, preview: null } as VideoRecord;
         rows.set(video.id, row);
         return row;
       },
@@ -76,7 +76,14 @@ describe('Upload checks and extraction with a storage that has no local files (S
     };
     const settings = { batchSize: 2, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, extractionConcurrency: 1, probeConcurrency: 2, extractionLeaseMs: 60_000, workDir, keepSourceVideo };
     const logger = createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true });
-    const extraction = new ExtractionService(settings, videos, storage, fullMedia, { publish: async () => {} }, logger);
+    // The preview is made from the same downloaded copy as the frames, before that copy is deleted.
+    const previews = {
+      create: async (_video: unknown, file: string) => {
+        seen.push(`preview from ${await fs.readFile(file, 'utf8')}`);
+        return true;
+      },
+    };
+    const extraction = new ExtractionService(settings, videos, storage, fullMedia, { publish: async () => {} }, logger, previews);
     const service = new UploadService(settings, videos, storage, fullMedia, extraction);
     return { service, extraction, storage, rows, seen };
   }
@@ -86,7 +93,7 @@ describe('Upload checks and extraction with a storage that has no local files (S
     const staged = await service.stageUpload('clip.mp4', Readable.from([Buffer.from('video bytes')]));
     const video = await service.acceptUpload(staged, undefined);
     await extraction.idle();
-    assert.deepEqual(seen, ['video bytes', 'video bytes']);
+    assert.deepEqual(seen, ['video bytes', 'video bytes', 'preview from video bytes']);
     assert.equal(rows.get(video.id)!.status, 'processing');
     assert.deepEqual(await storage.list(`videos/${video.id}`), [0, 1, 2].map((i) => `videos/${video.id}/frames/00000${i}.jpg`).concat(`videos/${video.id}/source`));
     assert.deepEqual(await fs.readdir(workDir), []);

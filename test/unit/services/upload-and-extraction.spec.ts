@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
-import type { NewVideo, VideoRecord, VideoRepository } from '../../../src/db/types.ts';
+import type { NewVideo, VideoPreview, VideoRecord, VideoRepository } from '../../../src/db/types.ts';
 import { AppError } from '../../../src/errors/app-error.ts';
 import { createLogger } from '../../../src/logger.ts';
 import type { DetectionJob } from '../../../src/queue/types.ts';
@@ -52,7 +52,7 @@ class MemoryVideos implements VideoRepository {
   readonly rows = new Map<string, VideoRecord>();
   async create(video: NewVideo): Promise<VideoRecord> {
     const now = new Date();
-    const record: VideoRecord = { ...video, status: 'queued', framesTotal: null, framesDone: 0, framesFailed: 0, error: null, createdAt: now, updatedAt: now, completedAt: null };
+    const record: VideoRecord = { ...video, status: 'queued', framesTotal: null, framesDone: 0, framesFailed: 0, error: null, createdAt: now, updatedAt: now, completedAt: null, preview: null };
     this.rows.set(video.id, record);
     return record;
   }
@@ -77,6 +77,9 @@ class MemoryVideos implements VideoRepository {
   async markFailed(id: string, error: string) {
     Object.assign(this.rows.get(id)!, { status: 'failed', error });
   }
+  async setPreview(id: string, preview: VideoPreview) {
+    Object.assign(this.rows.get(id)!, { preview });
+  }
   async delete(id: string) {
     this.rows.delete(id);
   }
@@ -93,6 +96,14 @@ function setUp(media: Partial<UploadMedia & ExtractionMedia> = {}, overrides: Pa
   const storage = new MemoryStorage();
   const videos = new MemoryVideos();
   const published: DetectionJob[] = [];
+  // What the preview maker saw when it was called: the file, the jobs published and the video's status by then.
+  const previewCalls: Array<{ file: string; jobsPublished: number; status: string }> = [];
+  const previews = {
+    create: async (video: { id: string }, file: string) => {
+      previewCalls.push({ file, jobsPublished: published.length, status: videos.rows.get(video.id)!.status });
+      return true;
+    },
+  };
   const fullMedia: UploadMedia & ExtractionMedia = {
     probe: async () => goodProbe as never,
     verifyDecodable: async () => ({ ok: true }) as never,
@@ -103,9 +114,9 @@ function setUp(media: Partial<UploadMedia & ExtractionMedia> = {}, overrides: Pa
     ...media,
   };
   const logger = createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true });
-  const extraction = new ExtractionService({ ...settings, ...overrides }, videos, storage, fullMedia, { publish: async (jobs) => void published.push(...jobs) }, logger);
+  const extraction = new ExtractionService({ ...settings, ...overrides }, videos, storage, fullMedia, { publish: async (jobs) => void published.push(...jobs) }, logger, previews);
   const service = new UploadService({ ...settings, ...overrides }, videos, storage, fullMedia, extraction);
-  return { service, extraction, storage, videos, published };
+  return { service, extraction, storage, videos, published, previewCalls };
 }
 
 describe('UploadService and ExtractionService', () => {
@@ -121,6 +132,28 @@ describe('UploadService and ExtractionService', () => {
     assert.equal((await storage.list(`videos/${video.id}/frames`)).length, 10);
     assert.equal(videos.rows.get(video.id)!.framesTotal, 10);
     assert.equal(videos.rows.get(video.id)!.status, 'processing');
+  });
+
+  it('makes the preview from the local file once every job is published, before the video is marked extracted', async () => {
+    const { service, extraction, videos, published, previewCalls } = setUp();
+    const staged = await service.stageUpload('clip.mp4', Readable.from([Buffer.from('video bytes')]));
+    const video = await service.acceptUpload(staged, undefined);
+    await extraction.idle();
+    assert.deepEqual(previewCalls, [{ file: `/memory/videos/${video.id}/source`, jobsPublished: published.length, status: 'extracting' }]);
+    assert.equal(published.length, 3);
+    assert.equal(videos.rows.get(video.id)!.status, 'processing');
+  });
+
+  it('makes no preview when extraction breaks', async () => {
+    const { service, extraction, videos, previewCalls } = setUp({
+      extractFrames: async () => {
+        throw new Error('ffmpeg exited with code 1');
+      },
+    });
+    const video = await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('x')])), undefined);
+    await extraction.idle();
+    assert.equal(videos.rows.get(video.id)!.status, 'failed');
+    assert.deepEqual(previewCalls, []);
   });
 
   it('uses the default fps, and null for "all"', async () => {
