@@ -74,7 +74,9 @@ export interface Config {
   readonly adminToken: string | undefined;
   readonly ffmpegPath: string | undefined;
   readonly ffprobePath: string | undefined;
-  // Browser-playable previews (issue 10).
+  // Web app and previews (issue 10).
+  /** The built web app (index.html and assets/) the API serves at /. */
+  readonly webDir: string;
   /** The browser-playable preview written at extraction: h264 (MP4), vp9 (WebM) or off. */
   readonly previewCodec: PreviewCodec | 'off';
   /** A preview that would reach this size is dropped (the video has none). */
@@ -163,6 +165,7 @@ export function loadConfig(env: Env = process.env): Config {
     adminToken: env.ADMIN_TOKEN || undefined,
     ffmpegPath: env.FFMPEG_PATH || undefined,
     ffprobePath: env.FFPROBE_PATH || undefined,
+    webDir: path.resolve(env.WEB_DIR || 'web/dist'),
     previewCodec: read.oneOf('PREVIEW_CODEC', ['h264', 'vp9', 'off'] as const, 'h264'),
     previewMaxBytes: read.integer('PREVIEW_MAX_BYTES', 1024 ** 3, { min: 1024 }),
     previewTimeoutMs: read.integer('PREVIEW_TIMEOUT_MS', 30 * 60_000, { min: 1000 }),

@@ -7,6 +7,7 @@ import { errorHandler, notFoundHandler } from './error-handler.ts';
 import { adminRoutes, type DeadLetterQueue } from './admin.routes.ts';
 import { healthRoutes, type ReadinessCheck } from './health.routes.ts';
 import { videoRoutes } from './videos.routes.ts';
+import { webAppRoutes } from './web-app.routes.ts';
 
 export interface AppDeps {
   uploads: UploadService;
@@ -18,6 +19,8 @@ export interface AppDeps {
   maxUploadBytes: number;
   deadLetters: DeadLetterQueue;
   adminToken: string | undefined;
+  /** The built web app served at / (see webAppRoutes). */
+  webDir: string;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -25,6 +28,7 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
   app.use(healthRoutes(deps.readiness));
+  app.use(webAppRoutes(deps.webDir, deps.logger));
   app.use(videoRoutes(deps));
   app.use(adminRoutes(deps.deadLetters, deps.adminToken));
   app.use(notFoundHandler);

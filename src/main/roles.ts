@@ -37,6 +37,7 @@ export async function startApi(runtime: Runtime, readiness: ReadinessCheck[]): P
     maxUploadBytes: config.maxUploadBytes,
     deadLetters: runtime.queue,
     adminToken: config.adminToken,
+    webDir: config.webDir,
   });
   const server = await listen(app, config.port, config.host);
   // Uploads of large videos are slow; let the body arrive, but drop idle sockets.

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { ConfigError, loadConfig, parseFps } from '../../src/config.ts';
 
 describe('loadConfig', () => {
@@ -77,17 +78,18 @@ describe('loadConfig', () => {
   });
 });
 
-describe('loadConfig: previews', () => {
-  it('defaults to H.264 previews of at most 1 GiB made within 30 minutes', () => {
+describe('loadConfig: web app and previews', () => {
+  it('defaults to web/dist, H.264 previews of at most 1 GiB made within 30 minutes', () => {
     const config = loadConfig({});
+    assert.equal(config.webDir, path.resolve('web/dist'));
     assert.equal(config.previewCodec, 'h264');
     assert.equal(config.previewMaxBytes, 1024 ** 3);
     assert.equal(config.previewTimeoutMs, 1_800_000);
   });
 
   it('reads overrides, off included, and names every bad value', () => {
-    const config = loadConfig({ PREVIEW_CODEC: 'off', PREVIEW_MAX_BYTES: '1048576', PREVIEW_TIMEOUT_MS: '60000' });
-    assert.deepEqual([config.previewCodec, config.previewMaxBytes, config.previewTimeoutMs], ['off', 1_048_576, 60_000]);
+    const config = loadConfig({ WEB_DIR: '/srv/web', PREVIEW_CODEC: 'off', PREVIEW_MAX_BYTES: '1048576', PREVIEW_TIMEOUT_MS: '60000' });
+    assert.deepEqual([config.webDir, config.previewCodec, config.previewMaxBytes, config.previewTimeoutMs], ['/srv/web', 'off', 1_048_576, 60_000]);
     assert.equal(loadConfig({ PREVIEW_CODEC: 'vp9' }).previewCodec, 'vp9');
     assert.throws(
       () => loadConfig({ PREVIEW_CODEC: 'av1', PREVIEW_MAX_BYTES: '10', PREVIEW_TIMEOUT_MS: '1.5' }),
