@@ -1,4 +1,5 @@
 import type { Detection } from '../detection/types.ts';
+import type { PreviewFormat } from '../media/preview-args.ts';
 
 export type VideoStatus = 'queued' | 'extracting' | 'processing' | 'completed' | 'failed';
 
@@ -18,7 +19,7 @@ export interface SourceMetadata {
 export interface VideoPreview {
   /** Storage key of the preview file. */
   key: string;
-  mimeType: string;
+  mimeType: PreviewFormat['mimeType'];
 }
 
 export interface VideoRecord {
@@ -54,6 +55,8 @@ export interface NewVideo {
   capturedAt: Date;
   /** ffprobe's format and video stream, kept as JSONB for questions the typed columns do not answer. */
   probe: unknown;
+  /** The API key that uploaded it; absent or null: no owner (only admin keys see it). */
+  ownerKeyId?: string | null;
 }
 
 export interface FrameResult {
