@@ -267,6 +267,17 @@ export const openApiDocument = {
         },
       }),
     },
+    '/videos/{id}/preview': {
+      get: operation('videoPreview', 'The browser-playable preview (H.264 MP4 or VP9 WebM, at most 720p, no audio), in byte ranges', guarded('read', 404), {
+        description: 'Accept-Ranges: bytes. One range (bytes=a-b, a-, -n) gets 206 with Content-Range; several ranges get the whole file. 404 while the preview does not exist (yet), or when it could not be made.',
+        parameters: [idParameter(), { name: 'Range', in: 'header', required: false, description: 'one byte range', schema: { type: 'string', example: 'bytes=0-' } }],
+        responses: {
+          '200': { description: 'the whole preview', content: { 'video/mp4': { schema: { type: 'string', format: 'binary' } }, 'video/webm': { schema: { type: 'string', format: 'binary' } } } },
+          '206': { description: 'the requested range (Content-Range: bytes a-b/size)', content: { 'video/mp4': { schema: { type: 'string', format: 'binary' } }, 'video/webm': { schema: { type: 'string', format: 'binary' } } } },
+          '416': json('the range starts past the end or is malformed (Content-Range: bytes */size)', ref('Error')),
+        },
+      }),
+    },
     '/videos/{id}/summary': {
       get: operation('videoSummary', "Detections per class, and per class per time bucket of the video's offset", guarded('read', 400, 404), {
         parameters: [idParameter(), query('bucket', 'bucket size in seconds (1-3600, default 10)', { type: 'integer', minimum: 1, maximum: 3600 })],

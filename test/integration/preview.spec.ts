@@ -294,6 +294,16 @@ describe('GET /videos/:id/preview: byte ranges for the browser (real API process
     assert.equal((await get('bytes=0-1')).status, 206);
   });
 
+  it("needs a key with the read scope, and hides another key's preview (401, 404)", async () => {
+    assert.equal((await apiFetch(`${baseUrl}/videos/${videoId}/preview`, { apiKey: null })).status, 401);
+    const created = await apiFetch(`${baseUrl}/admin/keys`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'other', scopes: ['read'] }) });
+    assert.equal(created.status, 201, await created.clone().text());
+    const { key } = (await created.json()) as { key: string };
+    const res = await apiFetch(`${baseUrl}/videos/${videoId}/preview`, { apiKey: key, headers: { range: 'bytes=0-1' } });
+    assert.equal(res.status, 404);
+    assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'not_found');
+  });
+
   it('says 404 not_found for an unknown video, one without a preview, and a preview gone from storage', async () => {
     const expect404 = async (url: string) => {
       const res = await apiFetch(url);
