@@ -33,6 +33,8 @@ describe('image runtime: production dependencies and compiled dist/, as in docke
     // The install below must be the one the images do; fail loudly if the Dockerfile changes it.
     assert.match(dockerfile, /^RUN npm ci --omit=dev --ignore-scripts$/m);
     assert.match(dockerfile, /^RUN bash scripts\/build dist$/m);
+    // scripts/build also builds the web app into web/dist, which the api stage copies beside dist/.
+    assert.match(dockerfile, /^COPY --from=build \/app\/web\/dist \.\/web\/dist$/m);
 
     appDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vidsense-image-'));
     for (const file of ['package.json', 'package-lock.json', '.npmrc']) await fs.copyFile(path.join(repo, file), path.join(appDir, file));
@@ -41,6 +43,7 @@ describe('image runtime: production dependencies and compiled dist/, as in docke
       env: { ONNXRUNTIME_NODE_INSTALL_CUDA: 'skip', npm_config_update_notifier: 'false' },
     });
     await execa('bash', [path.join(repo, 'scripts/build'), path.join(appDir, 'dist')]);
+    await fs.cp(path.join(repo, 'web/dist'), path.join(appDir, 'web/dist'), { recursive: true });
     await fs.mkdir(path.join(appDir, 'docker'));
     await fs.copyFile(path.join(repo, 'docker/healthcheck.mjs'), path.join(appDir, 'docker/healthcheck.mjs'));
 
@@ -71,7 +74,7 @@ describe('image runtime: production dependencies and compiled dist/, as in docke
 
   it('installs no dev dependency and no TypeScript runner', async () => {
     const installed = await fs.readdir(path.join(appDir, 'node_modules'));
-    for (const devOnly of ['typescript', 'tsx', 'mocha', 's3rver']) assert.ok(!installed.includes(devOnly), `${devOnly} is in the production node_modules`);
+    for (const devOnly of ['typescript', 'tsx', 'mocha', 's3rver', 'vite', 'preact', 'playwright-core']) assert.ok(!installed.includes(devOnly), `${devOnly} is in the production node_modules`);
     assert.ok(installed.includes('onnxruntime-node') && installed.includes('sharp'));
   });
 
@@ -91,6 +94,12 @@ describe('image runtime: production dependencies and compiled dist/, as in docke
     const healthcheck = (extra: Record<string, string>) =>
       execa(process.execPath, ['docker/healthcheck.mjs'], { cwd: appDir, env: { PORT: env.PORT!, ...extra }, reject: false });
     assert.equal((await healthcheck({})).exitCode, 0, 'api healthcheck');
+    // The web app, from web/dist beside dist/ (WEB_DIR's default resolves against the working directory, /app).
+    const page = await fetch(`${baseUrl}/`);
+    assert.equal(page.status, 200);
+    const asset = /src="(\/assets\/[^"]+\.js)"/.exec(await page.text())?.[1];
+    assert.ok(asset, 'index.html names its script');
+    assert.equal((await fetch(`${baseUrl}${asset}`)).status, 200);
     assert.equal((await healthcheck({ WORKER_HEALTH_PORT: String(workerHealthPort) })).exitCode, 0, 'worker healthcheck');
     const ready = (await (await apiFetch(`http://127.0.0.1:${workerHealthPort}/readyz`)).json()) as {
       checks: Record<string, { ok: boolean; detail?: { engine?: string; backend?: string; device?: string } }>;
