@@ -36,7 +36,10 @@ export function authenticate(auth: AuthService): RequestHandler {
     if (isPublicRequest(req)) return next();
     identify(auth, req)
       .then((principal) => {
-        if (!principal) return next(errors.unauthorized());
+        if (!principal) {
+          res.set('WWW-Authenticate', 'Bearer realm="vidsense"'); // RFC 6750
+          return next(errors.unauthorized());
+        }
         res.locals.principal = principal;
         next();
       })
@@ -57,7 +60,9 @@ async function identify(auth: AuthService, req: Request): Promise<Principal | un
 /** Generic in the route's parameters, so a route that lists it first keeps its typed req.params. */
 export function requireScope<Params = Record<string, string>>(scope: Scope): RequestHandler<Params> {
   return (_req, res, next) => {
-    next(hasScope(principalOf(res), scope) ? undefined : errors.forbidden(scope));
+    if (hasScope(principalOf(res), scope)) return next();
+    res.set('WWW-Authenticate', `Bearer realm="vidsense", error="insufficient_scope", scope="${scope}"`);
+    next(errors.forbidden(scope));
   };
 }
 

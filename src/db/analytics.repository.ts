@@ -1,3 +1,4 @@
+import type { TransactionSql } from 'postgres';
 import type { Sql } from './client.ts';
 
 export type CalendarUnit = 'minute' | 'hour' | 'day';
@@ -70,32 +71,15 @@ export class PgAnalyticsRepository implements AnalyticsRepository {
   constructor(private readonly sql: Sql) {}
 
   async offsetBuckets(videoId: string, bucketMs: number): Promise<OffsetBucketCount[]> {
-    // Served by detections_video_frame_idx (video_id, frame_index).
-    const rows = await this.sql<{ start_ms: number; class_name: string; count: number }[]>`
-      SELECT (floor(pts_ms / ${bucketMs}::float8) * ${bucketMs})::bigint AS start_ms, class_name, count(*)::int AS count
-      FROM detections WHERE video_id = ${videoId}
-      GROUP BY 1, 2 ORDER BY 1, 2`;
+    const rows = await offsetBucketsQuery(this.sql, videoId, bucketMs);
     return rows.map((row) => ({ startMs: Number(row.start_ms), className: row.class_name, count: row.count }));
   }
 
-  async timeBuckets({ from, to, unit, timeZone, className, ownerKeyId }: CountsQuery): Promise<TimeBucketCount[]> {
+  async timeBuckets(query: CountsQuery): Promise<TimeBucketCount[]> {
     return this.sql.begin(async (tx) => {
       // The session zone of this transaction only: to_char's TZH:TZM then prints each bucket's own offset.
-      await tx`SELECT set_config('TimeZone', ${timeZone}, true)`;
-      // date_trunc(unit, t, zone) truncates in local time and maps back to the right instant, also
-      // across DST (a 23 h or 25 h day; the repeated autumn hour stays two buckets). Served by
-      // detections_time_idx / detections_class_time_idx (captured_at range).
-      const rows = await tx<{ bucket_start: string; class_name: string; count: number }[]>`
-        SELECT to_char(b.bucket, 'YYYY-MM-DD"T"HH24:MI:SSTZH:TZM') AS bucket_start, b.class_name, b.count
-        FROM (
-          SELECT date_trunc(${unit}::text, d.captured_at, ${timeZone}::text) AS bucket, d.class_name, count(*)::int AS count
-          FROM detections d
-          WHERE d.captured_at >= ${from} AND d.captured_at < ${to}
-            ${className === undefined ? tx`` : tx`AND d.class_name = ${className}`}
-            ${ownerKeyId === undefined ? tx`` : tx`AND d.video_id IN (SELECT id FROM videos WHERE owner_key_id = ${ownerKeyId})`}
-          GROUP BY 1, 2
-        ) b
-        ORDER BY b.bucket, b.class_name`;
+      await tx`SELECT set_config('TimeZone', ${query.timeZone}, true)`;
+      const rows = await timeBucketsQuery(tx, query);
       return rows.map((row) => ({ bucketStart: row.bucket_start, className: row.class_name, count: row.count }));
     });
   }
@@ -131,4 +115,33 @@ export class PgAnalyticsRepository implements AnalyticsRepository {
       }));
     }
   }
+}
+
+// The statements, built apart from their execution so a test can EXPLAIN exactly what runs.
+
+/** Served by detections_video_frame_idx (video_id, frame_index). */
+export function offsetBucketsQuery(sql: Sql | TransactionSql, videoId: string, bucketMs: number) {
+  return sql<{ start_ms: number; class_name: string; count: number }[]>`
+    SELECT (floor(pts_ms / ${bucketMs}::float8) * ${bucketMs})::bigint AS start_ms, class_name, count(*)::int AS count
+    FROM detections WHERE video_id = ${videoId}
+    GROUP BY 1, 2 ORDER BY 1, 2`;
+}
+
+/**
+ * date_trunc(unit, t, zone) truncates in local time and maps back to the right instant, also across DST
+ * (a 23 h or 25 h day; the repeated autumn hour stays two buckets). Served by detections_time_idx or
+ * detections_class_time_idx (a captured_at range). Run where TimeZone is the query's zone (see timeBuckets).
+ */
+export function timeBucketsQuery(sql: Sql | TransactionSql, { from, to, unit, timeZone, className, ownerKeyId }: CountsQuery) {
+  return sql<{ bucket_start: string; class_name: string; count: number }[]>`
+    SELECT to_char(b.bucket, 'YYYY-MM-DD"T"HH24:MI:SSTZH:TZM') AS bucket_start, b.class_name, b.count
+    FROM (
+      SELECT date_trunc(${unit}::text, d.captured_at, ${timeZone}::text) AS bucket, d.class_name, count(*)::int AS count
+      FROM detections d
+      WHERE d.captured_at >= ${from} AND d.captured_at < ${to}
+        ${className === undefined ? sql`` : sql`AND d.class_name = ${className}`}
+        ${ownerKeyId === undefined ? sql`` : sql`AND d.video_id IN (SELECT id FROM videos WHERE owner_key_id = ${ownerKeyId})`}
+      GROUP BY 1, 2
+    ) b
+    ORDER BY b.bucket, b.class_name`;
 }

@@ -42,9 +42,10 @@ export class ServiceMetrics implements PipelineObserver {
     this.httpRequests = new Counter({ name: 'vidsense_http_requests_total', help: 'HTTP requests by Express route pattern and status', labelNames: ['method', 'route', 'status'], registers });
     this.httpDuration = new Histogram({ name: 'vidsense_http_request_duration_seconds', help: 'HTTP request duration by Express route pattern (event streams last as long as they are open)', labelNames: ['method', 'route'], buckets: HTTP_BUCKETS, registers });
     this.detectorInfo = new Gauge({ name: 'vidsense_detector_info', help: 'The detector this worker runs (value 1)', labelNames: ['engine', 'backend', 'device', 'model'], registers });
-    for (const stage of ['read', 'decode_letterbox', 'inference', 'nms', 'insert', 'extraction'] satisfies Stage[]) this.stages.labels(stage);
-    for (const outcome of ['committed', 'failed']) this.jobs.labels(outcome);
-    for (const outcome of ['processed', 'failed']) this.frames.labels(outcome);
+    // Every series present from the start (at 0), so a rate() or an alert sees it before its first event.
+    for (const stage of ['read', 'decode_letterbox', 'inference', 'nms', 'insert', 'extraction'] satisfies Stage[]) this.stages.zero({ stage });
+    for (const outcome of ['committed', 'failed']) this.jobs.labels(outcome).inc(0);
+    for (const outcome of ['processed', 'failed']) this.frames.labels(outcome).inc(0);
   }
 
   stage(stage: Stage, seconds: number): void {
@@ -98,12 +99,19 @@ export class ServiceMetrics implements PipelineObserver {
   httpMiddleware(): RequestHandler {
     return (req, res, next) => {
       const started = performance.now();
-      res.once('close', () => {
+      let counted = false;
+      // 'finish' once the answer is handed to the socket (before the client can send its next request);
+      // 'close' alone for a client that went away first.
+      const count = () => {
+        if (counted) return;
+        counted = true;
         const routePath = (req.route as { path?: unknown } | undefined)?.path;
         const route = typeof routePath === 'string' ? req.baseUrl + routePath : unroutedLabel(res.statusCode);
         this.httpRequests.labels(req.method, route, String(res.statusCode)).inc();
         this.httpDuration.labels(req.method, route).observe((performance.now() - started) / 1000);
-      });
+      };
+      res.once('finish', count);
+      res.once('close', count);
       next();
     };
   }

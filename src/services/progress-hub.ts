@@ -1,6 +1,5 @@
 import type { CatalogVideo, VideoCatalog } from '../db/video-catalog.repository.ts';
 import { errorMessage } from '../errors/error-message.ts';
-import type { Logger } from '../logger.ts';
 
 /** One event stream's view of a video. */
 export interface ProgressListener {
@@ -37,7 +36,7 @@ export class ProgressHub {
   constructor(
     private readonly catalog: Pick<VideoCatalog, 'getMany'>,
     private readonly pollMs: number,
-    private readonly logger: Pick<Logger, 'warn' | 'info'>,
+    private readonly logger: { warn(message: string, meta?: object): unknown; info(message: string): unknown },
   ) {}
 
   /** Starts telling `listener` about `video` (as read by the caller, which has sent it already). Returns the unwatch function. */
@@ -86,6 +85,7 @@ export class ProgressHub {
   private async poll(): Promise<void> {
     const ids = [...this.watched.keys()];
     try {
+      if (ids.length === 0) return; // the last stream closed while the timer ran
       const videos = new Map((await this.catalog.getMany(ids)).map((video) => [video.id, video]));
       if (this.failing) this.logger.info('progress polling recovered');
       this.failing = false;
