@@ -185,6 +185,15 @@ export const openApiDocument = {
         responses: { '200': json('ready', ref('Readiness')), '503': json('not ready', ref('Readiness')) },
       }),
     },
+    '/': {
+      get: operation('webApp', 'The web app (index.html; its files are under /assets/, cached for a year)', publicOperation, {
+        description: 'Built from web/ into WEB_DIR. Its pages are in the URL fragment (/#/videos, /#/upload, /#/videos/{id}, /#/dashboard, /#/login?key=...), so this is the only page the server serves.',
+        responses: {
+          '200': { description: 'the page (Cache-Control: no-cache, a same-origin Content-Security-Policy)', content: { 'text/html': { schema: { type: 'string' } } } },
+          '404': json('the web app is not built (npm run build:web)', ref('Error')),
+        },
+      }),
+    },
     '/openapi.json': { get: operation('openapi', 'This document', publicOperation, { responses: { '200': json('OpenAPI 3.1', { type: 'object' }) } }) },
     '/metrics': {
       get: operation('metrics', 'Prometheus metrics of this API process', guarded('admin'), {
@@ -270,7 +279,7 @@ export const openApiDocument = {
     '/videos/{id}/preview': {
       get: operation('videoPreview', 'The browser-playable preview (H.264 MP4 or VP9 WebM, at most 720p, no audio), in byte ranges', guarded('read', 404), {
         description: 'Accept-Ranges: bytes. One range (bytes=a-b, a-, -n) gets 206 with Content-Range; several ranges get the whole file. 404 while the preview does not exist (yet), or when it could not be made.',
-        parameters: [idParameter(), { name: 'Range', in: 'header', required: false, description: 'one byte range', schema: { type: 'string', example: 'bytes=0-' } }],
+        parameters: [idParameter(), { name: 'Range', in: 'header', required: false, description: 'one byte range', schema: { type: 'string', examples: ['bytes=0-'] } }],
         responses: {
           '200': { description: 'the whole preview', content: { 'video/mp4': { schema: { type: 'string', format: 'binary' } }, 'video/webm': { schema: { type: 'string', format: 'binary' } } } },
           '206': { description: 'the requested range (Content-Range: bytes a-b/size)', content: { 'video/mp4': { schema: { type: 'string', format: 'binary' } }, 'video/webm': { schema: { type: 'string', format: 'binary' } } } },

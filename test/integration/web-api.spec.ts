@@ -148,7 +148,7 @@ describe('web API end to end: live progress, analytics, OpenAPI conformance and 
       GROUP BY class_name ORDER BY count(*) DESC, class_name LIMIT 5`;
     assert.ok(expectedTop.length > 0 && expectedTop[0]!.className === 'person');
     assert.deepEqual((video as { topClasses: unknown }).topClasses, [...expectedTop]);
-    assert.deepEqual([(video as { etaSeconds: number }).etaSeconds, (video as { preview: null }).preview], [0, null]);
+    assert.deepEqual([(video as { etaSeconds: number }).etaSeconds, (video as { preview: unknown }).preview], [0, { url: `/videos/${videoId}/preview`, mimeType: 'video/mp4' }]);
 
     const { body: list } = await call('GET', '/videos?limit=1');
     assert.deepEqual((list as { items: unknown[] }).items, [video]);
@@ -215,6 +215,7 @@ describe('web API end to end: live progress, analytics, OpenAPI conformance and 
     const served = await call('GET', '/openapi.json', { apiKey: null });
     assert.deepEqual(served.body, JSON.parse(JSON.stringify(openApiDocument)));
     await call('GET', '/healthz', { apiKey: null });
+    await call('GET', '/', { apiKey: null });
     await call('GET', '/readyz', { apiKey: null });
 
     const { body: created } = await call('POST', '/admin/keys', { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'conformance', scopes: ['read'] }) });
@@ -237,6 +238,9 @@ describe('web API end to end: live progress, analytics, OpenAPI conformance and 
     await call('GET', `/videos/${videoId}/detections?limit=5&class=person&minConfidence=0.5`);
     await call('GET', `/videos/${videoId}/detections?limit=0`);
     await call('GET', `/videos/${missing}/detections/export`);
+    await call('GET', `/videos/${videoId}/preview`, { headers: { range: 'bytes=0-99' } });
+    await call('GET', `/videos/${videoId}/preview`, { headers: { range: 'bytes=999999999-' } });
+    await call('GET', `/videos/${missing}/preview`);
     await call('GET', `/videos/${videoId}/summary?bucket=0`);
     await call('GET', `/videos?cursor=not-a-cursor`);
     const from = new Date(Date.now() - 3600_000).toISOString();

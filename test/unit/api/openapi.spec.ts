@@ -62,6 +62,7 @@ function appWithStubs(): Express {
     uploads: unused as never,
     catalog: unused as never,
     detections: unused as never,
+    storage: unused as never,
     analytics: unused as never,
     deadLetters: unused as never,
     auth: new AuthService(repository, { sessionTtlMs: 60_000 }),
@@ -70,6 +71,8 @@ function appWithStubs(): Express {
     readiness: [],
     logger: createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true }),
     settings: { maxUploadBytes: 1024, sessionTtlMs: 60_000, cookieSecure: 'auto', analyticsMaxBuckets: 100 },
+    // No built web app: these checks are about the API's routes (the web app's files are public, see isPublicRequest).
+    webDir: '/nonexistent/vidsense-web',
   });
 }
 

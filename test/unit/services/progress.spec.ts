@@ -22,6 +22,7 @@ function video(overrides: Partial<CatalogVideo> = {}): CatalogVideo {
     createdAt: new Date(T0),
     updatedAt: new Date(T0),
     completedAt: null,
+    preview: null,
     ownerKeyId: null,
     progress: { firstCommitAt: null, firstCommitFrames: null, lastCommitAt: null },
     ...overrides,
