@@ -167,12 +167,12 @@ describe("web app end to end in Debian's Chromium (real API, worker, Redis, Post
   it('signs out (the session is revoked), refuses a wrong key, and signs in through the form', async () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByLabel('API key').waitFor();
+    await shot('sign-in');
     assert.equal(await page.evaluate(async () => (await fetch('/auth/me')).status), 401);
     await page.getByLabel('API key').fill('not-a-key-of-this-service');
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('alert').filter({ hasText: 'not accepted' }).waitFor();
     await page.getByLabel('API key').fill(TEST_API_KEY);
-    await shot('sign-in');
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('heading', { name: 'Videos' }).waitFor();
     assert.equal(await page.evaluate(async () => (await fetch('/auth/me')).status), 200);
@@ -231,6 +231,8 @@ describe("web app end to end in Debian's Chromium (real API, worker, Redis, Post
     const player = page.locator('.player video');
     await player.waitFor();
     assert.equal(await player.locator('source').getAttribute('type'), 'video/mp4');
+    // Debian's Chromium has the proprietary codecs: H.264 High profile, as the preview is encoded.
+    assert.equal(await player.evaluate((video: HTMLVideoElement) => video.canPlayType('video/mp4; codecs="avc1.64001f"')), 'probably');
     await player.evaluate((video: HTMLVideoElement) => video.play());
     const titles = new Set<string>();
     const drawnFrames = new Set<string>();
