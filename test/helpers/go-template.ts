@@ -19,6 +19,9 @@
  * Sprig's default, empty, quote, nindent, indent, trunc, trimSuffix, trimPrefix, replace, lower, upper,
  * contains, hasPrefix, hasKey, dict, list, join, toString, int, add, sub, mul, max, ternary, kindIs,
  * sha256sum, b64enc. Anything else is an error ("function not defined"), as it is in Go.
+ *
+ * test/unit/deploy/helm-chart.spec.ts compares its output for the chart with Go's own (test/helpers/helm-go)
+ * where Go and Sprig are installed.
  */
 import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';

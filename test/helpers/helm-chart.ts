@@ -46,15 +46,11 @@ export function parseYaml11(text: string): unknown {
   return parse(text, { version: '1.1' });
 }
 
-export function renderChart(chartDir: string, overrides: Values = {}, release: ReleaseOptions = {}): RenderedChart {
+/** What Helm gives the templates: `.Values` (merged), `.Release`, `.Chart`; and the chart's parsed template files. */
+export function chartContext(chartDir: string, overrides: Values = {}, release: ReleaseOptions = {}) {
   const chart = parseYaml11(fs.readFileSync(path.join(chartDir, 'Chart.yaml'), 'utf8')) as Record<string, string>;
   const defaults = (parseYaml11(fs.readFileSync(path.join(chartDir, 'values.yaml'), 'utf8')) ?? {}) as Values;
-  const templatesDir = path.join(chartDir, 'templates');
-  const files = fs.readdirSync(templatesDir).filter((file) => fs.statSync(path.join(templatesDir, file)).isFile()).sort();
-  const parsed = files.map((file) => ({ file, ...parseTemplate(fs.readFileSync(path.join(templatesDir, file), 'utf8'), `templates/${file}`) }));
-  const defines = new Map(parsed.flatMap((p) => [...p.defines]));
-  const engine = createEngine(defines);
-  const root = {
+  return {
     Values: mergeValues(defaults, overrides),
     Release: {
       Name: release.name ?? 'vidsense',
@@ -66,14 +62,30 @@ export function renderChart(chartDir: string, overrides: Values = {}, release: R
     },
     Chart: { Name: chart.name, Version: chart.version, AppVersion: chart.appVersion, Description: chart.description },
   };
+}
 
-  const objects: RenderedObject[] = [];
-  let notes = '';
+/** Each template file's rendered text, by its path in the chart (templates/x.yaml), partials left out. */
+export function renderTemplates(chartDir: string, overrides: Values = {}, release: ReleaseOptions = {}): Record<string, string> {
+  const root = chartContext(chartDir, overrides, release);
+  const templatesDir = path.join(chartDir, 'templates');
+  const files = fs.readdirSync(templatesDir).filter((file) => fs.statSync(path.join(templatesDir, file)).isFile()).sort();
+  const parsed = files.map((file) => ({ file, ...parseTemplate(fs.readFileSync(path.join(templatesDir, file), 'utf8'), `templates/${file}`) }));
+  const engine = createEngine(new Map(parsed.flatMap((p) => [...p.defines])));
+  const outputs: Record<string, string> = {};
   for (const { file, nodes } of parsed) {
     if (file.startsWith('_')) continue;
     const source = `templates/${file}`;
-    const output = engine.render(nodes, { ...root, Template: { Name: `${chart.name}/${source}`, BasePath: `${chart.name}/templates` } });
-    if (file === 'NOTES.txt') {
+    outputs[source] = engine.render(nodes, { ...root, Template: { Name: `${root.Chart.Name}/${source}`, BasePath: `${root.Chart.Name}/templates` } });
+  }
+  return outputs;
+}
+
+/** Splits rendered template files into objects as Helm does (YAML documents; empty ones dropped; NOTES.txt apart). */
+export function manifestsOf(outputs: Record<string, string>): RenderedChart {
+  const objects: RenderedObject[] = [];
+  let notes = '';
+  for (const [source, output] of Object.entries(outputs).sort(([a], [b]) => a.localeCompare(b))) {
+    if (source.endsWith('/NOTES.txt')) {
       notes = output;
       continue;
     }
@@ -86,4 +98,8 @@ export function renderChart(chartDir: string, overrides: Values = {}, release: R
     }
   }
   return { objects, notes };
+}
+
+export function renderChart(chartDir: string, overrides: Values = {}, release: ReleaseOptions = {}): RenderedChart {
+  return manifestsOf(renderTemplates(chartDir, overrides, release));
 }

@@ -5,11 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { execa } from 'execa';
 import { loadConfig } from '../../../src/config.ts';
 import { queueKeys } from '../../../src/queue/keys.ts';
 import type { GoValue } from '../../helpers/go-template.ts';
-import { mergeValues, parseYaml11, renderChart, type RenderedChart } from '../../helpers/helm-chart.ts';
+import { chartContext, mergeValues, parseYaml11, renderChart, renderTemplates, type RenderedChart } from '../../helpers/helm-chart.ts';
 import { kindKey, kindOf, KINDS, typeCheckObjects } from '../../helpers/k8s-schemas.ts';
 
 type Values = { [key: string]: GoValue };
@@ -454,6 +456,49 @@ describe('Helm chart deploy/helm/vidsense: rendered, validated against the Kuber
       const existing = named(objectsOf('existing secret'), 'Job', 'vidsense-migrate');
       assert.equal(existing.spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef.name, EXISTING_SECRET);
       assert.deepEqual(ofKind(objectsOf('local storage on a ReadWriteMany claim, models on a claim'), 'Job'), []);
+    });
+  });
+
+  describe('the renderer against Go: text/template with Sprig and Helm\'s functions (test/helpers/helm-go/main.go)', function () {
+    // Debian's Go and Sprig, when installed (not by scripts/test: a Go toolchain for one cross-check is a lot).
+    const GOPATH = '/usr/share/gocode';
+    let binary: string;
+    let tmp: string;
+
+    before(async function () {
+      this.timeout(300_000);
+      const missing = ['github.com/Masterminds/sprig', 'github.com/ghodss/yaml'].filter((pkg) => !fs.existsSync(path.join(GOPATH, 'src', pkg)));
+      const go = await execa('go', ['version'], { reject: false });
+      if (go.exitCode !== 0 || missing.length > 0) {
+        console.log(`      Go cross-check skipped: needs Debian's golang-go, golang-github-masterminds-sprig-dev and golang-github-ghodss-yaml-dev (${go.exitCode !== 0 ? 'no go' : `missing ${missing.join(', ')}`})`);
+        this.skip();
+      }
+      tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vidsense-helm-go-'));
+      binary = path.join(tmp, 'helm-go');
+      await execa('go', ['build', '-o', binary, path.join(REPO, 'test/helpers/helm-go/main.go')], { env: { GO111MODULE: 'off', GOPATH, GOCACHE: path.join(tmp, 'cache') } });
+    });
+    after(() => tmp && fs.rmSync(tmp, { recursive: true, force: true }));
+
+    async function renderWithGo(values: Values): Promise<Record<string, string>> {
+      const context = chartContext(CHART, values);
+      const { stdout } = await execa(binary, [], { input: JSON.stringify({ chartDir: CHART, values: context.Values, release: context.Release, chart: context.Chart }) });
+      const output = JSON.parse(stdout) as Record<string, string>;
+      if (typeof output.error === 'string') throw new Error(output.error);
+      return output;
+    }
+
+    for (const name of Object.keys(COMBINATIONS)) {
+      it(`${name}: every template renders to the same bytes`, async () => {
+        assert.deepEqual(renderTemplates(CHART, COMBINATIONS[name]!), await renderWithGo(COMBINATIONS[name]!));
+      });
+    }
+
+    it('what the renderer refuses, Go refuses too', async () => {
+      for (const overrides of [{ storage: { s3: { forcePathStyle: 'false' } } }, { workers: { cpu: { autoscaling: { minReplicas: 0 } } } }, { settings: { PORT: '1' } }, { storage: { s3: { bucket: '' } } }] as Values[]) {
+        const values = withRequired(overrides);
+        assert.throws(() => renderTemplates(CHART, values));
+        await assert.rejects(renderWithGo(values), Error, JSON.stringify(overrides));
+      }
     });
   });
 });
