@@ -186,7 +186,8 @@ describe('multi-host: stores, api and two worker hosts in network namespaces on 
       await fs.mkdir(plan[host].env.WORK_DIR!);
       services[host] = ServiceProcess.start(plan[host].role, plan[host].env, { netns: lab.ns(host) });
     }
-    await Promise.all([services.api!.waitForLog('api listening', 60_000), services.w1!.waitForLog('worker started', 120_000), services.w2!.waitForLog('worker started', 120_000)]);
+    // Three processes compiling TypeScript and loading the model at once on a shared 2-core machine: be patient.
+    await Promise.all([services.api!.waitForLog('api listening', 180_000), services.w1!.waitForLog('worker started', 240_000), services.w2!.waitForLog('worker started', 240_000)]);
 
     // The test reaches the api through a relay on the api host.
     apiSocket = path.join(tmp, 'api.sock');
@@ -264,7 +265,8 @@ describe('multi-host: stores, api and two worker hosts in network namespaces on 
     // in its hands, and the link is restored to try again with its next job.
     let jobsHeld: string[] = [];
     for (let attempt = 1; attempt <= 10 && jobsHeld.length === 0; attempt += 1) {
-      await waitFor('w1 to hold a job', async () => ((await redis!.lLen(held)) > 0 ? true : undefined), 120_000, 5);
+      // A job of two frames is held for a few hundred milliseconds at least: 20 ms polls see it.
+      await waitFor('w1 to hold a job', async () => ((await redis!.lLen(held)) > 0 ? true : undefined), 120_000, 20);
       await lab!.cut('w1');
       // w1 can no longer change Redis: what its list holds now, it held when the link went.
       jobsHeld = await redis!.lRange(held, 0, -1);
