@@ -43,7 +43,7 @@ export interface DetectTimings {
 }
 
 /**
- * An inference engine behind one interface (ONNX Runtime now; TensorFlow.js later).
+ * An inference engine behind one interface (ONNX Runtime, TensorFlow.js).
  * detectBatch takes frames of one video and returns one detection list per frame, in order.
  */
 export interface Detector {
