@@ -20,6 +20,7 @@ import { execa } from 'execa';
 import postgres from 'postgres';
 import { createClient } from 'redis';
 import { queueKeys } from '../../src/queue/keys.ts';
+import { TEST_API_KEY } from '../helpers/api-client.ts';
 import { detectionRows } from '../helpers/database.ts';
 import { VTEST_AVI } from '../helpers/media-fixtures.ts';
 import { NetnsLab, netnsUnavailable } from '../helpers/netns.ts';
@@ -77,7 +78,9 @@ function hostPlan(stores: StoresEndpoints, tmp: string): Record<'api' | 'w1' | '
 /** One request over a Unix socket (the api host's relay): status and body. */
 function request(socketPath: string, method: string, urlPath: string, body?: Buffer, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath, method, path: urlPath, headers: { ...headers, ...(body ? { 'content-length': String(body.length) } : {}) } }, (res) => {
+    // The test deployments' API key, as apiFetch sends it (the http module, because this goes over a Unix socket).
+    const allHeaders = { authorization: `Bearer ${TEST_API_KEY}`, ...headers, ...(body ? { 'content-length': String(body.length) } : {}) };
+    const req = http.request({ socketPath, method, path: urlPath, headers: allHeaders }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
