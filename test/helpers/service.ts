@@ -37,9 +37,12 @@ export class ServiceProcess {
   /**
    * API_KEY is the tests' admin key (TEST_API_KEY) unless env sets it; an empty value means none, so the
    * API bootstraps a key of its own (point API_KEY_FILE into a temporary directory then).
+   * `netns`: run it inside that network namespace (`ip netns exec`, which execs: the pid is the service's).
    */
-  static start(role: 'api' | 'worker' | 'all-in-one', env: Record<string, string>): ServiceProcess {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join('src', 'main', `${role}.ts`)], {
+  static start(role: 'api' | 'worker' | 'all-in-one', env: Record<string, string>, options: { netns?: string } = {}): ServiceProcess {
+    const command = [process.execPath, '--import', 'tsx', path.join('src', 'main', `${role}.ts`)];
+    if (options.netns) command.unshift('ip', 'netns', 'exec', options.netns);
+    const child = spawn(command[0]!, command.slice(1), {
       cwd: repoRoot,
       env: { ...process.env, NODE_ENV: 'test', LOG_FORMAT: 'json', LOG_LEVEL: 'info', API_KEY: TEST_API_KEY, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
