@@ -50,7 +50,7 @@ export function authenticate(auth: AuthService): RequestHandler {
 async function identify(auth: AuthService, req: Request): Promise<Principal | undefined> {
   const header = req.headers.authorization;
   if (header !== undefined) {
-    const key = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header)?.[1];
+    const key = /^bearer ([\x21-\x7e]{1,512})$/i.exec(header)?.[1]; // the scheme name is case-insensitive (RFC 7235)
     return key === undefined ? undefined : auth.authenticateKey(key);
   }
   const token = sessionToken(req);

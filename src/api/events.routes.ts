@@ -18,6 +18,8 @@ export function eventRoutes(catalog: VideoCatalog, hub: ProgressHub): Router {
 
   router.get('/videos/:id/events', requireScope<{ id: string }>('read'), async (req, res) => {
     const video = await findVisibleVideo(catalog, req.params.id, principalOf(res));
+    // Gone while the video was read: no stream to keep (a listener registered now would never hear 'close').
+    if (req.socket.destroyed) return;
     res.status(200).set({
       'Content-Type': 'text/event-stream; charset=utf-8',
       'Cache-Control': 'no-cache, no-transform',

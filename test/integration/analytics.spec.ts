@@ -111,7 +111,7 @@ describe('analytics: per-video summary, counts in time zones (DST), export, and 
     baseUrl = `http://127.0.0.1:${port}`;
     await redis.connect();
     api = ServiceProcess.start('api', { DATABASE_URL: db.url, QUEUE_PREFIX: prefix, STORAGE_DIR: path.join(tmp, 'storage'), PORT: String(port), HOST: '127.0.0.1' });
-    await api.waitForLog('api listening');
+    await api.waitForLog('api listening', 120_000);
     const res = await apiFetch(`${baseUrl}/admin/keys`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'analyst', scopes: ['read'] }) });
     reader = (await res.json()) as { id: string; key: string };
     const admin = onlyRow(await db.sql<{ id: string }[]>`SELECT id FROM api_keys WHERE source = 'environment'`).id;

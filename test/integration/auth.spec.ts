@@ -22,7 +22,7 @@ interface CreatedKey {
 const UNAUTHORIZED = { error: { code: 'unauthorized', message: 'send a valid API key (Authorization: Bearer <key>) or sign in' } };
 
 describe('API keys, scopes, ownership and sessions: a real API process and PostgreSQL', function () {
-  this.timeout(120_000);
+  this.timeout(180_000);
 
   let db: TestDatabase;
   let prefix: string;
@@ -36,7 +36,7 @@ describe('API keys, scopes, ownership and sessions: a real API process and Postg
   async function startApi(extra: Record<string, string> = {}): Promise<ServiceProcess> {
     const api = ServiceProcess.start('api', { ...env, ...extra });
     processes.push(api);
-    await api.waitForLog('api listening');
+    await api.waitForLog('api listening', 120_000);
     return api;
   }
 

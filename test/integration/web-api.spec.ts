@@ -104,7 +104,8 @@ describe('web API end to end: live progress, analytics, OpenAPI conformance and 
     const api = ServiceProcess.start('api', env);
     const worker = ServiceProcess.start('worker', { ...env, WORKER_HEALTH_PORT: String(healthPort) });
     processes.push(api, worker);
-    await Promise.all([api.waitForLog('api listening'), worker.waitForLog('worker started', 60_000)]);
+    // Generous: two processes start at once, and the machine may be busy.
+    await Promise.all([api.waitForLog('api listening', 120_000), worker.waitForLog('worker started', 120_000)]);
   });
 
   after(async () => {
@@ -270,5 +271,29 @@ describe('web API end to end: live progress, analytics, OpenAPI conformance and 
     assert.deepEqual(page1.items.map((v) => v.id), [second]);
     const page2 = (await call('GET', `/videos?limit=1&cursor=${page1.nextCursor}`)).body as { items: Array<{ id: string }>; nextCursor: string | null };
     assert.deepEqual([page2.items.map((v) => v.id), page2.nextCursor], [[videoId], null]);
+  });
+
+  it('at shutdown the open event streams are closed and the API exits cleanly, without waiting for them', async () => {
+    // A video stuck in processing (no frames will come): its stream would stay open for good.
+    const stuck = '00000000-0000-4000-8000-00000000beef';
+    await db.sql`
+      INSERT INTO videos (id, status, original_name, size_bytes, storage_key, width, height, codec, captured_at, frames_total)
+      VALUES (${stuck}, 'processing', 'stuck.mp4', 1, ${`videos/${stuck}/source`}, 640, 480, 'h264', now(), 10)`;
+    const res = await apiFetch(`${baseUrl}/videos/${stuck}/events`);
+    const events: ReceivedEvent[] = [];
+    let firstEvent: () => void = () => {};
+    const first = new Promise<void>((resolve) => (firstEvent = resolve));
+    const closed = readEventStream(res, (event) => {
+      events.push(event);
+      firstEvent();
+    });
+    await first;
+    const api = processes[0]!;
+    api.kill('SIGTERM');
+    const exit = await api.waitForExit();
+    assert.deepEqual(exit, { code: 0, signal: null }, api.logs.slice(-5).join('\n'));
+    assert.ok(!api.logs.some((line) => line.includes('shutdown timed out')));
+    await closed; // the server ended the stream: the read finished instead of hanging
+    assert.deepEqual(events.map((e) => e.event), ['progress'], 'no `end`: the video is not finished, the client may reconnect');
   });
 });
