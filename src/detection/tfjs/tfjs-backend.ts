@@ -37,10 +37,17 @@ export const packageInstalled: PackageProbe = (specifier) => {
   }
 };
 
+/**
+ * A signature dimension as tfjs-node reports it. Its type says number[], but tfjs-node 4.22 hands over
+ * TensorShapeProto.Dim messages (`getTensorShape().getDimList()`), whose getSize() is the number (-1 when
+ * unknown); plain numbers are taken too.
+ */
+export type SavedModelDim = number | { getSize(): number };
+
 /** The part of tfjs-node's TFSavedModel this service uses (`tf.node.loadSavedModel`). */
 export interface TfjsSavedModel {
-  readonly inputs: { name: string; shape?: number[]; dtype: string }[];
-  readonly outputs: { name: string; shape?: number[]; dtype: string }[];
+  readonly inputs: { name: string; shape?: SavedModelDim[]; dtype: string }[];
+  readonly outputs: { name: string; shape?: SavedModelDim[]; dtype: string }[];
   predict(inputs: tf.Tensor | tf.Tensor[] | tf.NamedTensorMap): tf.Tensor | tf.Tensor[] | tf.NamedTensorMap;
   dispose(): void;
 }
