@@ -10,7 +10,7 @@ import { prepareFrame } from '../../src/detection/letterbox.ts';
 import { OnnxDetector } from '../../src/detection/onnx-detector.ts';
 import { iou } from '../../src/detection/postprocess.ts';
 import { convertOnnxFile } from '../../src/detection/tfjs/convert-file.ts';
-import { importModule } from '../../src/detection/tfjs/tfjs-backend.ts';
+import { importModule, packageInstalled } from '../../src/detection/tfjs/tfjs-backend.ts';
 import { TfjsDetector } from '../../src/detection/tfjs/tfjs-detector.ts';
 import type { Detector, PreparedFrame } from '../../src/detection/types.ts';
 
@@ -19,15 +19,12 @@ const PHOTO = '/usr/lib/python3/dist-packages/skimage/data/astronaut.png';
 const MOTORCYCLE = '/usr/lib/python3/dist-packages/skimage/data/motorcycle_left.png';
 const OPTIONS = { confidenceThreshold: 0.25, iouThreshold: 0.7 };
 
-/** Resolves whether a package can be imported here, without importing it (no libtensorflow load). */
-function installed(pkg: string): boolean {
-  try {
-    import.meta.resolve(pkg);
-    return true;
-  } catch {
-    return false;
-  }
-}
+/**
+ * Whether a package is installed, without importing it (no libtensorflow load): the service's own probe.
+ * Not import.meta.resolve: mocha loads these specs through tsx's CommonJS path, where it is not a function,
+ * so every check here answered "not installed" even with tfjs-node installed.
+ */
+const installed = packageInstalled;
 
 describe('tfjs-node (TFJS_BACKEND=node) against ONNX Runtime', function () {
   this.timeout(120_000);
