@@ -161,7 +161,7 @@ export async function initTfjsBackend(name: TfjsBackendName = 'wasm', options: T
     // Asking for node-gpu means asking for a GPU: running on the CPU instead would hide a broken CUDA set-up.
     if (name === 'node-gpu' && options.requireGpu !== false) {
       throw new Error(
-        `TFJS_BACKEND=node-gpu: ${NATIVE_TFJS_PACKAGES[name]} loaded but TensorFlow sees no GPU device (NVIDIA driver, CUDA 11.2 or cuDNN 8.1 libraries missing, ` +
+        `TFJS_BACKEND=node-gpu: ${NATIVE_TFJS_PACKAGES[name]} loaded but TensorFlow sees no GPU device (NVIDIA driver, or the CUDA and cuDNN libraries its libtensorflow was built for missing: 11.2 and 8.1 for the stock 2.9.1, ` +
           `or no GPU visible to this process); set TFJS_BACKEND=auto, node or wasm to run on the CPU, or DETECTOR_ENGINE=auto to fall back to ONNX Runtime`,
       );
     }
