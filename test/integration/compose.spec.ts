@@ -233,7 +233,7 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
 
       it(
         profile === 'gpu'
-          ? "keeps the worker's CUDA JIT cache on a named volume at the image's CUDA_CACHE_PATH, CUDA_CACHE_MAXSIZE at the driver's 4 GiB"
+          ? "keeps the worker's CUDA JIT cache on a named volume at the image's CUDA_CACHE_PATH, with CUDA_CACHE_MAXSIZE at 4 GiB"
           : 'mounts no CUDA cache',
         async () => {
           const { services, volumes } = models[profile];

@@ -34,7 +34,7 @@ describe('tfjs-node (TFJS_BACKEND=node) against ONNX Runtime', function () {
   it('detects the same objects as ONNX Runtime on the tensorflow backend', async function () {
     if (!installed(pkg)) {
       // Optional dependency; its install downloads libtensorflow from outside the npm registry.
-      console.log(`      (skipped: ${pkg} is not installed; \`npm install ${pkg}\` downloads libtensorflow from storage.googleapis.com)`);
+      console.log(`      (skipped: ${pkg} is not installed: bash scripts/install-tfjs-node, which npm test runs)`);
       this.skip();
     }
     const dir = await mkdtemp(path.join(os.tmpdir(), 'vidsense-tfjs-node-'));
@@ -102,7 +102,7 @@ describe('tfjs-node memory over 100 batches of mixed sizes (real yolov8n)', func
 
   before(async function () {
     if (!installed(pkg)) {
-      console.log(`      (skipped: ${pkg} is not installed; the mixed-batch leak check runs on wasm and cpu in test/unit/detection/tfjs/tfjs-detector-memory.spec.ts)`);
+      console.log(`      (skipped: ${pkg} is not installed (bash scripts/install-tfjs-node, which npm test runs); the mixed-batch leak check runs on wasm and cpu in test/unit/detection/tfjs/tfjs-detector-memory.spec.ts)`);
       this.skip();
     }
     if (!existsSync(MODEL)) throw new Error(`${MODEL} is missing: run \`npm run fetch-model\``);

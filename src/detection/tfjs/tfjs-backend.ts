@@ -127,10 +127,12 @@ function nativeImportError(name: NativeTfjsBackendName, error: unknown): Error {
 
 function installHint(name: NativeTfjsBackendName): string {
   const pkg = NATIVE_TFJS_PACKAGES[name];
-  return (
-    `install it with \`npm install ${pkg}\`; its install script downloads the libtensorflow` +
-    `${name === 'node-gpu' ? ' GPU (CUDA)' : ''} shared library from storage.googleapis.com, outside the npm registry, so it needs that network access`
-  );
+  const ordinary =
+    `\`npm install ${pkg}\`, whose install script downloads the libtensorflow${name === 'node-gpu' ? ' GPU (CUDA)' : ''} shared library ` +
+    'from storage.googleapis.com, outside the npm registry';
+  return name === 'node'
+    ? `install it with \`bash scripts/install-tfjs-node\`: ${ordinary}, or where that host is unreachable libtensorflow from pip's tensorflow-cpu wheel`
+    : `install it with ${ordinary} (so it needs that network access), or stage another libtensorflow with \`bash scripts/install-tfjs-node node-gpu\``;
 }
 
 export function nativeNotInstalledMessage(name: NativeTfjsBackendName): string {
