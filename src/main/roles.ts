@@ -1,15 +1,20 @@
 import type { Server } from 'node:http';
+import path from 'node:path';
 import express, { type Express } from 'express';
 import { createApp } from '../api/app.ts';
 import { healthRoutes, type ReadinessCheck } from '../api/health.routes.ts';
+import { metricsHandler } from '../api/metrics.routes.ts';
 import { createDetector } from '../detection/create-detector.ts';
 import type { EngineChoice } from '../detection/engine-selection.ts';
 import { prepareFrame } from '../detection/letterbox.ts';
 import type { Detector } from '../detection/types.ts';
+import { AuthService } from '../services/auth.service.ts';
 import { DetectionService } from '../services/detection.service.ts';
 import { ExtractionService } from '../services/extraction.service.ts';
+import { ProgressHub } from '../services/progress-hub.ts';
 import { UploadService } from '../services/upload.service.ts';
 import { DetectionWorker } from '../worker/detection-worker.ts';
+import { announceFirstKey, prepareApiKeys } from './api-keys.ts';
 import { baseReadiness, detectorReadiness } from './readiness.ts';
 import { createMedia, type Runtime } from './runtime.ts';
 
@@ -23,17 +28,23 @@ export interface ApiRole {
 export async function startApi(runtime: Runtime, readiness: ReadinessCheck[]): Promise<ApiRole> {
   const { config, logger } = runtime;
   const media = await createMedia(config);
-  const extraction = new ExtractionService(config, runtime.videos, runtime.storage, media, runtime.queue, logger);
+  const extraction = new ExtractionService(config, runtime.videos, runtime.storage, media, runtime.queue, logger, runtime.metrics);
   const uploads = new UploadService(config, runtime.videos, runtime.storage, media, extraction);
+  const auth = new AuthService(runtime.authRepository, { sessionTtlMs: config.sessionTtlMs });
+  const firstKey = await prepareApiKeys(auth, config, logger);
+  const progress = new ProgressHub(runtime.catalog, config.progressPollMs, logger);
   const app = createApp({
     uploads,
-    videos: runtime.videos,
+    catalog: runtime.catalog,
     detections: runtime.detections,
+    analytics: runtime.analytics,
+    auth,
+    progress,
+    metrics: runtime.metrics,
     readiness,
     logger,
-    maxUploadBytes: config.maxUploadBytes,
     deadLetters: runtime.queue,
-    adminToken: config.adminToken,
+    settings: config,
   });
   const server = await listen(app, config.port, config.host);
   // Uploads of large videos are slow; let the body arrive, but drop idle sockets.
@@ -41,12 +52,15 @@ export async function startApi(runtime: Runtime, readiness: ReadinessCheck[]): P
   server.headersTimeout = 60_000;
   extraction.startRecovery();
   logger.info('api listening', { port: portOf(server) });
+  if (firstKey) await announceFirstKey(firstKey, config, portOf(server) ?? config.port, logger);
   return {
     server,
     uploads,
     extraction,
     async stop() {
       extraction.stopRecovery();
+      // Event streams never end by themselves; closing them lets server.close() finish.
+      progress.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await extraction.idle();
     },
@@ -83,7 +97,8 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
   const detection = new DetectionService(runtime.videos, runtime.detections, runtime.storage, model, prepareFrame, {
     confidenceThreshold: config.confidenceThreshold,
     iouThreshold: config.iouThreshold,
-  }, { keepFrames: config.keepFrames, logger });
+  }, { keepFrames: config.keepFrames, logger }, runtime.metrics);
+  runtime.metrics.setDetector({ engine: model.engine, backend: model.backend, device: model.device, model: path.basename(config.modelPath) });
   const worker = new DetectionWorker(runtime.queue, detection, config, logger);
   // A worker has no API of its own; orchestrators (Docker HEALTHCHECK, Kubernetes probes) need one to ask.
   let healthServer: Server | undefined;
@@ -92,6 +107,8 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
     const app = express();
     app.disable('x-powered-by');
     app.use(healthRoutes(checks));
+    // The health port is the operators' (not published like the API port), so /metrics needs no key here.
+    app.get('/metrics', metricsHandler(runtime.metrics));
     healthServer = await listen(app, config.workerHealthPort, config.host);
     logger.info('worker health endpoints listening', { port: portOf(healthServer) });
   }

@@ -25,6 +25,9 @@ interface RenderedModel {
 }
 
 const REPO = process.cwd();
+/** Settings the compose files require (no default): every rendering below gets them. */
+const REQUIRED_SETTINGS = { API_KEY: 'compose-test-admin-key' };
+const requiredLines = Object.entries(REQUIRED_SETTINGS).map(([name, value]) => `${name}=${value}\n`).join('');
 // Read by libraries, not by loadConfig: the AWS SDK's credential chain, and postgres.js (a password kept out of DATABASE_URL).
 const LIBRARY_VARIABLES = new Set(['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'PGPASSWORD']);
 
@@ -82,13 +85,13 @@ function variablesRead(environment: Record<string, string>): Set<string> {
 describe('compose files: validated by the compose CLI, rendered model checked', function () {
   this.timeout(60_000);
   let cli: string[];
-  let emptyEnvFile: string;
+  let requiredEnvFile: string;
   let tmp: string;
   const models: Record<'cpu' | 'gpu', RenderedModel> = {} as Record<'cpu' | 'gpu', RenderedModel>;
 
-  async function render(files: string | string[], envFile = emptyEnvFile): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-    // An explicit env file (empty by default) and no inherited settings: the defaults written in the files are
-    // what is checked, whatever .env or shell variables this machine has.
+  async function render(files: string | string[], envFile = requiredEnvFile): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+    // An explicit env file (only the required settings by default) and no inherited settings: the defaults
+    // written in the files are what is checked, whatever .env or shell variables this machine has.
     const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' };
     const fileArgs = [files].flat().flatMap((file) => ['-f', file]);
     const result = await execa(cli[0]!, [...cli.slice(1), '--env-file', envFile, ...fileArgs, 'config'], { cwd: REPO, env, extendEnv: false, reject: false });
@@ -98,8 +101,8 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
   before(async () => {
     cli = await composeCli();
     tmp = await mkdtemp(path.join(os.tmpdir(), 'vidsense-compose-'));
-    emptyEnvFile = path.join(tmp, 'empty.env');
-    await writeFile(emptyEnvFile, '');
+    requiredEnvFile = path.join(tmp, 'required.env');
+    await writeFile(requiredEnvFile, requiredLines);
     for (const profile of ['cpu', 'gpu'] as const) {
       const result = await render(`compose.${profile}.yml`);
       assert.equal(result.exitCode, 0, `compose.${profile}.yml does not validate:\n${result.stderr}`);
@@ -109,6 +112,19 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
 
   after(async () => {
     if (tmp) await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('refuses to render without API_KEY, and gives it to the api alone (workers need no key)', async () => {
+    const empty = path.join(tmp, 'empty.env');
+    await writeFile(empty, '');
+    for (const profile of ['cpu', 'gpu'] as const) {
+      const refused = await render(`compose.${profile}.yml`, empty);
+      assert.notEqual(refused.exitCode, 0, `compose.${profile}.yml renders without API_KEY`);
+      assert.match(refused.stderr, /API_KEY/);
+      const { services } = models[profile];
+      assert.equal(loadConfig(Object.fromEntries(Object.entries(services.api!.environment ?? {}).map(([k, v]) => [k, v ?? '']))).apiKey, REQUIRED_SETTINGS.API_KEY);
+      assert.equal(services.worker!.environment?.API_KEY, undefined);
+    }
   });
 
   it('the validator is real: a file with a misspelt service option is refused', async () => {
@@ -271,7 +287,7 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
           AWS_REGION: 'eu-central-1',
           AWS_PROFILE: 'ops',
         };
-        await writeFile(envFile, Object.entries(settings).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
+        await writeFile(envFile, requiredLines + Object.entries(settings).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
         const result = await render(`compose.${profile}.yml`, envFile);
         assert.equal(result.exitCode, 0, result.stderr);
         const { services } = parse(result.stdout) as RenderedModel;
@@ -296,10 +312,12 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
     const example = await readFile(path.join(REPO, 'docker/compose.env.example'), 'utf8');
     const lines = example.split('\n').map((line) => /^#? ?([A-Z0-9_]+)=(.*)$/.exec(line)).filter((m) => m !== null);
     assert.deepEqual(lines.map((m) => m[1]).sort(), [...substituted].sort());
-    // Every line uncommented, as a user would: the rendered stacks are the same as with no settings at all, so
-    // each value shown is the default the files use. (STORES_BIND_IP and REDIS_PASSWORD have none: left out.)
+    // Every line uncommented, as a user would: the rendered stacks are the same as with only the required
+    // settings, so each value shown is the default the files use. (STORES_BIND_IP, REDIS_PASSWORD and the
+    // required API_KEY have none: left out, and API_KEY given as in every rendering.)
+    const withoutDefault = ['STORES_BIND_IP', 'REDIS_PASSWORD', ...Object.keys(REQUIRED_SETTINGS)];
     const uncommented = path.join(tmp, 'compose-example.env');
-    await writeFile(uncommented, lines.filter((m) => !['STORES_BIND_IP', 'REDIS_PASSWORD'].includes(m[1]!)).map((m) => `${m[1]}=${m[2]}`).join('\n') + '\n');
+    await writeFile(uncommented, requiredLines + lines.filter((m) => !withoutDefault.includes(m[1]!)).map((m) => `${m[1]}=${m[2]}`).join('\n') + '\n');
     for (const profile of ['cpu', 'gpu'] as const) {
       const result = await render(`compose.${profile}.yml`, uncommented);
       assert.equal(result.exitCode, 0, result.stderr);
@@ -326,7 +344,7 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
     assert.match(refused.stderr, /STORES_BIND_IP|REDIS_PASSWORD/);
 
     const envFile = path.join(tmp, 'stores.env');
-    await writeFile(envFile, 'STORES_BIND_IP=10.1.2.3\nREDIS_PASSWORD=s3cretpw\n');
+    await writeFile(envFile, `${requiredLines}STORES_BIND_IP=10.1.2.3\nREDIS_PASSWORD=s3cretpw\n`);
     for (const profile of ['cpu', 'gpu'] as const) {
       const result = await render([`compose.${profile}.yml`, 'compose.shared-stores.yml'], envFile);
       assert.equal(result.exitCode, 0, result.stderr);

@@ -51,7 +51,7 @@ const COMBINATIONS: Record<string, Values> = {
     image: { registry: 'registry.example.com/vision/', tag: '1.2.3' },
     settings: { QUEUE_PREFIX: 'vs-prod', BATCH_SIZE: '8', MAX_FPS: '30' },
     redis: { username: 'vidsense', tls: true, port: 6380, database: 2 },
-    adminToken: 'admin-token',
+    apiKey: 'an-admin-api-key',
     storage: { s3: { endpoint: 'https://minio.stores.svc', forcePathStyle: true, prefix: 'prod', region: 'eu-west-1', accessKeyId: 'AKIA', secretAccessKey: 'secret' } },
     ingress: { className: 'nginx', host: 'vidsense.example.com', tls: [{ secretName: 'vidsense-tls', hosts: ['vidsense.example.com'] }] },
     api: { env: { EXTRACTION_CONCURRENCY: '4', MAX_UPLOAD_BYTES: '4294967296' }, affinity: { podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 1, podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: { 'app.kubernetes.io/component': 'api' } } } }] } } },
@@ -204,13 +204,13 @@ describe('Helm chart deploy/helm/vidsense: rendered, validated against the Kuber
       assert.equal(secret.stringData.REDIS_URL, 'rediss://vidsense:r3dis-pass%40word@redis.stores.svc:6380/2');
       assert.equal(new URL(secret.stringData.REDIS_URL).password, 'r3dis-pass%40word');
       assert.equal(decodeURIComponent(new URL(secret.stringData.REDIS_URL).password), 'r3dis-pass@word');
-      assert.deepEqual(Object.keys(secret.stringData).sort(), ['ADMIN_TOKEN', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'DATABASE_URL', 'REDIS_PASSWORD', 'REDIS_URL', 'REDIS_USERNAME']);
+      assert.deepEqual(Object.keys(secret.stringData).sort(), ['API_KEY', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'DATABASE_URL', 'REDIS_PASSWORD', 'REDIS_URL', 'REDIS_USERNAME']);
       const settings = named(objects, 'ConfigMap', 'vs-settings').data;
       for (const secretValue of Object.values(secret.stringData) as string[]) assert.ok(!Object.values(settings).includes(secretValue), 'a secret value in the ConfigMap');
       const api = named(objects, 'Deployment', 'vs-api').spec.template.spec.containers[0];
       const config = loadConfig(resolveEnv(objects, api, {}));
       assert.deepEqual([config.storageDriver, config.s3?.bucket, config.s3?.endpoint, config.s3?.forcePathStyle, config.s3?.prefix, config.s3?.region], ['s3', 'vidsense-videos', 'https://minio.stores.svc', true, 'prod', 'eu-west-1']);
-      assert.deepEqual([config.queuePrefix, config.batchSize, config.maxFps, config.extractionConcurrency, config.maxUploadBytes, config.shutdownTimeoutMs, config.adminToken], ['vs-prod', 8, 30, 4, 4294967296, 30000, 'admin-token']);
+      assert.deepEqual([config.queuePrefix, config.batchSize, config.maxFps, config.extractionConcurrency, config.maxUploadBytes, config.shutdownTimeoutMs, config.apiKey], ['vs-prod', 8, 30, 4, 4294967296, 30000, 'an-admin-api-key']);
     });
 
     it('refuses settings the chart owns, and values it cannot render', () => {

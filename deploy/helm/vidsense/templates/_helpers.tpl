@@ -68,7 +68,7 @@ src/queue/keys.ts as "<QUEUE_PREFIX>:queue:pending". Change both together.
 {{- define "vidsense.checkSettings" -}}
 {{- $where := index . 0 -}}
 {{- $settings := index . 1 -}}
-{{- range $name := list "PORT" "HOST" "WORKER_HEALTH_PORT" "STORAGE_DRIVER" "STORAGE_DIR" "S3_BUCKET" "S3_REGION" "S3_ENDPOINT" "S3_FORCE_PATH_STYLE" "S3_PREFIX" "MODEL_PATH" "TFJS_MODEL_DIR" "SHUTDOWN_TIMEOUT_MS" "REDIS_URL" "DATABASE_URL" "ADMIN_TOKEN" "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" "AWS_SESSION_TOKEN" }}
+{{- range $name := list "PORT" "HOST" "WORKER_HEALTH_PORT" "STORAGE_DRIVER" "STORAGE_DIR" "S3_BUCKET" "S3_REGION" "S3_ENDPOINT" "S3_FORCE_PATH_STYLE" "S3_PREFIX" "MODEL_PATH" "TFJS_MODEL_DIR" "SHUTDOWN_TIMEOUT_MS" "REDIS_URL" "DATABASE_URL" "API_KEY" "ADMIN_TOKEN" "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" "AWS_SESSION_TOKEN" }}
 {{- if hasKey $settings $name }}
 {{- fail (printf "%s.%s is set by the chart from its own values (see values.yaml)" $where $name) }}
 {{- end }}
@@ -118,8 +118,8 @@ REDIS_PASSWORD: {{ toString . | quote }}
 {{- with $redis.username }}
 REDIS_USERNAME: {{ toString . | quote }}
 {{- end }}
-{{- with .Values.adminToken }}
-ADMIN_TOKEN: {{ toString . | quote }}
+{{- with .Values.apiKey }}
+API_KEY: {{ toString . | quote }}
 {{- end }}
 {{- if eq .Values.storage.driver "s3" }}
 {{- with .Values.storage.s3.accessKeyId }}
@@ -163,7 +163,7 @@ env:
         name: {{ $secret }}
         key: {{ $name }}
 {{- end }}
-{{- range $name := list "ADMIN_TOKEN" "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" "AWS_SESSION_TOKEN" }}
+{{- range $name := list "API_KEY" "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" "AWS_SESSION_TOKEN" }}
   - name: {{ $name }}
     valueFrom:
       secretKeyRef:
