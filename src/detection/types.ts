@@ -17,10 +17,13 @@ export interface ModelInfo {
   description?: string;
 }
 
-/** A decoded frame ready for the network: letterboxed RGB float CHW plus the mapping back to source pixels. */
+/** A decoded frame ready for the network: letterboxed RGB bytes plus the mapping back to source pixels. */
 export interface PreparedFrame {
-  /** Float32 CHW, RGB, values in [0, 1], size 3 * imgsz[0] * imgsz[1]. */
-  tensor: Float32Array;
+  /**
+   * RGB bytes, row by row (HWC), imgsz[0] x imgsz[1] pixels with gray 114 padding. Engines normalise
+   * (/ 255) and reorder them themselves: ONNX Runtime inside the model (onnx-preprocess.ts).
+   */
+  pixels: Uint8Array;
   sourceWidth: number;
   sourceHeight: number;
   /** Scale applied to the source before padding. */
@@ -43,7 +46,7 @@ export interface DetectTimings {
 }
 
 /**
- * An inference engine behind one interface (ONNX Runtime now; TensorFlow.js later).
+ * An inference engine behind one interface (ONNX Runtime or TensorFlow.js).
  * detectBatch takes frames of one video and returns one detection list per frame, in order.
  */
 export interface Detector {
