@@ -73,6 +73,14 @@ export interface Config {
   readonly adminToken: string | undefined;
   readonly ffmpegPath: string | undefined;
   readonly ffprobePath: string | undefined;
+
+  // Frame size (FRAME_SIZE).
+  /**
+   * Extracted frames are stored scaled down to fit this box (width x height) as the model's letterbox would
+   * fit them, so the worker decodes small frames and need not resize; boxes still map to source pixels.
+   * null (FRAME_SIZE=source) stores them at source resolution.
+   */
+  readonly frameSize: { readonly width: number; readonly height: number } | null;
 }
 
 export interface S3Config {
@@ -155,6 +163,8 @@ export function loadConfig(env: Env = process.env): Config {
     adminToken: env.ADMIN_TOKEN || undefined,
     ffmpegPath: env.FFMPEG_PATH || undefined,
     ffprobePath: env.FFPROBE_PATH || undefined,
+
+    frameSize: readFrameSize(env.FRAME_SIZE, problems),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
@@ -182,6 +192,19 @@ function readS3Config(env: Env, read: EnvReader, problems: string[]): S3Config {
     forcePathStyle: read.oneOf('S3_FORCE_PATH_STYLE', ['true', 'false'] as const, 'false') === 'true',
     prefix,
   };
+}
+
+/** FRAME_SIZE: "source", a side N (an N x N box) or WIDTHxHEIGHT, each 32 to 8192 px; default 640 (the stock models' input). */
+function readFrameSize(raw: string | undefined, problems: string[]): Config['frameSize'] {
+  const value = (raw ?? '').trim() || '640';
+  if (value === 'source') return null;
+  const match = /^(\d+)(?:x(\d+))?$/.exec(value);
+  const [width, height] = match ? [Number(match[1]), Number(match[2] ?? match[1])] : [NaN, NaN];
+  if (!(width >= 32 && width <= 8192 && height >= 32 && height <= 8192)) {
+    problems.push(`FRAME_SIZE must be "source", a size N or WIDTHxHEIGHT, from 32 to 8192 px (got "${raw}")`);
+    return { width: 640, height: 640 };
+  }
+  return { width, height };
 }
 
 /** Parses a frames-per-second request: a positive number no larger than max. */

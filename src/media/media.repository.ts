@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { execa } from 'execa';
 import type { MediaBinaries } from './binaries.ts';
-import { decodeCheckArgs, frameExtractionArgs } from './extract-args.ts';
+import { decodeCheckArgs, frameExtractionArgs, type FrameScale } from './extract-args.ts';
 import { JpegSplitter } from './jpeg-splitter.ts';
 import { ffprobeArgs, interpretProbe, type MediaRefusalCode, type ProbeResult } from './probe.ts';
 import { ShowinfoParser, type ShowinfoFrame } from './showinfo.ts';
@@ -20,6 +20,8 @@ export interface ExtractOptions {
   jpegQuality: number;
   /** The probed startTimeMs, so that frame timestamps start at 0. */
   startTimeMs: number;
+  /** Store frames scaled (see frameExtractionArgs). */
+  scale?: FrameScale;
 }
 
 export type DecodeCheck = { ok: true } | { ok: false; code: Extract<MediaRefusalCode, 'truncated_video' | 'unreadable_video'>; message: string };
@@ -116,7 +118,7 @@ export class MediaRepository {
     signal?: AbortSignal,
   ): Promise<{ frames: number }> {
     signal?.throwIfAborted();
-    const args = frameExtractionArgs({ input: path, fps: options.fps, jpegQuality: options.jpegQuality });
+    const args = frameExtractionArgs({ input: path, fps: options.fps, jpegQuality: options.jpegQuality, scale: options.scale });
     const subprocess = execa(this.binaries.ffmpeg, args, {
       reject: false,
       buffer: false,

@@ -9,6 +9,8 @@ import { parseFps } from '../config.ts';
 import type { NewVideo, VideoRecord, VideoRepository } from '../db/types.ts';
 import { AppError, errors } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { scaledFrameSize, type FrameSize } from '../detection/letterbox-geometry.ts';
+import type { FrameScale } from '../media/extract-args.ts';
 import type { MediaRepository } from '../media/media.repository.ts';
 import type { ProbeResult } from '../media/probe.ts';
 import type { DetectionJob, FrameRef } from '../queue/types.ts';
@@ -34,6 +36,11 @@ export interface IngestSettings {
   keepSourceVideo?: boolean;
   /** An extraction whose process stops renewing its lease for this long is restarted by another. */
   extractionLeaseMs: number;
+  /**
+   * FRAME_SIZE: frames are stored scaled down to fit this box the way the worker's letterbox would
+   * (the worker maps boxes back to the video's size); null or omitted stores them at source resolution.
+   */
+  frameSize?: FrameSize | null;
 }
 
 export interface JobPublisher {
@@ -224,7 +231,7 @@ export class IngestService {
         pending = [];
         await this.queue.publish([{ id: `${video.id}:${frames[0]!.index}`, videoId: video.id, frames, publishedAt: Date.now() }]);
       };
-      const options = { fps: video.sampleFps, jpegQuality: this.settings.jpegQuality, startTimeMs: video.source.startTimeMs };
+      const options = { fps: video.sampleFps, jpegQuality: this.settings.jpegQuality, startTimeMs: video.source.startTimeMs, scale: this.frameScale(video) };
       const { frames } = await this.withLocalFile(video.storageKey, (file) =>
         this.media.extractFrames(file, options, async (frame) => {
           const key = storageKeys.frame(video.id, frame.index);
@@ -243,6 +250,13 @@ export class IngestService {
     } finally {
       clearInterval(lease);
     }
+  }
+
+  /** Where FRAME_SIZE stores this video's frames smaller than the source; undefined when they fit already. */
+  private frameScale(video: VideoRecord): FrameScale | undefined {
+    const from = { width: video.source.width, height: video.source.height };
+    const to = this.settings.frameSize ? scaledFrameSize(from, this.settings.frameSize) : undefined;
+    return to && { from, to };
   }
 
   /**

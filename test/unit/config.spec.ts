@@ -66,6 +66,16 @@ describe('loadConfig', () => {
     });
   });
 
+  it('reads FRAME_SIZE: a 640 box by default, N, WIDTHxHEIGHT or source', () => {
+    assert.deepEqual(loadConfig({}).frameSize, { width: 640, height: 640 });
+    assert.deepEqual(loadConfig({ FRAME_SIZE: '320' }).frameSize, { width: 320, height: 320 });
+    assert.deepEqual(loadConfig({ FRAME_SIZE: '640x384' }).frameSize, { width: 640, height: 384 });
+    assert.equal(loadConfig({ FRAME_SIZE: 'source' }).frameSize, null);
+    for (const bad of ['0', '16', '9000', '640x', 'x480', '640*480', 'big']) {
+      assert.throws(() => loadConfig({ FRAME_SIZE: bad }), /FRAME_SIZE must be "source", a size N or WIDTHxHEIGHT, from 32 to 8192 px/, bad);
+    }
+  });
+
   it('reads PROBE_CONCURRENCY (default 4, 1 to 64)', () => {
     assert.equal(loadConfig({}).probeConcurrency, 4);
     assert.equal(loadConfig({ PROBE_CONCURRENCY: '1' }).probeConcurrency, 1);
