@@ -74,13 +74,20 @@ export interface Config {
   readonly ffmpegPath: string | undefined;
   readonly ffprobePath: string | undefined;
 
-  // Frame size (FRAME_SIZE).
+  // Frame size and model precision (FRAME_SIZE, MODEL_PRECISION, CALIBRATION_*).
   /**
    * Extracted frames are stored scaled down to fit this box (width x height) as the model's letterbox would
    * fit them, so the worker decodes small frames and need not resize; boxes still map to source pixels.
    * null (FRAME_SIZE=source) stores them at source resolution.
    */
   readonly frameSize: { readonly width: number; readonly height: number } | null;
+  /**
+   * fp32 runs MODEL_PATH as it is; int8 runs a static int8 quantization of it (ONNX Runtime only), made at
+   * worker start-up from frames of calibrationVideo and cached beside the model.
+   */
+  readonly modelPrecision: 'fp32' | 'int8';
+  readonly calibrationVideo: string;
+  readonly calibrationFrames: number;
 }
 
 export interface S3Config {
@@ -165,7 +172,13 @@ export function loadConfig(env: Env = process.env): Config {
     ffprobePath: env.FFPROBE_PATH || undefined,
 
     frameSize: readFrameSize(env.FRAME_SIZE, problems),
+    modelPrecision: read.oneOf('MODEL_PRECISION', ['fp32', 'int8'] as const, 'fp32'),
+    calibrationVideo: path.resolve(env.CALIBRATION_VIDEO || '/usr/share/doc/opencv-doc/examples/data/vtest.avi'),
+    calibrationFrames: read.integer('CALIBRATION_FRAMES', 32, { min: 1, max: 1000 }),
   };
+  if (config.modelPrecision === 'int8' && config.detectorEngine !== 'onnx') {
+    problems.push(`MODEL_PRECISION=int8 runs on ONNX Runtime only: it needs DETECTOR_ENGINE=onnx (got "${config.detectorEngine}")`);
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
 }

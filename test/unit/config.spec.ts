@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { ConfigError, loadConfig, parseFps } from '../../src/config.ts';
 
 describe('loadConfig', () => {
@@ -74,6 +75,20 @@ describe('loadConfig', () => {
     for (const bad of ['0', '16', '9000', '640x', 'x480', '640*480', 'big']) {
       assert.throws(() => loadConfig({ FRAME_SIZE: bad }), /FRAME_SIZE must be "source", a size N or WIDTHxHEIGHT, from 32 to 8192 px/, bad);
     }
+  });
+
+  it('reads MODEL_PRECISION (fp32 by default; int8 on ONNX Runtime only) and the calibration settings', () => {
+    const defaults = loadConfig({});
+    assert.equal(defaults.modelPrecision, 'fp32');
+    assert.equal(defaults.calibrationVideo, '/usr/share/doc/opencv-doc/examples/data/vtest.avi');
+    assert.equal(defaults.calibrationFrames, 32);
+    const int8 = loadConfig({ MODEL_PRECISION: 'int8', CALIBRATION_VIDEO: 'media/street.mp4', CALIBRATION_FRAMES: '8' });
+    assert.equal(int8.modelPrecision, 'int8');
+    assert.equal(int8.calibrationVideo, path.resolve('media/street.mp4'));
+    assert.equal(int8.calibrationFrames, 8);
+    assert.throws(() => loadConfig({ MODEL_PRECISION: 'int4' }), /MODEL_PRECISION must be one of fp32, int8/);
+    assert.throws(() => loadConfig({ CALIBRATION_FRAMES: '0' }), /CALIBRATION_FRAMES must be a number in \[1, 1000\]/);
+    assert.throws(() => loadConfig({ MODEL_PRECISION: 'int8', DETECTOR_ENGINE: 'tfjs' }), /MODEL_PRECISION=int8 runs on ONNX Runtime only: it needs DETECTOR_ENGINE=onnx/);
   });
 
   it('reads PROBE_CONCURRENCY (default 4, 1 to 64)', () => {
