@@ -9,12 +9,11 @@ import type { Detection, Detector, PreparedFrame } from '../../src/detection/typ
 import { resolveMediaBinaries } from '../../src/media/binaries.ts';
 import { MediaRepository } from '../../src/media/media.repository.ts';
 import { detectionAgreement, type Agreement } from '../helpers/detection-agreement.ts';
-import { VTEST_AVI } from '../helpers/media-fixtures.ts';
+import { SKIMAGE_PHOTOS, VTEST_AVI } from '../helpers/media-fixtures.ts';
 
 const MODEL = 'models/yolov8n.onnx';
-const SKIMAGE = '/usr/lib/python3/dist-packages/skimage/data';
 /** Landscape and portrait, larger than 640 (scaled by extraction) and smaller (kept). */
-export const PHOTOS = ['astronaut.png', 'motorcycle_left.png', 'motorcycle_right.png', 'coffee.png', 'chelsea.png', 'rocket.jpg'].map((f) => `${SKIMAGE}/${f}`);
+const PHOTOS = SKIMAGE_PHOTOS;
 /** One frame every 2 s of vtest.avi: 40 frames of a street scene with many small people. */
 const VIDEO_FPS = 0.5;
 const OPTIONS = { confidenceThreshold: 0.25, iouThreshold: 0.7 };
