@@ -22,11 +22,13 @@ export interface BatchSlot {
 }
 
 /**
- * libvips threads per image. The worker decodes while the engine infers on every core; one thread an
- * image keeps decoding from taking cores in bursts (several frames still decode at once, one per libuv thread).
+ * Sets libvips up for decoding frames: `threads` per image (the worker's frames already decode in parallel,
+ * one per libuv thread, while the engine infers on every core), and no operation cache (every frame is a
+ * new image, so caching only costs). Process-wide.
  */
-export function setImageThreads(threads: number): void {
+export function tuneImageDecoding(threads: number): void {
   sharp.concurrency(threads);
+  sharp.cache(false);
 }
 
 /**
@@ -43,12 +45,14 @@ export function setImageThreads(threads: number): void {
  */
 export async function prepareFrame(image: Buffer, imgsz: [number, number], slot?: BatchSlot, scaledFrom?: FrameSize): Promise<PreparedFrame> {
   const [dstH, dstW] = imgsz;
-  const size = jpegFrameSize(image) ?? (await imageSize(image));
+  const header = jpegFrameSize(image);
+  const size = header ?? (await imageSize(image));
   const source = scaledFrom && (size.width !== scaledFrom.width || size.height !== scaledFrom.height) && isScaledCopy(size, scaledFrom) ? scaledFrom : size;
   const box = computeLetterbox(source.width, source.height, dstH, dstW);
 
-  // Force 3-channel sRGB so greyscale or CMYK JPEGs still give RGB triplets.
-  let pipeline = sharp(image).removeAlpha().toColourspace('srgb');
+  // A 3-component JPEG decodes to RGB as it is; anything else (greyscale, CMYK, PNG with alpha) is made 3-channel sRGB.
+  let pipeline = sharp(image, { sequentialRead: true });
+  if (header?.components !== 3) pipeline = pipeline.removeAlpha().toColourspace('srgb');
   // Like Ultralytics, only resample when the size changes; 'linear' is the closest kernel to cv2.INTER_LINEAR.
   // A JPEG shrunk by 2 or more is decoded at a reduced size first (libvips' shrink-on-load).
   if (box.newWidth !== size.width || box.newHeight !== size.height) {
@@ -96,7 +100,7 @@ export function placeLetterboxed(content: Uint8Array, box: Letterbox, dstW: numb
  * Width and height from a JPEG's start-of-frame header, without decoding (undefined for anything else, which
  * sharp then reads). The size decides the decode (shrink-on-load, or none) before libvips is called.
  */
-export function jpegFrameSize(bytes: Uint8Array): FrameSize | undefined {
+export function jpegFrameSize(bytes: Uint8Array): (FrameSize & { components: number }) | undefined {
   if (bytes.length < 4 || bytes[0] !== 0xff || bytes[1] !== 0xd8) return undefined;
   let pos = 2;
   while (pos + 4 <= bytes.length) {
@@ -113,10 +117,10 @@ export function jpegFrameSize(bytes: Uint8Array): FrameSize | undefined {
     const length = (bytes[pos + 2]! << 8) | bytes[pos + 3]!;
     // SOF0..SOF15, except DHT (C4), JPG (C8) and DAC (CC): precision, height, width, components.
     if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
-      if (pos + 9 > bytes.length || length < 7) return undefined;
+      if (pos + 10 > bytes.length || length < 8) return undefined;
       const height = (bytes[pos + 5]! << 8) | bytes[pos + 6]!;
       const width = (bytes[pos + 7]! << 8) | bytes[pos + 8]!;
-      return width > 0 && height > 0 ? { width, height } : undefined;
+      return width > 0 && height > 0 ? { width, height, components: bytes[pos + 9]! } : undefined;
     }
     if (marker === 0xda || length < 2) return undefined; // scan data before a frame header: not a JPEG we know
     pos += 2 + length;

@@ -4,7 +4,7 @@ import { createApp } from '../api/app.ts';
 import { healthRoutes, type ReadinessCheck } from '../api/health.routes.ts';
 import { createDetector } from '../detection/create-detector.ts';
 import type { EngineChoice } from '../detection/engine-selection.ts';
-import { prepareFrame } from '../detection/letterbox.ts';
+import { prepareFrame, tuneImageDecoding } from '../detection/letterbox.ts';
 import type { Detector } from '../detection/types.ts';
 import { int8ModelFor } from '../services/calibration.service.ts';
 import { DetectionService } from '../services/detection.service.ts';
@@ -102,6 +102,8 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
       },
     }));
   logger.info('detector ready', { engine: model.engine, backend: model.backend, device: model.device, classes: model.modelInfo.names.length, modelPath, precision: config.modelPrecision });
+  // One libvips thread per frame (a job's frames decode in parallel on libuv's threads) and no libvips cache.
+  tuneImageDecoding(1);
   const detection = new DetectionService(runtime.videos, runtime.detections, runtime.storage, model, prepareFrame, {
     confidenceThreshold: config.confidenceThreshold,
     iouThreshold: config.iouThreshold,

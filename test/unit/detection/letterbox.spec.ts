@@ -91,9 +91,10 @@ describe('scaledFrameSize / isScaledCopy (extraction at the letterbox size)', ()
 describe('jpegFrameSize', () => {
   it('reads the size from the frame header of baseline and progressive JPEGs', async () => {
     const image = sharp({ create: { width: 37, height: 21, channels: 3, background: { r: 9, g: 9, b: 9 } } });
-    assert.deepEqual(jpegFrameSize(await image.clone().jpeg().toBuffer()), { width: 37, height: 21 });
-    assert.deepEqual(jpegFrameSize(await image.clone().jpeg({ progressive: true }).toBuffer()), { width: 37, height: 21 });
-    assert.deepEqual(jpegFrameSize(await image.clone().withMetadata().jpeg().toBuffer()), { width: 37, height: 21 }, 'after APP segments');
+    assert.deepEqual(jpegFrameSize(await image.clone().jpeg().toBuffer()), { width: 37, height: 21, components: 3 });
+    assert.deepEqual(jpegFrameSize(await image.clone().jpeg({ progressive: true }).toBuffer()), { width: 37, height: 21, components: 3 });
+    assert.deepEqual(jpegFrameSize(await image.clone().withMetadata().jpeg().toBuffer()), { width: 37, height: 21, components: 3 }, 'after APP segments');
+    assert.deepEqual(jpegFrameSize(await image.clone().toColourspace('b-w').jpeg().toBuffer()), { width: 37, height: 21, components: 1 });
   });
 
   it('gives nothing for other formats and for truncated headers', async () => {
@@ -204,7 +205,8 @@ describe('prepareFrame', () => {
   });
 
   it('gives 3 channels for a greyscale JPEG and skips resizing at the network size', async () => {
-    const jpeg = await solid(16, 16, [200, 200, 200]).greyscale().jpeg().toBuffer();
+    const jpeg = await solid(16, 16, [200, 200, 200]).toColourspace('b-w').jpeg().toBuffer();
+    assert.equal(jpegFrameSize(jpeg)?.components, 1, 'a one-component JPEG');
     const frame = await prepareFrame(jpeg, [16, 16]);
     assert.deepEqual([frame.scale, frame.padLeft, frame.padTop, frame.pixels.length], [1, 0, 0, 3 * 256]);
     assert.ok(Math.abs(frame.pixels[0]! - 200) < 3);
