@@ -37,6 +37,7 @@ import type { QuantizeStats } from '../src/detection/int8-model.ts';
 import { prepareFrame } from '../src/detection/letterbox.ts';
 import { OnnxDetector } from '../src/detection/onnx-detector.ts';
 import { getModelType } from '../src/detection/tfjs/onnx-reader.ts';
+import { packageInstalled } from '../src/detection/tfjs/tfjs-backend.ts';
 import { resolveMediaBinaries } from '../src/media/binaries.ts';
 import { MediaRepository } from '../src/media/media.repository.ts';
 import { calibrationFrames, int8ModelFor } from '../src/services/calibration.service.ts';
@@ -101,8 +102,8 @@ async function main(): Promise<void> {
   for (const batch of batches) configs.push({ engine: 'tfjs', backend: 'wasm', precision: 'fp32', batch, frames: frameCount });
   if (Number(args['cpu-frames']) > 0) configs.push({ engine: 'tfjs', backend: 'cpu', precision: 'fp32', batch: 1, frames: Number(args['cpu-frames']) });
   for (const [backend, pkg] of [['node', '@tensorflow/tfjs-node'], ['node-gpu', '@tensorflow/tfjs-node-gpu']] as const) {
-    if (installed(pkg)) for (const batch of batches) configs.push({ engine: 'tfjs', backend, precision: 'fp32', batch, frames: frameCount });
-    else console.error(`bench: skipping tfjs/${backend}: ${pkg} is not installed (its install downloads libtensorflow from outside the npm registry)`);
+    if (packageInstalled(pkg)) for (const batch of batches) configs.push({ engine: 'tfjs', backend, precision: 'fp32', batch, frames: frameCount });
+    else console.error(`bench: skipping tfjs/${backend}: ${pkg} is not installed (${backend === 'node' ? 'bash scripts/install-tfjs-node' : 'its install downloads libtensorflow from outside the npm registry'})`);
   }
 
   // The int8 model, from its cache beside the model or quantized now (timed), calibrated as the worker does by default.
@@ -172,15 +173,6 @@ async function int8Agreement(media: MediaRepository, int8Path: string) {
     return result;
   } finally {
     await Promise.all([fp32.close(), int8.close()]);
-  }
-}
-
-function installed(pkg: string): boolean {
-  try {
-    import.meta.resolve(pkg);
-    return true;
-  } catch {
-    return false;
   }
 }
 

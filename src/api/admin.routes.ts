@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import { Router, type RequestHandler } from 'express';
-import { AppError, errors } from '../errors.ts';
+import { AppError, errors } from '../errors/app-error.ts';
 import type { ReliableQueue } from '../queue/reliable-queue.ts';
 
 export type DeadLetterQueue = Pick<ReliableQueue, 'listDeadLetters' | 'retryDeadLetter' | 'discardDeadLetter'>;

@@ -1,14 +1,14 @@
 import express, { type Express } from 'express';
 import type { DetectionRepository, VideoRepository } from '../db/types.ts';
 import type { Logger } from '../logger.ts';
-import type { IngestService } from '../services/ingest.service.ts';
+import type { UploadService } from '../services/upload.service.ts';
 import { errorHandler, notFoundHandler } from './error-handler.ts';
 import { adminRoutes, type DeadLetterQueue } from './admin.routes.ts';
 import { healthRoutes, type ReadinessCheck } from './health.routes.ts';
 import { videoRoutes } from './videos.routes.ts';
 
 export interface AppDeps {
-  ingest: IngestService;
+  uploads: UploadService;
   videos: VideoRepository;
   detections: DetectionRepository;
   readiness: ReadinessCheck[];

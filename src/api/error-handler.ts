@@ -1,9 +1,9 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import multer from 'multer';
-import { AppError, errors } from '../errors.ts';
+import { AppError, errors } from '../errors/app-error.ts';
 import type { Logger } from '../logger.ts';
 import { StorageKeyError } from '../storage/video-storage.ts';
-import { isTransientError } from '../worker/transient-error.ts';
+import { isTransientError } from '../errors/transient-error.ts';
 import { VIDEO_FIELD } from './upload.ts';
 
 /** Maps anything thrown in a route to one JSON shape: {"error":{"code","message"}}. */

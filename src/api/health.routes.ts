@@ -1,4 +1,5 @@
 import { Router } from 'express';
+import { errorMessage } from '../errors/error-message.ts';
 
 /** A named dependency check for /readyz; `detail` is shown to operators (engine, device, model). */
 export interface ReadinessCheck {
@@ -17,7 +18,7 @@ export function healthRoutes(checks: ReadinessCheck[]): Router {
         try {
           return [name, await withTimeout(check(), 2000)] as const;
         } catch (error) {
-          return [name, { ok: false, detail: error instanceof Error ? error.message : String(error) }] as const;
+          return [name, { ok: false, detail: errorMessage(error) }] as const;
         }
       }),
     );

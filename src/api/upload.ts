@@ -1,19 +1,19 @@
 import type { Request, RequestHandler } from 'express';
 import multer from 'multer';
-import { errors } from '../errors.ts';
-import type { IngestService, StagedUpload } from '../services/ingest.service.ts';
+import { errors } from '../errors/app-error.ts';
+import type { StagedUpload, UploadService } from '../services/upload.service.ts';
 
 export const VIDEO_FIELD = 'video';
 
 /**
- * Multer glue only: streams the `video` part into storage through the ingest service.
- * Upload rules (names, fps, probing) live in IngestService.
+ * Multer glue only: streams the `video` part into storage through the upload service.
+ * Upload rules (names, fps, probing) live in UploadService.
  */
 class StagingEngine implements multer.StorageEngine {
-  constructor(private readonly ingest: IngestService) {}
+  constructor(private readonly uploads: UploadService) {}
 
   _handleFile(_req: Request, file: Express.Multer.File, callback: (error?: unknown, info?: Partial<Express.Multer.File>) => void): void {
-    this.ingest
+    this.uploads
       .stageUpload(file.originalname, file.stream)
       .then((staged) => callback(null, { staged, size: staged.sizeBytes } as Partial<Express.Multer.File>))
       .catch((error: unknown) => {
@@ -26,7 +26,7 @@ class StagingEngine implements multer.StorageEngine {
   _removeFile(_req: Request, file: Express.Multer.File, callback: (error: Error | null) => void): void {
     const staged = stagedOf(file);
     if (!staged) return callback(null);
-    this.ingest.discardStaged(staged.videoId).then(() => callback(null), callback);
+    this.uploads.discardStaged(staged.videoId).then(() => callback(null), callback);
   }
 }
 
@@ -38,9 +38,9 @@ export function stagedUpload(req: Request): StagedUpload | undefined {
   return stagedOf(req.file);
 }
 
-export function uploadMiddleware(ingest: IngestService, maxUploadBytes: number): RequestHandler[] {
+export function uploadMiddleware(uploads: UploadService, maxUploadBytes: number): RequestHandler[] {
   const upload = multer({
-    storage: new StagingEngine(ingest),
+    storage: new StagingEngine(uploads),
     // Keep the client's name as sent, so a crafted path is refused rather than silently trimmed.
     preservePath: true,
     limits: { fileSize: maxUploadBytes, files: 1, fields: 10, fieldSize: 1024, parts: 12 },

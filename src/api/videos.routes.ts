@@ -1,31 +1,31 @@
 import { Router } from 'express';
 import type { DetectionRepository, VideoRecord, VideoRepository } from '../db/types.ts';
-import { errors } from '../errors.ts';
-import type { IngestService } from '../services/ingest.service.ts';
+import { errors } from '../errors/app-error.ts';
+import type { UploadService } from '../services/upload.service.ts';
 import { stagedUpload, uploadMiddleware } from './upload.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface VideoRoutesDeps {
-  ingest: IngestService;
+  uploads: UploadService;
   videos: VideoRepository;
   detections: DetectionRepository;
   maxUploadBytes: number;
 }
 
-export function videoRoutes({ ingest, videos, detections, maxUploadBytes }: VideoRoutesDeps): Router {
+export function videoRoutes({ uploads, videos, detections, maxUploadBytes }: VideoRoutesDeps): Router {
   const router = Router();
 
-  router.post('/videos', ...uploadMiddleware(ingest, maxUploadBytes), async (req, res) => {
+  router.post('/videos', ...uploadMiddleware(uploads, maxUploadBytes), async (req, res) => {
     const staged = stagedUpload(req);
     if (!staged) throw errors.badRequest('missing_file', 'send the video as multipart/form-data in the field "video"');
     const body = (req.body ?? {}) as Record<string, unknown>;
     const fps = typeof body.fps === 'string' ? body.fps : undefined;
     if (body.fps !== undefined && fps === undefined) {
-      await ingest.discardStaged(staged.videoId);
+      await uploads.discardStaged(staged.videoId);
       throw errors.badRequest('invalid_fps', 'send fps once, as a plain form field');
     }
-    const video = await ingest.acceptUpload(staged, fps);
+    const video = await uploads.acceptUpload(staged, fps);
     res.status(202).location(`/videos/${video.id}`).json({ id: video.id, status: video.status });
   });
 

@@ -7,7 +7,7 @@ export interface SqlOptions {
   max?: number;
 }
 
-/** int8 (bigint) and its array type. */
+/** PostgreSQL's type oid of int8 (bigint). */
 const INT8 = 20;
 
 /**

@@ -46,7 +46,7 @@ export interface DetectTimings {
 }
 
 /**
- * An inference engine behind one interface (ONNX Runtime or TensorFlow.js).
+ * An inference engine behind one interface (ONNX Runtime, TensorFlow.js).
  * detectBatch takes frames of one video and returns one detection list per frame, in order.
  */
 export interface Detector {

@@ -1,6 +1,7 @@
 // Development: the API and one worker in one process.
 import { main } from './lifecycle.ts';
-import { baseReadiness, detectorReadiness, startApi, startWorker } from './roles.ts';
+import { baseReadiness, detectorReadiness } from './readiness.ts';
+import { startApi, startWorker } from './roles.ts';
 
 main('all-in-one', async (runtime) => {
   const worker = await startWorker(runtime);

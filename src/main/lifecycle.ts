@@ -1,4 +1,5 @@
 import { ConfigError, loadConfig, type Config } from '../config.ts';
+import { errorMessage } from '../errors/error-message.ts';
 import { createRuntime, type Runtime } from './runtime.ts';
 
 /** A signal this soon after the first is the same stop request delivered twice, not a second one. */
@@ -23,7 +24,7 @@ export async function runProcess(role: string, start: (runtime: Runtime) => Prom
   try {
     runtime = await createRuntime(config, role);
   } catch (error) {
-    console.error(`${role} cannot start: ${error instanceof Error ? error.message : String(error)}`);
+    console.error(`${role} cannot start: ${errorMessage(error)}`);
     process.exit(1);
   }
   const started = await start(runtime);
@@ -60,7 +61,7 @@ export async function runProcess(role: string, start: (runtime: Runtime) => Prom
 
 export function main(role: string, start: (runtime: Runtime) => Promise<{ stop(): Promise<void> }>): void {
   runProcess(role, start).catch((error: unknown) => {
-    console.error(`${role} failed to start:`, error instanceof Error ? error.message : error);
+    console.error(`${role} failed to start:`, errorMessage(error));
     process.exit(1);
   });
 }

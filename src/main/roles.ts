@@ -8,46 +8,26 @@ import { prepareFrame, tuneImageDecoding } from '../detection/letterbox.ts';
 import type { Detector } from '../detection/types.ts';
 import { int8ModelFor } from '../services/calibration.service.ts';
 import { DetectionService } from '../services/detection.service.ts';
-import { IngestService } from '../services/ingest.service.ts';
+import { ExtractionService } from '../services/extraction.service.ts';
+import { UploadService } from '../services/upload.service.ts';
 import { DetectionWorker } from '../worker/detection-worker.ts';
+import { baseReadiness, detectorReadiness } from './readiness.ts';
 import { createMedia, type Runtime } from './runtime.ts';
-
-export function baseReadiness(runtime: Runtime): ReadinessCheck[] {
-  return [
-    { name: 'redis', check: async () => ({ ok: (await runtime.redis.ping()) === 'PONG' }) },
-    { name: 'postgres', check: async () => (await runtime.sql`select 1 as ok`, { ok: true }) },
-  ];
-}
-
-/** `choice` is how the engine was picked; its reason shows why DETECTOR_ENGINE=auto fell back, if it did. */
-export function detectorReadiness(detector: Detector, choice?: EngineChoice): ReadinessCheck {
-  return {
-    name: 'model',
-    check: async () => ({
-      ok: true,
-      detail: {
-        engine: detector.engine,
-        backend: detector.backend,
-        device: detector.device,
-        classes: detector.modelInfo.names.length,
-        imgsz: detector.modelInfo.imgsz,
-        ...(choice ? { reason: choice.reason } : {}),
-      },
-    }),
-  };
-}
 
 export interface ApiRole {
   server: Server;
-  ingest: IngestService;
+  uploads: UploadService;
+  extraction: ExtractionService;
   stop(): Promise<void>;
 }
 
 export async function startApi(runtime: Runtime, readiness: ReadinessCheck[]): Promise<ApiRole> {
   const { config, logger } = runtime;
-  const ingest = new IngestService(config, runtime.videos, runtime.storage, await createMedia(config), runtime.queue, logger);
+  const media = await createMedia(config);
+  const extraction = new ExtractionService(config, runtime.videos, runtime.storage, media, runtime.queue, logger);
+  const uploads = new UploadService(config, runtime.videos, runtime.storage, media, extraction);
   const app = createApp({
-    ingest,
+    uploads,
     videos: runtime.videos,
     detections: runtime.detections,
     readiness,
@@ -60,15 +40,16 @@ export async function startApi(runtime: Runtime, readiness: ReadinessCheck[]): P
   // Uploads of large videos are slow; let the body arrive, but drop idle sockets.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
-  ingest.startRecovery();
+  extraction.startRecovery();
   logger.info('api listening', { port: portOf(server) });
   return {
     server,
-    ingest,
+    uploads,
+    extraction,
     async stop() {
-      ingest.stopRecovery();
+      extraction.stopRecovery();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      await ingest.idle();
+      await extraction.idle();
     },
   };
 }

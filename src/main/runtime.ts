@@ -1,5 +1,4 @@
 import { createClient } from 'redis';
-import type { ReadinessCheck } from '../api/health.routes.ts';
 import type { Config } from '../config.ts';
 import { createSql } from '../db/client.ts';
 import { PgDetectionRepository } from '../db/detections.repository.ts';
@@ -11,7 +10,6 @@ import { MediaRepository } from '../media/media.repository.ts';
 import { durabilityProblems, readRedisDurability } from '../queue/redis-durability.ts';
 import { ReliableQueue } from '../queue/reliable-queue.ts';
 import { createStorage } from '../storage/create-storage.ts';
-import type { VideoStorage } from '../storage/video-storage.ts';
 
 export type Redis = ReturnType<typeof createClient>;
 
@@ -79,15 +77,4 @@ async function checkRedisDurability(redis: Redis, required: boolean, logger: Log
 
 export async function createMedia(config: Config): Promise<MediaRepository> {
   return new MediaRepository(await resolveMediaBinaries({ ffmpegPath: config.ffmpegPath, ffprobePath: config.ffprobePath }));
-}
-
-/**
- * Storage reachable: one listing of a prefix nothing writes. Local storage: a readdir; S3: one
- * ListObjectsV2, which fails on a missing bucket, refused credentials or an unreachable endpoint.
- */
-export function storageReadiness(storage: VideoStorage): ReadinessCheck {
-  return {
-    name: 'storage',
-    check: async () => (await storage.list('readyz'), { ok: true, detail: { driver: storage.driver } }),
-  };
 }

@@ -103,7 +103,7 @@ export class ReliableQueue {
    * processing list by SCAN and reclaims those whose worker is unregistered and has no live
    * heartbeat. Such a list arises when a worker stalls past its TTL between a heartbeat and its
    * next BLMOVE (a reclaimer unregisters it, then the BLMOVE lands) and dies before re-registering.
-   * SCAN walks the whole keyspace, so callers run this rarely (at start-up and every few minutes).
+   * SCAN walks the whole keyspace, so callers run this rarely (at start-up and about once a minute).
    */
   async reclaimUnregisteredJobs(): Promise<number> {
     const workers = new Set(await this.client.sMembers(this.keys.workers));

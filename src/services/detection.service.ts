@@ -1,6 +1,7 @@
 import type { DetectionRepository, FrameResult, VideoRepository } from '../db/types.ts';
 import type { BatchSlot, FrameSize } from '../detection/letterbox.ts';
 import type { DetectOptions, Detector, PreparedFrame } from '../detection/types.ts';
+import { errorMessage } from '../errors/error-message.ts';
 import type { Logger } from '../logger.ts';
 import type { DetectionJob, FrameRef } from '../queue/types.ts';
 import type { VideoStorage } from '../storage/video-storage.ts';
@@ -86,7 +87,7 @@ export class DetectionService {
         try {
           return { ref, prepared: await this.prepareFrame(jpeg, imgsz, { batch, index }, scaledFrom) };
         } catch (error) {
-          return { ref, error: `corrupt frame: ${error instanceof Error ? error.message : String(error)}` };
+          return { ref, error: `corrupt frame: ${errorMessage(error)}` };
         }
       }),
     );
@@ -140,7 +141,7 @@ export class DetectionService {
     try {
       await this.storage.delete(job.frames.map((ref) => ref.key));
     } catch (error) {
-      this.lifecycle.logger.warn('could not delete committed frames', { jobId: job.id, videoId: job.videoId, error: error instanceof Error ? error.message : String(error) });
+      this.lifecycle.logger.warn('could not delete committed frames', { jobId: job.id, videoId: job.videoId, error: errorMessage(error) });
     }
   }
 

@@ -5,8 +5,8 @@ import type { Logger } from '../logger.ts';
 import { MalformedJobError } from '../queue/reliable-queue.ts';
 import type { ReservedJob } from '../queue/types.ts';
 import type { DetectionService, PreparedJob } from '../services/detection.service.ts';
-import { errorMessage } from '../services/ingest.service.ts';
-import { isTransientError } from './transient-error.ts';
+import { errorMessage } from '../errors/error-message.ts';
+import { isTransientError } from '../errors/transient-error.ts';
 
 /** Reclaim passes per SCAN sweep for unregistered processing lists (a minute at the default 5 s interval). */
 const UNREGISTERED_SWEEP_EVERY = 12;

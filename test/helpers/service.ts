@@ -33,8 +33,11 @@ export class ServiceProcess {
     this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   }
 
-  static start(role: 'api' | 'worker' | 'all-in-one', env: Record<string, string>): ServiceProcess {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join('src', 'main', `${role}.ts`)], {
+  /** `netns`: run it inside that network namespace (`ip netns exec`, which execs: the pid is the service's). */
+  static start(role: 'api' | 'worker' | 'all-in-one', env: Record<string, string>, options: { netns?: string } = {}): ServiceProcess {
+    const command = [process.execPath, '--import', 'tsx', path.join('src', 'main', `${role}.ts`)];
+    if (options.netns) command.unshift('ip', 'netns', 'exec', options.netns);
+    const child = spawn(command[0]!, command.slice(1), {
       cwd: repoRoot,
       env: { ...process.env, NODE_ENV: 'test', LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

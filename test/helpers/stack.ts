@@ -9,12 +9,13 @@ import { createClient } from 'redis';
 import { queueKeys } from '../../src/queue/keys.ts';
 import type { DetectionJob } from '../../src/queue/types.ts';
 import { storageKeys } from '../../src/storage/keys.ts';
+import { TEST_API_KEY } from './api-client.ts';
 import { createTestDatabase, detectionRows, type TestDatabase } from './database.ts';
 import { RedisServer } from './redis-server.ts';
 import { freePort, ServiceProcess, waitFor } from './service.ts';
 
 export const PREFIX = 'stack';
-export const ADMIN_TOKEN = 'test-admin-token';
+export const ADMIN_TOKEN = TEST_API_KEY;
 
 export interface VideoBody {
   id: string;
@@ -56,6 +57,7 @@ export class Stack {
       RETRY_BASE_MS: '50',
       RETRY_MAX_MS: '500',
       ADMIN_TOKEN,
+      API_KEY: TEST_API_KEY,
       ...extraEnv,
     };
   }

@@ -9,7 +9,7 @@ import { loadConfig } from '../../src/config.ts';
 /** The parts of `docker compose config`'s rendered model these tests read. */
 interface RenderedService {
   image?: string;
-  build?: { context: string; dockerfile: string; target?: string };
+  build?: { context: string; dockerfile: string; target?: string; args?: Record<string, string> };
   command?: string[];
   environment?: Record<string, string | null>;
   ports?: unknown[];
@@ -45,6 +45,23 @@ function volumeOf(service: RenderedService, target: string): { source: string; r
     }
   }
   return undefined;
+}
+
+/** The ENV settings of one stage of a Dockerfile (`ENV A=1 B=2`, continued lines joined). */
+function stageEnvironment(dockerfile: string, stage: string): Record<string, string> {
+  const lines = dockerfile.replace(/\\\n/g, ' ').split('\n');
+  const start = lines.findIndex((line) => new RegExp(`^FROM \\S+ AS ${stage}$`).test(line));
+  assert.ok(start >= 0, `docker/Dockerfile has a stage named ${stage}`);
+  const environment: Record<string, string> = {};
+  for (const line of lines.slice(start + 1)) {
+    if (line.startsWith('FROM ')) break;
+    if (!line.startsWith('ENV ')) continue;
+    for (const pair of line.slice(4).trim().split(/\s+/)) {
+      const [key, ...value] = pair.split('=');
+      environment[key!] = value.join('=');
+    }
+  }
+  return environment;
 }
 
 /** The environment variable names loadConfig reads, for this environment and for its S3 variant. */
@@ -200,6 +217,46 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
           }
         }
       });
+
+      it('passes only build args that docker/Dockerfile declares', async () => {
+        const { services } = models[profile];
+        const dockerfile = await readFile(path.join(REPO, 'docker/Dockerfile'), 'utf8');
+        const declared = new Set([...dockerfile.matchAll(/^ARG ([A-Z0-9_]+)/gm)].map((m) => m[1]));
+        for (const [name, service] of Object.entries(services)) {
+          for (const arg of Object.keys(service.build?.args ?? {})) assert.ok(declared.has(arg), `${name}: build arg ${arg} is not an ARG of docker/Dockerfile`);
+        }
+        if (profile === 'gpu') {
+          // Empty by default: tfjs-node-gpu's own libtensorflow 2.9.1, for the default CUDA 11.2 image.
+          assert.deepEqual(services.worker!.build!.args, { CUDA_IMAGE: 'nvidia/cuda:11.2.2-cudnn8-runtime-ubuntu20.04', TFJS_NODE_LIBTENSORFLOW: '' });
+        }
+      });
+
+      it(
+        profile === 'gpu'
+          ? "keeps the worker's CUDA JIT cache on a named volume at the image's CUDA_CACHE_PATH, with CUDA_CACHE_MAXSIZE at 4 GiB"
+          : 'mounts no CUDA cache',
+        async () => {
+          const { services, volumes } = models[profile];
+          const dockerfile = await readFile(path.join(REPO, 'docker/Dockerfile'), 'utf8');
+          if (profile === 'gpu') {
+            const image = stageEnvironment(dockerfile, 'worker-gpu');
+            assert.ok(image.CUDA_CACHE_PATH, 'worker-gpu sets CUDA_CACHE_PATH');
+            assert.equal(image.CUDA_CACHE_MAXSIZE, String(4 * 1024 ** 3));
+            const mount = volumeOf(services.worker!, image.CUDA_CACHE_PATH);
+            assert.equal(mount?.source, 'cuda-cache', `a named volume at ${image.CUDA_CACHE_PATH}`);
+            assert.notEqual(mount?.read_only, true);
+            assert.ok(volumes && 'cuda-cache' in volumes);
+            // The image creates the directory for the non-root user, so a new volume starts with that owner.
+            assert.match(dockerfile, new RegExp(`mkdir -p [^\\n]*${image.CUDA_CACHE_PATH}`));
+            for (const name of ['api', 'redis', 'postgres']) assert.equal(volumeOf(services[name]!, image.CUDA_CACHE_PATH), undefined, `${name} has no CUDA cache`);
+          } else {
+            assert.ok(!volumes || !('cuda-cache' in volumes));
+            for (const [name, service] of Object.entries(services)) {
+              assert.ok(!(service.volumes ?? []).some((v) => (typeof v === 'string' ? v : v.source).startsWith('cuda-cache')), `${name} mounts no CUDA cache`);
+            }
+          }
+        },
+      );
 
       it("passes the host's settings through: KEEP_SOURCE_VIDEO, PROBE_CONCURRENCY, AWS credentials, session token, region and profile", async () => {
         const envFile = path.join(tmp, `settings-${profile}.env`);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import postgres from 'postgres';
 import { createClient, SocketClosedUnexpectedlyError } from 'redis';
-import { isTransientError } from '../../src/worker/transient-error.ts';
+import { isTransientError } from '../../src/errors/transient-error.ts';
 import { listBackends, terminateConnections } from '../helpers/postgres-faults.ts';
 import { RedisServer } from '../helpers/redis-server.ts';
 import { TcpProxy } from '../helpers/tcp-proxy.ts';

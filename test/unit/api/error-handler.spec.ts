@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import multer from 'multer';
 import { toAppError } from '../../../src/api/error-handler.ts';
-import { errors } from '../../../src/errors.ts';
+import { errors } from '../../../src/errors/app-error.ts';
 import { StorageKeyError } from '../../../src/storage/video-storage.ts';
 
 describe('toAppError', () => {

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import type { NewVideo, VideoRecord, VideoRepository } from '../../../src/db/types.ts';
-import { AppError } from '../../../src/errors.ts';
+import { AppError } from '../../../src/errors/app-error.ts';
 import { createLogger } from '../../../src/logger.ts';
 import type { DetectionJob } from '../../../src/queue/types.ts';
-import { IngestService, type IngestSettings, type Media } from '../../../src/services/ingest.service.ts';
+import { ExtractionService, type ExtractionMedia, type ExtractionSettings } from '../../../src/services/extraction.service.ts';
+import { UploadService, type UploadMedia, type UploadSettings } from '../../../src/services/upload.service.ts';
 import type { VideoStorage } from '../../../src/storage/video-storage.ts';
 
 class MemoryStorage implements VideoStorage {
@@ -78,18 +79,18 @@ class MemoryVideos implements VideoRepository {
   }
 }
 
-const settings: IngestSettings = { batchSize: 4, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, extractionConcurrency: 1, probeConcurrency: 2, extractionLeaseMs: 60_000 };
+const settings: UploadSettings & ExtractionSettings = { batchSize: 4, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, extractionConcurrency: 1, probeConcurrency: 2, extractionLeaseMs: 60_000 };
 const goodProbe = {
   ok: true as const,
   video: { durationMs: 2000, fps: 10, width: 64, height: 48, codec: 'h264', startTimeMs: 0, creationTime: null, frameCountEstimate: 20 },
   raw: {},
 };
 
-function setUp(media: Partial<Media> = {}, overrides: Partial<IngestSettings> = {}) {
+function setUp(media: Partial<UploadMedia & ExtractionMedia> = {}, overrides: Partial<UploadSettings & ExtractionSettings> = {}) {
   const storage = new MemoryStorage();
   const videos = new MemoryVideos();
   const published: DetectionJob[] = [];
-  const fullMedia: Media = {
+  const fullMedia: UploadMedia & ExtractionMedia = {
     probe: async () => goodProbe as never,
     verifyDecodable: async () => ({ ok: true }) as never,
     extractFrames: async (_path, _options, onFrame) => {
@@ -98,17 +99,19 @@ function setUp(media: Partial<Media> = {}, overrides: Partial<IngestSettings> = 
     },
     ...media,
   };
-  const service = new IngestService({ ...settings, ...overrides }, videos, storage, fullMedia, { publish: async (jobs) => void published.push(...jobs) }, createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true }));
-  return { service, storage, videos, published };
+  const logger = createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true });
+  const extraction = new ExtractionService({ ...settings, ...overrides }, videos, storage, fullMedia, { publish: async (jobs) => void published.push(...jobs) }, logger);
+  const service = new UploadService({ ...settings, ...overrides }, videos, storage, fullMedia, extraction);
+  return { service, extraction, storage, videos, published };
 }
 
-describe('IngestService', () => {
+describe('UploadService and ExtractionService', () => {
   it('accepts a video, extracts its frames into storage and publishes jobs of BATCH_SIZE frames', async () => {
-    const { service, storage, videos, published } = setUp();
+    const { service, extraction, storage, videos, published } = setUp();
     const staged = await service.stageUpload('clip.mp4', Readable.from([Buffer.from('video bytes')]));
     const video = await service.acceptUpload(staged, '2.5');
     assert.equal(video.sampleFps, 2.5);
-    await service.idle();
+    await extraction.idle();
     assert.deepEqual(published.map((job) => job.frames.map((frame) => frame.index)), [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]);
     assert.ok(published.every((job) => job.videoId === video.id));
     assert.equal(published[1]!.frames[0]!.ptsMs, 800);
@@ -119,16 +122,16 @@ describe('IngestService', () => {
 
   it('has frames stored scaled down to the FRAME_SIZE box when the video is larger, and at source size otherwise', async () => {
     const scales: unknown[] = [];
-    const media: Partial<Media> = {
+    const media: Partial<ExtractionMedia> = {
       extractFrames: async (_path, options) => {
         scales.push(options.scale);
         return { frames: 0 };
       },
     };
     for (const frameSize of [{ width: 32, height: 32 }, { width: 64, height: 64 }, null]) {
-      const { service } = setUp(media, { frameSize });
+      const { service, extraction } = setUp(media, { frameSize });
       await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('video bytes')])), undefined);
-      await service.idle();
+      await extraction.idle();
     }
     // 64x48 into a 32x32 box: 32x24, what the letterbox makes of it; it fits a 64x64 box already; null keeps the source.
     assert.deepEqual(scales, [{ from: { width: 64, height: 48 }, to: { width: 32, height: 24 } }, undefined, undefined]);
@@ -151,7 +154,7 @@ describe('IngestService', () => {
     });
   }
 
-  const refusals: Array<[string, Partial<Media>, string | undefined, number, string]> = [
+  const refusals: Array<[string, Partial<UploadMedia & ExtractionMedia>, string | undefined, number, string]> = [
     ['an unreadable file', { probe: async () => ({ ok: false, code: 'unreadable_video', message: 'moov atom not found' }) as never }, undefined, 415, 'unreadable_video'],
     ['an image', { probe: async () => ({ ok: false, code: 'not_a_video', message: 'still image' }) as never }, undefined, 415, 'not_a_video'],
     ['a truncated video', { verifyDecodable: async () => ({ ok: false, code: 'truncated_video', message: 'partial file' }) as never }, undefined, 422, 'truncated_video'],
@@ -188,7 +191,7 @@ describe('IngestService', () => {
     const plain = await untagged.service.acceptUpload(await untagged.service.stageUpload('plain.mp4', Readable.from([Buffer.from('bytes')])), undefined);
     const capturedAt = untagged.videos.rows.get(plain.id)!.capturedAt.getTime();
     assert.ok(capturedAt >= before && capturedAt <= Date.now(), 'capturedAt is the upload time');
-    await Promise.all([tagged.service.idle(), untagged.service.idle()]);
+    await Promise.all([tagged.extraction.idle(), untagged.extraction.idle()]);
   });
 
   it('runs at most PROBE_CONCURRENCY upload checks (ffprobe and the decode checks) at once; the rest wait', async () => {
@@ -201,7 +204,7 @@ describe('IngestService', () => {
       started.push(file);
       await new Promise<void>((resolve) => gates.push(resolve));
     };
-    const { service, videos } = setUp(
+    const { service, extraction, videos } = setUp(
       {
         probe: async (file) => {
           active += 1;
@@ -233,12 +236,12 @@ describe('IngestService', () => {
     assert.equal(started.length, 8);
     assert.equal(videosAccepted.length, 8);
     assert.equal(videos.rows.size, 8);
-    await service.idle();
+    await extraction.idle();
   });
 
   it('a refused upload frees its check slot for the next one', async () => {
     let calls = 0;
-    const { service } = setUp(
+    const { service, extraction } = setUp(
       { probe: async () => (++calls === 1 ? ({ ok: false, code: 'not_a_video', message: 'still image' } as never) : (goodProbe as never)) },
       { probeConcurrency: 1 },
     );
@@ -247,18 +250,18 @@ describe('IngestService', () => {
     const [refused, accepted] = await Promise.allSettled([service.acceptUpload(first, undefined), service.acceptUpload(second, undefined)]);
     assert.equal(refused.status, 'rejected');
     assert.equal(accepted.status, 'fulfilled');
-    await service.idle();
+    await extraction.idle();
   });
 
   it('marks the video failed when extraction breaks', async () => {
-    const { service, videos } = setUp({
+    const { service, extraction, videos } = setUp({
       extractFrames: async () => {
         throw new Error('ffmpeg exited with code 1: Invalid data');
       },
     });
     const staged = await service.stageUpload('clip.mp4', Readable.from([Buffer.from('bytes')]));
     const video = await service.acceptUpload(staged, undefined);
-    await service.idle();
+    await extraction.idle();
     const row = videos.rows.get(video.id)!;
     assert.equal(row.status, 'failed');
     assert.match(row.error ?? '', /Invalid data/);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { ClientClosedError, SocketClosedUnexpectedlyError } from 'redis';
-import { isTransientError } from '../../../src/worker/transient-error.ts';
+import { isTransientError } from '../../../src/errors/transient-error.ts';
 
 describe('isTransientError', () => {
   it('recognises lost connections to PostgreSQL (postgres.js codes and SQLSTATEs)', () => {

@@ -4,9 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { NewVideo, VideoRecord, VideoRepository } from '../../../src/db/types.ts';
-import { AppError } from '../../../src/errors.ts';
+import { AppError } from '../../../src/errors/app-error.ts';
 import { createLogger } from '../../../src/logger.ts';
-import { IngestService, type Media } from '../../../src/services/ingest.service.ts';
+import { ExtractionService, type ExtractionMedia } from '../../../src/services/extraction.service.ts';
+import { UploadService, type UploadMedia } from '../../../src/services/upload.service.ts';
 import { LocalStorage } from '../../../src/storage/local-storage.ts';
 import type { VideoStorage } from '../../../src/storage/video-storage.ts';
 
@@ -33,7 +34,7 @@ const probe = {
   raw: {},
 };
 
-describe('IngestService with a storage that has no local files (S3)', () => {
+describe('Upload checks and extraction with a storage that has no local files (S3)', () => {
   let tmp: string;
   let workDir: string;
 
@@ -44,7 +45,7 @@ describe('IngestService with a storage that has no local files (S3)', () => {
   });
   afterEach(() => fs.rm(tmp, { recursive: true, force: true }));
 
-  function setUp(media: Partial<Media>, keepSourceVideo = true) {
+  function setUp(media: Partial<UploadMedia & ExtractionMedia>, keepSourceVideo = true) {
     const storage = remoteStorage(path.join(tmp, 'store'));
     const rows = new Map<string, VideoRecord>();
     const videos = {
@@ -59,7 +60,7 @@ describe('IngestService with a storage that has no local files (S3)', () => {
       markFailed: async (id: string, error: string) => void Object.assign(rows.get(id)!, { status: 'failed', error }),
     } as unknown as VideoRepository;
     const seen: string[] = [];
-    const fullMedia: Media = {
+    const fullMedia: UploadMedia & ExtractionMedia = {
       probe: async (file) => {
         seen.push(await fs.readFile(file, 'utf8'));
         return probe as never;
@@ -74,15 +75,16 @@ describe('IngestService with a storage that has no local files (S3)', () => {
     };
     const settings = { batchSize: 2, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, extractionConcurrency: 1, probeConcurrency: 2, extractionLeaseMs: 60_000, workDir, keepSourceVideo };
     const logger = createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true });
-    const service = new IngestService(settings, videos, storage, fullMedia, { publish: async () => {} }, logger);
-    return { service, storage, rows, seen };
+    const extraction = new ExtractionService(settings, videos, storage, fullMedia, { publish: async () => {} }, logger);
+    const service = new UploadService(settings, videos, storage, fullMedia, extraction);
+    return { service, extraction, storage, rows, seen };
   }
 
   it('probes and extracts from downloaded copies, and deletes them afterwards', async () => {
-    const { service, storage, rows, seen } = setUp({});
+    const { service, extraction, storage, rows, seen } = setUp({});
     const staged = await service.stageUpload('clip.mp4', Readable.from([Buffer.from('video bytes')]));
     const video = await service.acceptUpload(staged, undefined);
-    await service.idle();
+    await extraction.idle();
     assert.deepEqual(seen, ['video bytes', 'video bytes']);
     assert.equal(rows.get(video.id)!.status, 'processing');
     assert.deepEqual(await storage.list(`videos/${video.id}`), [0, 1, 2].map((i) => `videos/${video.id}/frames/00000${i}.jpg`).concat(`videos/${video.id}/source`));
@@ -98,24 +100,24 @@ describe('IngestService with a storage that has no local files (S3)', () => {
   });
 
   it('deletes the copy when extraction fails, and keeps the source of the failed video', async () => {
-    const { service, storage, rows } = setUp({
+    const { service, extraction, storage, rows } = setUp({
       extractFrames: async () => {
         throw new Error('ffmpeg exited with code 1');
       },
     }, false);
     const staged = await service.stageUpload('clip.mp4', Readable.from([Buffer.from('bytes')]));
     const video = await service.acceptUpload(staged, undefined);
-    await service.idle();
+    await extraction.idle();
     assert.equal(rows.get(video.id)!.status, 'failed');
     assert.deepEqual(await fs.readdir(workDir), []);
     assert.deepEqual(await storage.list(`videos/${video.id}`), [`videos/${video.id}/source`]);
   });
 
   it('deletes the source video once its frames are extracted when KEEP_SOURCE_VIDEO=false', async () => {
-    const { service, storage } = setUp({}, false);
+    const { service, extraction, storage } = setUp({}, false);
     const staged = await service.stageUpload('clip.mp4', Readable.from([Buffer.from('video bytes')]));
     const video = await service.acceptUpload(staged, undefined);
-    await service.idle();
+    await extraction.idle();
     assert.deepEqual(await storage.list(`videos/${video.id}`), [0, 1, 2].map((i) => `videos/${video.id}/frames/00000${i}.jpg`));
   });
 });

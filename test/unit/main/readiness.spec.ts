@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import type { Detector } from '../../../src/detection/types.ts';
-import { detectorReadiness } from '../../../src/main/roles.ts';
+import { detectorReadiness } from '../../../src/main/readiness.ts';
 
 const detector = {
   engine: 'onnx',

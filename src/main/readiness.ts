@@ -1,0 +1,43 @@
+import type { ReadinessCheck } from '../api/health.routes.ts';
+import type { EngineChoice } from '../detection/engine-selection.ts';
+import type { Detector } from '../detection/types.ts';
+import type { VideoStorage } from '../storage/video-storage.ts';
+import type { Runtime } from './runtime.ts';
+
+// Every /readyz check of every role, in one place; each entry point picks the ones that apply to it.
+
+export function baseReadiness(runtime: Runtime): ReadinessCheck[] {
+  return [
+    { name: 'redis', check: async () => ({ ok: (await runtime.redis.ping()) === 'PONG' }) },
+    { name: 'postgres', check: async () => (await runtime.sql`select 1 as ok`, { ok: true }) },
+  ];
+}
+
+/** `choice` is how the engine was picked; its reason shows why DETECTOR_ENGINE=auto fell back, if it did. */
+export function detectorReadiness(detector: Detector, choice?: EngineChoice): ReadinessCheck {
+  return {
+    name: 'model',
+    check: async () => ({
+      ok: true,
+      detail: {
+        engine: detector.engine,
+        backend: detector.backend,
+        device: detector.device,
+        classes: detector.modelInfo.names.length,
+        imgsz: detector.modelInfo.imgsz,
+        ...(choice ? { reason: choice.reason } : {}),
+      },
+    }),
+  };
+}
+
+/**
+ * Storage reachable: one listing of a prefix nothing writes. Local storage: a readdir; S3: one
+ * ListObjectsV2, which fails on a missing bucket, refused credentials or an unreachable endpoint.
+ */
+export function storageReadiness(storage: VideoStorage): ReadinessCheck {
+  return {
+    name: 'storage',
+    check: async () => (await storage.list('readyz'), { ok: true, detail: { driver: storage.driver } }),
+  };
+}

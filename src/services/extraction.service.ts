@@ -1,0 +1,147 @@
+import type { VideoRecord, VideoRepository } from '../db/types.ts';
+import { errorMessage } from '../errors/error-message.ts';
+import type { Logger } from '../logger.ts';
+import { scaledFrameSize, type FrameSize } from '../detection/letterbox-geometry.ts';
+import type { FrameScale } from '../media/extract-args.ts';
+import type { MediaRepository } from '../media/media.repository.ts';
+import type { DetectionJob, FrameRef } from '../queue/types.ts';
+import { storageKeys } from '../storage/keys.ts';
+import { withLocalCopy } from '../storage/local-copy.ts';
+import type { VideoStorage } from '../storage/video-storage.ts';
+import { TaskLimiter } from './task-limiter.ts';
+import type { ExtractionScheduler } from './upload.service.ts';
+
+export interface ExtractionSettings {
+  batchSize: number;
+  jpegQuality: number;
+  extractionConcurrency: number;
+  /** Where a storage without local files (S3) has its upload downloaded for ffmpeg; default os.tmpdir(). */
+  workDir?: string;
+  /** false: the uploaded video is deleted once its frames are extracted. Default true. */
+  keepSourceVideo?: boolean;
+  /** An extraction whose process stops renewing its lease for this long is restarted by another. */
+  extractionLeaseMs: number;
+  /**
+   * FRAME_SIZE: frames are stored scaled down to fit this box the way the worker's letterbox would
+   * (the worker maps boxes back to the video's size); null or omitted stores them at source resolution.
+   */
+  frameSize?: FrameSize | null;
+}
+
+export interface JobPublisher {
+  publish(jobs: DetectionJob[]): Promise<void>;
+}
+
+export type ExtractionMedia = Pick<MediaRepository, 'extractFrames'>;
+
+/**
+ * Frame extraction of accepted videos. It runs off the request path with bounded concurrency and
+ * publishes jobs as frames appear, so workers start before a long video is fully extracted.
+ */
+export class ExtractionService implements ExtractionScheduler {
+  private readonly extractions: TaskLimiter;
+  private recoveryTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly settings: ExtractionSettings,
+    private readonly videos: Pick<VideoRepository, 'claimExtraction' | 'renewExtraction' | 'findStalledExtractions' | 'markExtracted' | 'markFailed'>,
+    private readonly storage: VideoStorage,
+    private readonly media: ExtractionMedia,
+    private readonly queue: JobPublisher,
+    private readonly logger: Logger,
+  ) {
+    this.extractions = new TaskLimiter(settings.extractionConcurrency);
+  }
+
+  schedule(video: VideoRecord): void {
+    void this.extractions.run(() => this.extract(video)).catch((error: unknown) => {
+      this.logger.error('extraction failed', { videoId: video.id, error: errorMessage(error) });
+    });
+  }
+
+  /**
+   * Extracts, stores and publishes every frame of a video; marks it failed if extraction breaks.
+   * It first claims the video (another process may have it) and renews that lease while it runs.
+   * A restart after a crash redoes the whole video: frame keys are the same, and the jobs it publishes
+   * again are absorbed by the idempotent commit.
+   */
+  async extract(video: VideoRecord): Promise<void> {
+    if (!(await this.videos.claimExtraction(video.id, this.settings.extractionLeaseMs))) return;
+    const started = Date.now();
+    const lease = setInterval(() => {
+      this.videos.renewExtraction(video.id).catch((error: unknown) => this.logger.warn('could not renew an extraction lease', { videoId: video.id, error: errorMessage(error) }));
+    }, Math.max(50, Math.floor(this.settings.extractionLeaseMs / 3)));
+    lease.unref();
+    try {
+      let pending: FrameRef[] = [];
+      const flush = async () => {
+        if (pending.length === 0) return;
+        const frames = pending;
+        pending = [];
+        await this.queue.publish([{ id: `${video.id}:${frames[0]!.index}`, videoId: video.id, frames, publishedAt: Date.now() }]);
+      };
+      const options = { fps: video.sampleFps, jpegQuality: this.settings.jpegQuality, startTimeMs: video.source.startTimeMs, scale: this.frameScale(video) };
+      const { frames } = await withLocalCopy(this.storage, video.storageKey, this.settings.workDir, (file) =>
+        this.media.extractFrames(file, options, async (frame) => {
+          const key = storageKeys.frame(video.id, frame.index);
+          await this.storage.write(key, frame.jpeg);
+          pending.push({ index: frame.index, ptsMs: frame.ptsMs, key });
+          if (pending.length >= this.settings.batchSize) await flush();
+        }),
+      );
+      await flush();
+      const updated = await this.videos.markExtracted(video.id, frames);
+      this.logger.info('extraction finished', { videoId: video.id, frames, ms: Date.now() - started, status: updated.status });
+      if (this.settings.keepSourceVideo === false) await this.deleteSource(video);
+    } catch (error) {
+      await this.videos.markFailed(video.id, `frame extraction failed: ${errorMessage(error)}`);
+      throw error;
+    } finally {
+      clearInterval(lease);
+    }
+  }
+
+  /** Where FRAME_SIZE stores this video's frames smaller than the source; undefined when they fit already. */
+  private frameScale(video: VideoRecord): FrameScale | undefined {
+    const from = { width: video.source.width, height: video.source.height };
+    const to = this.settings.frameSize ? scaledFrameSize(from, this.settings.frameSize) : undefined;
+    return to && { from, to };
+  }
+
+  /**
+   * Restarts extractions that an API process accepted but never finished (it died), now and then
+   * every half lease. Takes only as many as this process has free extraction slots.
+   */
+  startRecovery(): void {
+    const recover = async () => {
+      const free = this.settings.extractionConcurrency - this.extractions.size;
+      if (free <= 0) return;
+      for (const video of await this.videos.findStalledExtractions(this.settings.extractionLeaseMs, free)) {
+        this.logger.warn('restarting a stalled extraction', { videoId: video.id, status: video.status });
+        this.schedule(video);
+      }
+    };
+    const run = () => void recover().catch((error: unknown) => this.logger.warn('extraction recovery failed', { error: errorMessage(error) }));
+    run();
+    this.recoveryTimer = setInterval(run, Math.max(100, Math.floor(this.settings.extractionLeaseMs / 2)));
+    this.recoveryTimer.unref();
+  }
+
+  stopRecovery(): void {
+    clearInterval(this.recoveryTimer);
+  }
+
+  /** KEEP_SOURCE_VIDEO=false: the frames are out, the upload is no longer needed. A failure only leaves it behind. */
+  private async deleteSource(video: VideoRecord): Promise<void> {
+    try {
+      await this.storage.delete([video.storageKey]);
+    } catch (error) {
+      this.logger.warn('could not delete the source video after extraction', { videoId: video.id, error: errorMessage(error) });
+    }
+  }
+
+  /** Resolves when every scheduled extraction has finished (tests, shutdown). */
+  idle(): Promise<void> {
+    return this.extractions.idle();
+  }
+}
