@@ -99,6 +99,21 @@ export interface Config {
   readonly previewMaxBytes: number;
   /** A preview encode running longer than this is stopped and dropped. */
   readonly previewTimeoutMs: number;
+
+  // Frame size and model precision (FRAME_SIZE, MODEL_PRECISION, CALIBRATION_*).
+  /**
+   * Extracted frames are stored scaled down to fit this box (width x height) as the model's letterbox would
+   * fit them, so the worker decodes small frames and need not resize; boxes still map to source pixels.
+   * null (FRAME_SIZE=source) stores them at source resolution.
+   */
+  readonly frameSize: { readonly width: number; readonly height: number } | null;
+  /**
+   * fp32 runs MODEL_PATH as it is; int8 runs a static int8 quantization of it (ONNX Runtime only), made at
+   * worker start-up from frames of calibrationVideo and cached beside the model.
+   */
+  readonly modelPrecision: 'fp32' | 'int8';
+  readonly calibrationVideo: string;
+  readonly calibrationFrames: number;
 }
 
 export interface S3Config {
@@ -192,7 +207,14 @@ export function loadConfig(env: Env = process.env): Config {
     previewCodec: read.oneOf('PREVIEW_CODEC', ['h264', 'vp9', 'off'] as const, 'h264'),
     previewMaxBytes: read.integer('PREVIEW_MAX_BYTES', 1024 ** 3, { min: 1024 }),
     previewTimeoutMs: read.integer('PREVIEW_TIMEOUT_MS', 30 * 60_000, { min: 1000 }),
+    frameSize: readFrameSize(env.FRAME_SIZE, problems),
+    modelPrecision: read.oneOf('MODEL_PRECISION', ['fp32', 'int8'] as const, 'fp32'),
+    calibrationVideo: path.resolve(env.CALIBRATION_VIDEO || '/usr/share/doc/opencv-doc/examples/data/vtest.avi'),
+    calibrationFrames: read.integer('CALIBRATION_FRAMES', 32, { min: 1, max: 1000 }),
   };
+  if (config.modelPrecision === 'int8' && config.detectorEngine !== 'onnx') {
+    problems.push(`MODEL_PRECISION=int8 runs on ONNX Runtime only: it needs DETECTOR_ENGINE=onnx (got "${config.detectorEngine}")`);
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
 }
@@ -241,6 +263,19 @@ function readApiKey(env: Env, problems: string[], warnings: string[]): string | 
     problems.push(`${name} must be 16 to 512 printable characters without spaces (got ${key.length} characters)`);
   }
   return key;
+}
+
+/** FRAME_SIZE: "source", a side N (an N x N box) or WIDTHxHEIGHT, each 32 to 8192 px; default 640 (the stock models' input). */
+function readFrameSize(raw: string | undefined, problems: string[]): Config['frameSize'] {
+  const value = (raw ?? '').trim() || '640';
+  if (value === 'source') return null;
+  const match = /^(\d+)(?:x(\d+))?$/.exec(value);
+  const [width, height] = match ? [Number(match[1]), Number(match[2] ?? match[1])] : [NaN, NaN];
+  if (!(width >= 32 && width <= 8192 && height >= 32 && height <= 8192)) {
+    problems.push(`FRAME_SIZE must be "source", a size N or WIDTHxHEIGHT, from 32 to 8192 px (got "${raw}")`);
+    return { width: 640, height: 640 };
+  }
+  return { width, height };
 }
 
 /** Parses a frames-per-second request: a positive number no larger than max. */

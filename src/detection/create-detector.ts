@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
-import { OnnxDetector } from './onnx-detector.ts';
+import { OnnxDetector, type OnnxDetectorOptions } from './onnx-detector.ts';
 import { convertOnnxFile } from './tfjs/convert-file.ts';
 import { chooseEngine } from './engine-selection.ts';
 import type { EngineChoice, RequestedEngine } from './engine-selection.ts';
@@ -23,6 +23,10 @@ export interface CreateDetectorOptions {
   onnxFramesPerRun?: number;
   /** ONNX Runtime: told when the model keeps its fixed batch (frames then run one batch-sized chunk at a time). */
   onOnnxFixedBatch?: (reason: string) => void;
+  /** ONNX Runtime: told when the model keeps its float input (the preprocessing fold refused it). */
+  onOnnxFloatInput?: (reason: string) => void;
+  /** ONNX Runtime: extra session settings (the benchmark asks for the optimized graph). */
+  onnxSessionOptions?: OnnxDetectorOptions['sessionOptions'];
   /**
    * TensorFlow.js: the graph model's directory (or a SavedModel's), the backend (auto: node-gpu with a GPU,
    * else node, else wasm, whichever is installed) and the most frames per graph execution (default 8).
@@ -62,5 +66,11 @@ export async function createDetector(options: CreateDetectorOptions): Promise<De
       importer,
     });
   }
-  return OnnxDetector.create(options.modelPath, { threads: options.threads, framesPerRun: options.onnxFramesPerRun, onFixedBatch: options.onOnnxFixedBatch });
+  return OnnxDetector.create(options.modelPath, {
+    threads: options.threads,
+    framesPerRun: options.onnxFramesPerRun,
+    onFixedBatch: options.onOnnxFixedBatch,
+    onFloatInput: options.onOnnxFloatInput,
+    sessionOptions: options.onnxSessionOptions,
+  });
 }

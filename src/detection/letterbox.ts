@@ -1,160 +1,188 @@
 import sharp from 'sharp';
+import { computeLetterbox, isScaledCopy, type FrameSize, type Letterbox } from './letterbox-geometry.ts';
 import type { PreparedFrame } from './types.ts';
 
+export { computeLetterbox, roundHalfEven, type FrameSize, type Letterbox } from './letterbox-geometry.ts';
+
 /** Ultralytics' padding colour (114, 114, 114). */
-const PAD_VALUE = 114;
+export const PAD_VALUE = 114;
 
-export interface Letterbox {
-  /** Scale applied to the source (same on both axes). */
-  scale: number;
-  /** Size of the resized image before padding. */
-  newWidth: number;
-  newHeight: number;
-  top: number;
-  bottom: number;
-  left: number;
-  right: number;
+/** Bytes of one letterboxed frame: height x width RGB pixels. */
+export function frameBytes(imgsz: readonly [number, number]): number {
+  return 3 * imgsz[0] * imgsz[1];
 }
 
 /**
- * Python 3's round(): halves go to the even neighbour (round(2.5) == 2). x - floor(x) is exact in
- * binary floating point, so comparing it with 0.5 decides ties exactly as CPython does.
- */
-export function roundHalfEven(x: number): number {
-  const floor = Math.floor(x);
-  const diff = x - floor;
-  if (diff > 0.5) return floor + 1;
-  if (diff < 0.5) return floor;
-  return floor % 2 === 0 ? floor : floor + 1;
-}
-
-/**
- * Ultralytics LetterBox(auto=False, scaleup=True, center=True) geometry, so our boxes match
- * Ultralytics' own predictions pixel for pixel.
- */
-export function computeLetterbox(srcW: number, srcH: number, dstH: number, dstW: number): Letterbox {
-  if (!(srcW > 0 && srcH > 0 && dstH > 0 && dstW > 0)) throw new RangeError(`letterbox sizes must be positive: ${srcW}x${srcH} -> ${dstW}x${dstH}`);
-  const scale = Math.min(dstH / srcH, dstW / srcW);
-  // At least 1 px: a sliver like 5000x3 would otherwise round to an empty image (Ultralytics crashes there).
-  const newWidth = Math.max(1, roundHalfEven(srcW * scale));
-  const newHeight = Math.max(1, roundHalfEven(srcH * scale));
-  const dw = (dstW - newWidth) / 2;
-  const dh = (dstH - newHeight) / 2;
-  return {
-    scale,
-    newWidth,
-    newHeight,
-    // The ±0.1 puts the odd pixel on the bottom/right, as Ultralytics does.
-    top: roundHalfEven(dh - 0.1),
-    bottom: roundHalfEven(dh + 0.1),
-    left: roundHalfEven(dw - 0.1),
-    right: roundHalfEven(dw + 0.1),
-  };
-}
-
-/**
- * Slot `index` of an NCHW batch buffer (3 * h * w floats a slot). Frames prepared into consecutive slots
- * of one buffer are already the engine's batch input, so packBatch hands it over without copying them.
+ * Slot `index` of an NHWC uint8 batch buffer (frameBytes(imgsz) a slot). Frames prepared into consecutive
+ * slots of one buffer are already the engine's batch input, so packBatch hands it over without copying them.
  */
 export interface BatchSlot {
-  batch: Float32Array;
+  batch: Uint8Array;
   index: number;
 }
 
 /**
- * Decodes a JPEG and letterboxes it into the network's float CHW input, keeping the mapping back to
- * source pixels. EXIF orientation is not applied: frames come from ffmpeg, which writes none.
+ * Sets libvips up for decoding frames: `threads` per image (the worker's frames already decode in parallel,
+ * one per libuv thread, while the engine infers on every core), and no operation cache (every frame is a
+ * new image, so caching only costs). Process-wide.
  */
-export async function prepareFrame(jpeg: Buffer, imgsz: [number, number], slot?: BatchSlot): Promise<PreparedFrame> {
-  const [dstH, dstW] = imgsz;
-  const meta = await sharp(jpeg).metadata();
-  const srcW = meta.width;
-  const srcH = meta.height;
-  if (!srcW || !srcH) throw new Error('prepareFrame: could not read the image size');
-  const box = computeLetterbox(srcW, srcH, dstH, dstW);
+export function tuneImageDecoding(threads: number): void {
+  sharp.concurrency(threads);
+  sharp.cache(false);
+}
 
-  // Force 3-channel sRGB so greyscale or CMYK JPEGs still give RGB triplets.
-  let pipeline = sharp(jpeg).removeAlpha().toColourspace('srgb');
+/**
+ * Decodes a frame and letterboxes it into the network's input: RGB bytes, rows of pixels (HWC), gray 114
+ * padding. Pixels stay bytes: normalisation and layout happen inside the model (onnx-preprocess.ts) or the
+ * engine, so no loop here touches them.
+ *
+ * `scaledFrom` is the size of the video the frame was extracted from (FRAME_SIZE makes extraction store
+ * frames scaled down to what the letterbox would make of them). A frame that is that video scaled is
+ * letterboxed with the video's geometry, so boxes map back to the video's pixels exactly as for a full-size
+ * frame; at the letterbox's size it is only padded, otherwise resized to it. A frame of any other size
+ * (a rotated video, or no `scaledFrom`) is its own source. EXIF orientation is not applied: frames come from
+ * ffmpeg, which writes none.
+ */
+export async function prepareFrame(image: Buffer, imgsz: [number, number], slot?: BatchSlot, scaledFrom?: FrameSize): Promise<PreparedFrame> {
+  const [dstH, dstW] = imgsz;
+  const header = jpegFrameSize(image);
+  const size = header ?? (await imageSize(image));
+  const source = scaledFrom && (size.width !== scaledFrom.width || size.height !== scaledFrom.height) && isScaledCopy(size, scaledFrom) ? scaledFrom : size;
+  const box = computeLetterbox(source.width, source.height, dstH, dstW);
+
+  // A 3-component JPEG decodes to RGB as it is; anything else (greyscale, CMYK, PNG with alpha) is made 3-channel sRGB.
+  let pipeline = sharp(image, { sequentialRead: true });
+  if (header?.components !== 3) pipeline = pipeline.removeAlpha().toColourspace('srgb');
   // Like Ultralytics, only resample when the size changes; 'linear' is the closest kernel to cv2.INTER_LINEAR.
-  if (box.newWidth !== srcW || box.newHeight !== srcH) {
+  // A JPEG shrunk by 2 or more is decoded at a reduced size first (libvips' shrink-on-load).
+  if (box.newWidth !== size.width || box.newHeight !== size.height) {
     pipeline = pipeline.resize(box.newWidth, box.newHeight, { fit: 'fill', kernel: 'linear' });
   }
-  if (box.top || box.bottom || box.left || box.right) {
-    pipeline = pipeline.extend({
-      top: box.top,
-      bottom: box.bottom,
-      left: box.left,
-      right: box.right,
-      background: { r: PAD_VALUE, g: PAD_VALUE, b: PAD_VALUE },
-    });
-  }
   const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
-  if (info.width !== dstW || info.height !== dstH || info.channels !== 3) {
-    throw new Error(`prepareFrame: expected ${dstW}x${dstH}x3 after letterbox, got ${info.width}x${info.height}x${info.channels}`);
+  if (info.width !== box.newWidth || info.height !== box.newHeight || info.channels !== 3) {
+    throw new Error(`prepareFrame: expected ${box.newWidth}x${box.newHeight}x3 after decoding, got ${info.width}x${info.height}x${info.channels}`);
   }
-  const pixels = dstW * dstH;
-  let tensor: Float32Array;
+  const bytes = frameBytes(imgsz);
+  let pixels: Uint8Array;
   if (slot) {
-    const offset = slot.index * 3 * pixels;
-    if (offset + 3 * pixels > slot.batch.length) throw new RangeError(`prepareFrame: batch slot ${slot.index} is past the end of the batch buffer`);
-    tensor = hwcToChw(data, pixels, slot.batch, offset).subarray(offset, offset + 3 * pixels);
+    const offset = slot.index * bytes;
+    if (offset + bytes > slot.batch.length) throw new RangeError(`prepareFrame: batch slot ${slot.index} is past the end of the batch buffer`);
+    pixels = slot.batch.subarray(offset, offset + bytes);
   } else {
-    tensor = hwcToChw(data, pixels);
+    pixels = new Uint8Array(bytes);
   }
-  return {
-    tensor,
-    sourceWidth: srcW,
-    sourceHeight: srcH,
-    scale: box.scale,
-    padLeft: box.left,
-    padTop: box.top,
-  };
+  placeLetterboxed(data, box, dstW, dstH, pixels);
+  return { pixels, sourceWidth: source.width, sourceHeight: source.height, scale: box.scale, padLeft: box.left, padTop: box.top };
+}
+
+/** Copies the resized image (newWidth x newHeight RGB) into `out` (dstW x dstH) at the letterbox offsets, padding around it. */
+export function placeLetterboxed(content: Uint8Array, box: Letterbox, dstW: number, dstH: number, out: Uint8Array): void {
+  const row = 3 * dstW;
+  const contentRow = 3 * box.newWidth;
+  const top = box.top * row;
+  const bottom = (box.top + box.newHeight) * row;
+  out.fill(PAD_VALUE, 0, top);
+  out.fill(PAD_VALUE, bottom, dstH * row);
+  if (box.left === 0 && box.right === 0) {
+    out.set(content.subarray(0, box.newHeight * contentRow), top); // full-width rows are one block
+    return;
+  }
+  const left = 3 * box.left;
+  for (let y = 0; y < box.newHeight; y++) {
+    const start = top + y * row;
+    out.fill(PAD_VALUE, start, start + left);
+    out.set(content.subarray(y * contentRow, (y + 1) * contentRow), start + left);
+    out.fill(PAD_VALUE, start + left + contentRow, start + row);
+  }
+}
+
+/**
+ * Width and height from a JPEG's start-of-frame header, without decoding (undefined for anything else, which
+ * sharp then reads). The size decides the decode (shrink-on-load, or none) before libvips is called.
+ */
+export function jpegFrameSize(bytes: Uint8Array): (FrameSize & { components: number }) | undefined {
+  if (bytes.length < 4 || bytes[0] !== 0xff || bytes[1] !== 0xd8) return undefined;
+  let pos = 2;
+  while (pos + 4 <= bytes.length) {
+    if (bytes[pos] !== 0xff) return undefined;
+    const marker = bytes[pos + 1]!;
+    if (marker === 0xff) {
+      pos += 1; // fill byte
+      continue;
+    }
+    if (marker === 0xd8 || marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) {
+      pos += 2; // markers without a length
+      continue;
+    }
+    const length = (bytes[pos + 2]! << 8) | bytes[pos + 3]!;
+    // SOF0..SOF15, except DHT (C4), JPG (C8) and DAC (CC): precision, height, width, components.
+    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+      if (pos + 10 > bytes.length || length < 8) return undefined;
+      const height = (bytes[pos + 5]! << 8) | bytes[pos + 6]!;
+      const width = (bytes[pos + 7]! << 8) | bytes[pos + 8]!;
+      return width > 0 && height > 0 ? { width, height, components: bytes[pos + 9]! } : undefined;
+    }
+    if (marker === 0xda || length < 2) return undefined; // scan data before a frame header: not a JPEG we know
+    pos += 2 + length;
+  }
+  return undefined;
+}
+
+async function imageSize(image: Buffer): Promise<FrameSize> {
+  const meta = await sharp(image).metadata();
+  if (!meta.width || !meta.height) throw new Error('prepareFrame: could not read the image size');
+  return { width: meta.width, height: meta.height };
 }
 
 /** v / 255 for every byte value: exact like Ultralytics' `/ 255` and cheaper than dividing per pixel. */
 const BYTE_TO_UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 255);
 
-/** Interleaved RGB bytes (HWC) into planar float32 (CHW) in [0, 1]: one allocation, one pass. */
-export function hwcToChw(rgb: Uint8Array, pixels: number, out: Float32Array = new Float32Array(3 * pixels), offset = 0): Float32Array {
+/**
+ * Interleaved RGB bytes (HWC) into planar float32 (CHW) in [0, 1], for an engine whose model takes the
+ * float input (a graph the preprocessing fold refused), or for tests: one pass; several frames back to back
+ * in `rgb` give their planes back to back.
+ */
+export function hwcToChw(rgb: Uint8Array, pixels: number, out: Float32Array = new Float32Array(rgb.length)): Float32Array {
   const lut = BYTE_TO_UNIT;
-  const r = offset;
-  const g = offset + pixels;
-  const b = offset + 2 * pixels;
-  for (let i = 0, j = 0; i < pixels; i++, j += 3) {
-    out[r + i] = lut[rgb[j]!]!;
-    out[g + i] = lut[rgb[j + 1]!]!;
-    out[b + i] = lut[rgb[j + 2]!]!;
+  for (let frame = 0; frame * 3 * pixels < rgb.length; frame++) {
+    const src = frame * 3 * pixels;
+    const r = src;
+    const g = r + pixels;
+    const b = g + pixels;
+    for (let i = 0, j = src; i < pixels; i++, j += 3) {
+      out[r + i] = lut[rgb[j]!]!;
+      out[g + i] = lut[rgb[j + 1]!]!;
+      out[b + i] = lut[rgb[j + 2]!]!;
+    }
   }
   return out;
 }
 
 /**
- * The NCHW input of one engine run: `frames` checked against the model's input size and packed into a
+ * The NHWC uint8 input of one engine run: `frames` checked against the model's input size and packed into a
  * tensor of `batch` slots (zero padding after the frames, for fixed-batch models). A single frame in a
  * batch of one, or frames already in consecutive slots of one buffer, are returned without a copy.
  */
-export function packBatch(frames: readonly PreparedFrame[], imgsz: readonly [number, number], batch = frames.length): Float32Array {
-  const [h, w] = imgsz;
-  const frameSize = 3 * h * w;
+export function packBatch(frames: readonly PreparedFrame[], imgsz: readonly [number, number], batch = frames.length): Uint8Array {
+  const size = frameBytes(imgsz);
   for (const frame of frames) {
-    if (frame.tensor.length !== frameSize) throw new Error(`frame tensor has ${frame.tensor.length} values, the model takes 3x${h}x${w}`);
+    if (frame.pixels.length !== size) throw new Error(`frame has ${frame.pixels.length} bytes, the model takes ${imgsz[0]}x${imgsz[1]}x3`);
   }
   if (frames.length === 0 || frames.length > batch) throw new Error(`the model takes 1 to ${batch} frames per run, got ${frames.length}`);
-  if (batch === 1) return frames[0]!.tensor;
+  if (batch === 1) return frames[0]!.pixels;
   // Frames that prepareFrame wrote into consecutive slots of one buffer are the batch already: a view, no copy.
-  const first = frames[0]!.tensor;
-  const bytes = frameSize * Float32Array.BYTES_PER_ELEMENT;
-  if (frames.length === batch && frames.every((f, i) => f.tensor.buffer === first.buffer && f.tensor.byteOffset === first.byteOffset + i * bytes)) {
-    return new Float32Array(first.buffer, first.byteOffset, batch * frameSize);
+  const first = frames[0]!.pixels;
+  if (frames.length === batch && frames.every((f, i) => f.pixels.buffer === first.buffer && f.pixels.byteOffset === first.byteOffset + i * size)) {
+    return new Uint8Array(first.buffer, first.byteOffset, batch * size);
   }
-  const data = new Float32Array(batch * frameSize);
+  const data = new Uint8Array(batch * size);
   frames.forEach((frame, i) => writeFrameToBatch(data, frame, i));
   return data;
 }
 
-/** Copies a prepared frame into slot `index` of an NCHW batch tensor (for dynamic-batch models). */
-export function writeFrameToBatch(batch: Float32Array, frame: PreparedFrame, index: number): void {
-  const offset = index * frame.tensor.length;
-  if (offset + frame.tensor.length > batch.length) throw new RangeError(`batch slot ${index} is past the end of the batch tensor`);
-  batch.set(frame.tensor, offset);
+/** Copies a prepared frame into slot `index` of an NHWC batch (for dynamic-batch models). */
+export function writeFrameToBatch(batch: Uint8Array, frame: PreparedFrame, index: number): void {
+  const offset = index * frame.pixels.length;
+  if (offset + frame.pixels.length > batch.length) throw new RangeError(`batch slot ${index} is past the end of the batch tensor`);
+  batch.set(frame.pixels, offset);
 }

@@ -1,8 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
-import { packBatch } from './letterbox.ts';
+import { hwcToChw, packBatch } from './letterbox.ts';
 import { makeBatchDynamic, OnnxBatchRewriteError } from './onnx-batch.ts';
 import { readOnnxModelInfo } from './onnx-metadata.ts';
+import { foldPreprocessing, OnnxPreprocessFoldError } from './onnx-preprocess.ts';
 import { decodeYoloBatch } from './postprocess.ts';
 import type { DetectOptions, DetectTimings, Detection, Detector, ModelInfo, PreparedFrame } from './types.ts';
 
@@ -16,6 +17,13 @@ export interface OnnxDetectorOptions {
   framesPerRun?: number;
   /** Told when the model keeps its fixed batch because the batch rewrite refused it, and why. */
   onFixedBatch?: (reason: string) => void;
+  /** Told when the model keeps its float input because the preprocessing fold refused it (frames are then converted in JavaScript). */
+  onFloatInput?: (reason: string) => void;
+  /**
+   * Extra ONNX Runtime session settings (SessionOptions fields, e.g. optimizedModelFilePath for the benchmark's
+   * look at which kernels ran); they override the detector's own.
+   */
+  sessionOptions?: ort.InferenceSession.SessionOptions;
 }
 
 /** YOLOv8 on ONNX Runtime's CPU execution provider. */
@@ -32,6 +40,8 @@ export class OnnxDetector implements Detector {
     /** Frames per session.run: the model's fixed batch dimension, or undefined when it is dynamic. */
     private readonly fixedBatch: number | undefined,
     private readonly framesPerRun: number,
+    /** uint8: RGB bytes [batch, h, w, 3] (the fold); float32: [batch, 3, h, w] in [0, 1], converted here. */
+    private readonly inputType: 'uint8' | 'float32',
   ) {}
 
   static async create(modelPath: string, options: OnnxDetectorOptions = {}): Promise<OnnxDetector> {
@@ -45,6 +55,7 @@ export class OnnxDetector implements Detector {
       executionMode: 'sequential',
     };
     if (options.threads && options.threads > 0) sessionOptions.intraOpNumThreads = options.threads;
+    Object.assign(sessionOptions, options.sessionOptions);
     // The stock export fixes the batch at 1; with it made dynamic one session.run takes every frame of a batch.
     // A graph the rewrite cannot vouch for keeps its fixed batch (frames then run in chunks of that size).
     let modelBytes: Uint8Array = bytes;
@@ -54,14 +65,23 @@ export class OnnxDetector implements Detector {
       if (!(error instanceof OnnxBatchRewriteError)) throw error;
       options.onFixedBatch?.(error.message);
     }
+    // Normalisation and layout move into the graph, so the frames' bytes are the input as they are.
+    try {
+      modelBytes = foldPreprocessing(modelBytes);
+    } catch (error) {
+      if (!(error instanceof OnnxPreprocessFoldError)) throw error;
+      options.onFloatInput?.(error.message);
+    }
     // The bytes are already in memory for the metadata, so ORT loads from them instead of re-reading the file.
     const session = await ort.InferenceSession.create(modelBytes, sessionOptions);
     try {
       const inputName = session.inputNames[0];
       const outputName = session.outputNames[0];
       if (inputName === undefined || outputName === undefined) throw new Error(`${modelPath}: the model has no inputs or outputs`);
-      const fixedBatch = checkShapes(modelPath, modelInfo, session.inputMetadata[0], session.outputMetadata[0]);
-      return new OnnxDetector(session, modelInfo, inputName, outputName, fixedBatch, Math.max(1, options.framesPerRun ?? 1));
+      const input = session.inputMetadata[0];
+      const inputType = input?.isTensor && input.type === 'uint8' ? 'uint8' : 'float32';
+      const fixedBatch = checkShapes(modelPath, modelInfo, input, session.outputMetadata[0], inputType);
+      return new OnnxDetector(session, modelInfo, inputName, outputName, fixedBatch, Math.max(1, options.framesPerRun ?? 1), inputType);
     } catch (error) {
       await session.release();
       throw error;
@@ -84,7 +104,8 @@ export class OnnxDetector implements Detector {
     // A fixed batch larger than the chunk is zero-padded; the padding's outputs are ignored.
     const batch = this.fixedBatch ?? frames.length;
     const data = packBatch(frames, this.modelInfo.imgsz, batch);
-    const input = new ort.Tensor('float32', data, [batch, 3, h, w]);
+    const input =
+      this.inputType === 'uint8' ? new ort.Tensor('uint8', data, [batch, h, w, 3]) : new ort.Tensor('float32', hwcToChw(data, h * w), [batch, 3, h, w]);
     let outputs: ort.InferenceSession.ReturnType;
     try {
       outputs = await this.session.run({ [this.inputName]: input }, [this.outputName]);
@@ -123,12 +144,15 @@ function checkShapes(
   info: ModelInfo,
   input: ort.InferenceSession.ValueMetadata | undefined,
   output: ort.InferenceSession.ValueMetadata | undefined,
+  inputType: 'uint8' | 'float32',
 ): number | undefined {
   if (!input?.isTensor || input.shape.length === 0) return 1; // shape unknown: one frame per run is always safe
-  const [n, c, h, w] = input.shape;
+  const nhwc = inputType === 'uint8';
+  const [n, c, h, w] = nhwc ? [input.shape[0], input.shape[3], input.shape[1], input.shape[2]] : input.shape;
   const fixed = (d: number | string | undefined): d is number => typeof d === 'number' && d > 0;
   if (input.shape.length !== 4 || (fixed(c) && c !== 3)) {
-    throw new Error(`${modelPath}: input "${input.name}" has shape [${input.shape.join(', ')}], expected [batch, 3, height, width]`);
+    const expected = nhwc ? '[batch, height, width, 3]' : '[batch, 3, height, width]';
+    throw new Error(`${modelPath}: input "${input.name}" has shape [${input.shape.join(', ')}], expected ${expected}`);
   }
   const [ih, iw] = info.imgsz;
   if ((fixed(h) && h !== ih) || (fixed(w) && w !== iw)) {

@@ -17,10 +17,13 @@ export interface ModelInfo {
   description?: string;
 }
 
-/** A decoded frame ready for the network: letterboxed RGB float CHW plus the mapping back to source pixels. */
+/** A decoded frame ready for the network: letterboxed RGB bytes plus the mapping back to source pixels. */
 export interface PreparedFrame {
-  /** Float32 CHW, RGB, values in [0, 1], size 3 * imgsz[0] * imgsz[1]. */
-  tensor: Float32Array;
+  /**
+   * RGB bytes, row by row (HWC), imgsz[0] x imgsz[1] pixels with gray 114 padding. Engines normalise
+   * (/ 255) and reorder them themselves: ONNX Runtime inside the model (onnx-preprocess.ts).
+   */
+  pixels: Uint8Array;
   sourceWidth: number;
   sourceHeight: number;
   /** Scale applied to the source before padding. */

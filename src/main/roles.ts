@@ -6,9 +6,10 @@ import { healthRoutes, type ReadinessCheck } from '../api/health.routes.ts';
 import { metricsHandler } from '../api/metrics.routes.ts';
 import { createDetector } from '../detection/create-detector.ts';
 import type { EngineChoice } from '../detection/engine-selection.ts';
-import { prepareFrame } from '../detection/letterbox.ts';
+import { prepareFrame, tuneImageDecoding } from '../detection/letterbox.ts';
 import type { Detector } from '../detection/types.ts';
 import { AuthService } from '../services/auth.service.ts';
+import { int8ModelFor } from '../services/calibration.service.ts';
 import { DetectionService } from '../services/detection.service.ts';
 import { ExtractionService } from '../services/extraction.service.ts';
 import { PreviewService } from '../services/preview.service.ts';
@@ -85,19 +86,23 @@ export interface WorkerRole {
 export async function startWorker(runtime: Runtime, detector?: Detector): Promise<WorkerRole> {
   const { config, logger } = runtime;
   let choice: EngineChoice | undefined;
+  const modelPath = detector ? config.modelPath : await modelForPrecision(runtime);
   const model = detector ?? (await createDetector({
       engine: config.detectorEngine,
-      modelPath: config.modelPath,
+      modelPath,
       threads: config.ortThreads,
       onnxFramesPerRun: config.onnxFramesPerRun,
       onOnnxFixedBatch: (reason) => logger.warn('ONNX model keeps its fixed batch: ONNX_FRAMES_PER_RUN has no effect', { reason }),
+      onOnnxFloatInput: (reason) => logger.warn('ONNX model keeps its float input: frames are normalised in JavaScript', { reason }),
       tfjs: { modelDir: config.tfjsModelDir, backend: config.tfjsBackend },
       onChoice: (picked) => {
         choice = picked;
         logger.info('detector engine chosen', { requested: config.detectorEngine, engine: picked.engine, backend: picked.backend, reason: picked.reason });
       },
     }));
-  logger.info('detector ready', { engine: model.engine, backend: model.backend, device: model.device, classes: model.modelInfo.names.length, modelPath: config.modelPath });
+  logger.info('detector ready', { engine: model.engine, backend: model.backend, device: model.device, classes: model.modelInfo.names.length, modelPath, precision: config.modelPrecision });
+  // One libvips thread per frame (a job's frames decode in parallel on libuv's threads) and no libvips cache.
+  tuneImageDecoding(1);
   const detection = new DetectionService(runtime.videos, runtime.detections, runtime.storage, model, prepareFrame, {
     confidenceThreshold: config.confidenceThreshold,
     iouThreshold: config.iouThreshold,
@@ -130,6 +135,16 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
       await model.close();
     },
   };
+}
+
+/** MODEL_PATH itself for fp32; for int8 its quantization, cached beside it or made now from the calibration video. */
+async function modelForPrecision({ config, logger }: Runtime): Promise<string> {
+  if (config.modelPrecision === 'fp32') return config.modelPath;
+  const settings = { video: config.calibrationVideo, frames: config.calibrationFrames, frameSize: config.frameSize };
+  const { path, quantized } = await int8ModelFor(config.modelPath, await createMedia(config), settings);
+  if (quantized) logger.info('int8 model quantized', { path, ...quantized, calibrationVideo: settings.video });
+  else logger.info('int8 model loaded from its cache', { path });
+  return path;
 }
 
 function listen(app: Express, port: number, host: string): Promise<Server> {

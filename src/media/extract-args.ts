@@ -1,18 +1,30 @@
 import { inputUrl } from './input-url.ts';
 
+/** Frames of exactly `from` size are stored at `to` (width and height in pixels). */
+export interface FrameScale {
+  from: { width: number; height: number };
+  to: { width: number; height: number };
+}
+
 export interface FrameExtractionOptions {
   input: string;
   /** Frames per second to sample; null decodes and emits every frame. */
   fps: number | null;
   /** mjpeg -q:v, 2 (best) to 31 (worst). */
   jpegQuality: number;
+  /**
+   * Store frames scaled (FRAME_SIZE): a frame of exactly `from` size is scaled to `to`; a frame of any other
+   * size (a video with a display rotation, which ffmpeg applies) is kept as it is, since `to` was worked
+   * out for the probed size. Omitted: frames at source resolution.
+   */
+  scale?: FrameScale;
 }
 
 /**
  * ffmpeg arguments that write the first video stream's frames to stdout as concatenated JPEGs at
- * source resolution, and log one showinfo line (with pts_time) per written frame on stderr.
+ * source resolution (or scaled, see `scale`), and log one showinfo line (with pts_time) per written frame on stderr.
  */
-export function frameExtractionArgs({ input, fps, jpegQuality }: FrameExtractionOptions): string[] {
+export function frameExtractionArgs({ input, fps, jpegQuality, scale }: FrameExtractionOptions): string[] {
   if (fps !== null && !(Number.isFinite(fps) && fps > 0)) throw new RangeError(`fps must be a positive number or null, got ${fps}`);
   if (!(Number.isInteger(jpegQuality) && jpegQuality >= 2 && jpegQuality <= 31)) {
     throw new RangeError(`jpegQuality must be a whole number from 2 to 31, got ${jpegQuality}`);
@@ -21,7 +33,7 @@ export function frameExtractionArgs({ input, fps, jpegQuality }: FrameExtraction
     ...(fps === null ? [] : [`fps=${fps}`]),
     // Convert to full range ourselves and encode yuv420p flagged full range: the same bytes as the
     // deprecated yuvj420p path (baseline JFIF), without swscaler's "deprecated pixel format" warnings.
-    'scale=out_range=full',
+    scale ? scaleFilter(scale) : 'scale=out_range=full',
     'format=yuv420p',
     // Last, so it logs exactly the frames that reach the encoder, in order. Without checksum it skips
     // per-frame checksums and statistics, about a sixth of the extraction time at 768x576.
@@ -63,6 +75,21 @@ export function frameExtractionArgs({ input, fps, jpegQuality }: FrameExtraction
     'image2pipe',
     'pipe:1',
   ];
+}
+
+/**
+ * One swscale pass that scales and converts the range. The size is an expression of the frame's own size, so
+ * only frames of the probed size are scaled. bilinear, as the worker's letterbox resize (cv2.INTER_LINEAR
+ * in Ultralytics) would have done on the full-size frame.
+ */
+function scaleFilter({ from, to }: FrameScale): string {
+  for (const size of [from, to]) {
+    if (!(Number.isInteger(size.width) && Number.isInteger(size.height) && size.width > 0 && size.height > 0)) {
+      throw new RangeError(`frame sizes must be positive whole numbers, got ${size.width}x${size.height}`);
+    }
+  }
+  const probed = `eq(iw,${from.width})*eq(ih,${from.height})`;
+  return `scale=w='if(${probed},${to.width},iw)':h='if(${probed},${to.height},ih)':flags=bilinear:out_range=full`;
 }
 
 export interface DecodeCheckOptions {

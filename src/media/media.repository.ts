@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { execa } from 'execa';
 import type { MediaBinaries } from './binaries.ts';
-import { decodeCheckArgs, frameExtractionArgs } from './extract-args.ts';
+import { decodeCheckArgs, frameExtractionArgs, type FrameScale } from './extract-args.ts';
 import { JpegSplitter } from './jpeg-splitter.ts';
 import { previewArgs, type PreviewCodec } from './preview-args.ts';
 import { ffprobeArgs, interpretProbe, type MediaRefusalCode, type ProbeResult } from './probe.ts';
@@ -22,6 +22,8 @@ export interface ExtractOptions {
   jpegQuality: number;
   /** The probed startTimeMs, so that frame timestamps start at 0. */
   startTimeMs: number;
+  /** Store frames scaled (see frameExtractionArgs). */
+  scale?: FrameScale;
 }
 
 export interface PreviewEncodeOptions {
@@ -126,7 +128,7 @@ export class MediaRepository {
     signal?: AbortSignal,
   ): Promise<{ frames: number }> {
     signal?.throwIfAborted();
-    const args = frameExtractionArgs({ input: path, fps: options.fps, jpegQuality: options.jpegQuality });
+    const args = frameExtractionArgs({ input: path, fps: options.fps, jpegQuality: options.jpegQuality, scale: options.scale });
     const subprocess = execa(this.binaries.ffmpeg, args, {
       reject: false,
       buffer: false,

@@ -1,5 +1,5 @@
 import type { DetectionRepository, FrameResult, VideoRepository } from '../db/types.ts';
-import type { BatchSlot } from '../detection/letterbox.ts';
+import type { BatchSlot, FrameSize } from '../detection/letterbox.ts';
 import type { DetectOptions, Detector, PreparedFrame } from '../detection/types.ts';
 import { errorMessage } from '../errors/error-message.ts';
 import type { Logger } from '../logger.ts';
@@ -7,8 +7,11 @@ import { noopObserver, type PipelineObserver } from '../metrics/observer.ts';
 import type { DetectionJob, FrameRef } from '../queue/types.ts';
 import type { VideoStorage } from '../storage/video-storage.ts';
 
-/** Decodes and letterboxes a frame, into `slot` of the job's batch buffer when given (see letterbox.ts). */
-export type PrepareFrame = (jpeg: Buffer, imgsz: [number, number], slot?: BatchSlot) => Promise<PreparedFrame>;
+/**
+ * Decodes and letterboxes a frame, into `slot` of the job's batch buffer when given; `scaledFrom` is the
+ * video's size, which boxes map back to when extraction stored the frame scaled (see letterbox.ts).
+ */
+export type PrepareFrame = (jpeg: Buffer, imgsz: [number, number], slot?: BatchSlot, scaledFrom?: FrameSize) => Promise<PreparedFrame>;
 
 /** Milliseconds spent per stage, summed over the jobs a worker handled (reported by /readyz and the benchmark). */
 export interface StageTimings {
@@ -76,7 +79,8 @@ export class DetectionService {
     const pending = job.frames.filter((ref) => !committed.has(ref.index));
     // One buffer for the job: each frame is decoded straight into its slot, so a run over consecutive
     // frames needs no packing copy (a corrupt frame leaves a gap, and the runs around it are copied).
-    const batch = new Float32Array(pending.length * 3 * imgsz[0] * imgsz[1]);
+    const batch = new Uint8Array(pending.length * 3 * imgsz[0] * imgsz[1]);
+    const scaledFrom = { width: video.source.width, height: video.source.height };
     const frames = await Promise.all(
       pending.map(async (ref, index) => {
         // A read failure (storage down, frame missing) fails the whole attempt and is retried; a frame
@@ -86,7 +90,7 @@ export class DetectionService {
         const decodeStarted = performance.now();
         this.observer.stage('read', (decodeStarted - readStarted) / 1000);
         try {
-          const frame = { ref, prepared: await this.prepareFrame(jpeg, imgsz, { batch, index }) };
+          const frame = { ref, prepared: await this.prepareFrame(jpeg, imgsz, { batch, index }, scaledFrom) };
           this.observer.stage('decode_letterbox', (performance.now() - decodeStarted) / 1000);
           return frame;
         } catch (error) {

@@ -1,8 +1,10 @@
 import type { VideoRecord, VideoRepository } from '../db/types.ts';
+import { scaledFrameSize, type FrameSize } from '../detection/letterbox-geometry.ts';
 import { errorMessage } from '../errors/error-message.ts';
 import type { Logger } from '../logger.ts';
-import { noopObserver, type PipelineObserver } from '../metrics/observer.ts';
+import type { FrameScale } from '../media/extract-args.ts';
 import type { MediaRepository } from '../media/media.repository.ts';
+import { noopObserver, type PipelineObserver } from '../metrics/observer.ts';
 import type { DetectionJob, FrameRef } from '../queue/types.ts';
 import { storageKeys } from '../storage/keys.ts';
 import { withLocalCopy } from '../storage/local-copy.ts';
@@ -21,6 +23,11 @@ export interface ExtractionSettings {
   keepSourceVideo?: boolean;
   /** An extraction whose process stops renewing its lease for this long is restarted by another. */
   extractionLeaseMs: number;
+  /**
+   * FRAME_SIZE: frames are stored scaled down to fit this box the way the worker's letterbox would
+   * (the worker maps boxes back to the video's size); null or omitted stores them at source resolution.
+   */
+  frameSize?: FrameSize | null;
 }
 
 export interface JobPublisher {
@@ -79,7 +86,7 @@ export class ExtractionService implements ExtractionScheduler {
         pending = [];
         await this.queue.publish([{ id: `${video.id}:${frames[0]!.index}`, videoId: video.id, frames, publishedAt: Date.now() }]);
       };
-      const options = { fps: video.sampleFps, jpegQuality: this.settings.jpegQuality, startTimeMs: video.source.startTimeMs };
+      const options = { fps: video.sampleFps, jpegQuality: this.settings.jpegQuality, startTimeMs: video.source.startTimeMs, scale: this.frameScale(video) };
       const { frames } = await withLocalCopy(this.storage, video.storageKey, this.settings.workDir, async (file) => {
         const extracted = await this.media.extractFrames(file, options, async (frame) => {
           const key = storageKeys.frame(video.id, frame.index);
@@ -104,6 +111,13 @@ export class ExtractionService implements ExtractionScheduler {
     } finally {
       clearInterval(lease);
     }
+  }
+
+  /** Where FRAME_SIZE stores this video's frames smaller than the source; undefined when they fit already. */
+  private frameScale(video: VideoRecord): FrameScale | undefined {
+    const from = { width: video.source.width, height: video.source.height };
+    const to = this.settings.frameSize ? scaledFrameSize(from, this.settings.frameSize) : undefined;
+    return to && { from, to };
   }
 
   /**

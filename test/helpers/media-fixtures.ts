@@ -6,6 +6,11 @@ import { execa } from 'execa';
 /** A real pedestrian video from Debian's opencv-doc: 768x576, 10 fps, msmpeg4v3 in AVI, 795 frames (79.5 s). */
 export const VTEST_AVI = '/usr/share/doc/opencv-doc/examples/data/vtest.avi';
 
+/** Real photos from Debian's python3-skimage: landscape and portrait, larger than 640 px and smaller. */
+export const SKIMAGE_PHOTOS = ['astronaut.png', 'motorcycle_left.png', 'motorcycle_right.png', 'coffee.png', 'chelsea.png', 'rocket.jpg'].map(
+  (name) => `/usr/lib/python3/dist-packages/skimage/data/${name}`,
+);
+
 export interface ClipOptions {
   seconds: number;
   fps: number;

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { createDetector } from '../../src/detection/create-detector.ts';
-import { prepareFrame } from '../../src/detection/letterbox.ts';
+import { hwcToChw, prepareFrame } from '../../src/detection/letterbox.ts';
 import { OnnxDetector } from '../../src/detection/onnx-detector.ts';
 import type { DetectOptions, Detection, Detector, PreparedFrame } from '../../src/detection/types.ts';
 
@@ -121,7 +121,7 @@ describe('OnnxDetector with yolov8n.onnx', function () {
     assert.ok(timings.inferenceMs > 0 && timings.postprocessMs > 0, 'timings accumulated');
     for (const [i, key] of (['astronaut', 'motorcycle'] as const).entries()) {
       const frame = frames[key];
-      const input = new ort.Tensor('float32', frame.tensor, [1, 3, 640, 640]);
+      const input = new ort.Tensor('float32', hwcToChw(frame.pixels, 640 * 640), [1, 3, 640, 640]);
       const result = await reference.run({ images: input });
       const output0 = result.output0!;
       assert.deepEqual(output0.dims, [1, 84, 8400]);
@@ -151,7 +151,7 @@ describe('OnnxDetector with yolov8n.onnx', function () {
   });
 
   it('runs frames decoded straight into one batch buffer (views into it; letterbox.spec checks that packBatch does not copy them) as it runs frames decoded alone', async () => {
-    const batch = new Float32Array(2 * 3 * 640 * 640);
+    const batch = new Uint8Array(2 * 3 * 640 * 640);
     const slotted = [await prepareFrame(jpegs.astronaut!, [640, 640], { batch, index: 0 }), await prepareFrame(jpegs.motorcycle!, [640, 640], { batch, index: 1 })];
     const alone = [frames.astronaut, frames.motorcycle];
     // One frame a run (the default: each run's input is a view into the buffer), and both in one run (the buffer itself).

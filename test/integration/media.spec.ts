@@ -185,6 +185,22 @@ describe('media with real ffmpeg', function () {
       assert.equal(new Set(frames.map((f) => f.jpeg.toString('base64'))).size, 10);
     });
 
+    it('stores frames of the probed size scaled (FRAME_SIZE), at the same times, and frames of another size as they are', async () => {
+      const sizes = async (from: { width: number; height: number }) => {
+        const frames: { ptsMs: number; size: string }[] = [];
+        await media.extractFrames(files.clip!, { fps: 5, jpegQuality: 3, startTimeMs: 0, scale: { from, to: { width: 80, height: 60 } } }, async (frame) => {
+          const meta = await sharp(frame.jpeg).metadata();
+          frames.push({ ptsMs: frame.ptsMs, size: `${meta.width}x${meta.height}` });
+        });
+        return frames;
+      };
+      const scaled = await sizes({ width: 160, height: 120 });
+      assert.deepEqual(scaled.map((f) => f.ptsMs), [0, 200, 400, 600, 800, 1000, 1200, 1400, 1600, 1800]);
+      assert.ok(scaled.every((f) => f.size === '80x60'), JSON.stringify(scaled));
+      // Frames that are not the size the scale was worked out for (a rotated video's): untouched.
+      assert.ok((await sizes({ width: 120, height: 160 })).every((f) => f.size === '160x120'));
+    });
+
     it('extracts all 20 frames when fps is null', async () => {
       const frames = await collect(media, files.clip!, null);
       assert.deepEqual(frames.map((f) => f.ptsMs), Array.from({ length: 20 }, (_, i) => i * 100));

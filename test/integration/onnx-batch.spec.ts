@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { createDetector } from '../../src/detection/create-detector.ts';
-import { prepareFrame } from '../../src/detection/letterbox.ts';
+import { hwcToChw, packBatch, prepareFrame } from '../../src/detection/letterbox.ts';
 import { makeBatchDynamic } from '../../src/detection/onnx-batch.ts';
 import { readOnnxModelInfo } from '../../src/detection/onnx-metadata.ts';
 import { decodeYoloOutput } from '../../src/detection/postprocess.ts';
@@ -33,11 +33,9 @@ const SIZES = [
   { size: 'm', reshapeShapes: 5, valueInfos: 0, shapeArithmetic: true },
 ] as const;
 
+/** The stock float input: the frames' bytes as NCHW in [0, 1]. */
 function batchTensor(frames: PreparedFrame[]): ort.Tensor {
-  const size = frames[0]!.tensor.length;
-  const data = new Float32Array(frames.length * size);
-  frames.forEach((frame, i) => data.set(frame.tensor, i * size));
-  return new ort.Tensor('float32', data, [frames.length, 3, 640, 640]);
+  return new ort.Tensor('float32', hwcToChw(packBatch(frames, [640, 640]), 640 * 640), [frames.length, 3, 640, 640]);
 }
 
 /** The constant shape of each Reshape, from an initializer or a Constant node, by the shape's name. */

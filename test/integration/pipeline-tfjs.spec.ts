@@ -57,7 +57,8 @@ for (const run of RUNS) {
           SELECT frame_index, class_id, confidence, x1, y1, x2, y2 FROM detections WHERE video_id = ${id} ORDER BY frame_index, confidence DESC`;
         for (let index = 0; index < 4; index += 1) {
           const jpeg = await fs.readFile(path.join(stack.storageDir, 'videos', id, 'frames', `${String(index).padStart(6, '0')}.jpg`));
-          const [expected] = await onnx.detectBatch([await prepareFrame(jpeg, onnx.modelInfo.imgsz)], { confidenceThreshold: 0.25, iouThreshold: 0.7 });
+          // Stored scaled to 640x480 (FRAME_SIZE), mapped back to the clip's 768x576 as the worker does.
+          const [expected] = await onnx.detectBatch([await prepareFrame(jpeg, onnx.modelInfo.imgsz, undefined, { width: 768, height: 576 })], { confidenceThreshold: 0.25, iouThreshold: 0.7 });
           const actual = rows.filter((row) => row.frame_index === index);
           assert.equal(actual.length, expected!.length, `frame ${index}: tfjs found ${actual.length}, onnx ${expected!.length}`);
           assert.ok(actual.some((row) => row.class_id === 0), `frame ${index} has no person`);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
-import { prepareFrame } from '../../src/detection/letterbox.ts';
+import { hwcToChw, prepareFrame } from '../../src/detection/letterbox.ts';
 import { OnnxDetector } from '../../src/detection/onnx-detector.ts';
 import { readOnnxModelInfo } from '../../src/detection/onnx-metadata.ts';
 import { decodeYoloOutput, iou } from '../../src/detection/postprocess.ts';
@@ -124,7 +124,7 @@ describe('ONNX to TensorFlow.js conversion of yolov8n (wasm backend vs ONNX Runt
     const four = [frames.motorcycle, videoFrames[0]!, frames.astronaut, videoFrames[1]!];
     // Four different images: two photos and two frames of the clip 3.9 s apart.
     for (let i = 0; i < four.length; i++) {
-      for (let j = i + 1; j < four.length; j++) assert.notDeepEqual(four[i]!.tensor, four[j]!.tensor, `frames ${i} and ${j} differ`);
+      for (let j = i + 1; j < four.length; j++) assert.notDeepEqual(four[i]!.pixels, four[j]!.pixels, `frames ${i} and ${j} differ`);
     }
     const timings = { inferenceMs: 0, postprocessMs: 0, runs: 0 };
     const batch = await tfjs.detectBatch(four, OPTIONS, timings);
@@ -149,8 +149,8 @@ describe('ONNX to TensorFlow.js conversion of yolov8n (wasm backend vs ONNX Runt
     assert.equal(tfjs.device, 'wasm');
     assert.deepEqual(tfjs.modelInfo.names.slice(0, 2), ['person', 'bicycle']);
     const before = tf.memory().numTensors;
-    const small = { ...frames.astronaut, tensor: new Float32Array(3 * 320 * 320) };
-    await assert.rejects(tfjs.detectBatch([small], OPTIONS), /3x640x640/);
+    const small = { ...frames.astronaut, pixels: new Uint8Array(3 * 320 * 320) };
+    await assert.rejects(tfjs.detectBatch([small], OPTIONS), /640x640x3/);
     assert.equal(tf.memory().numTensors, before);
   });
 });
@@ -234,7 +234,7 @@ async function compareWithOnnxRuntime(
 ): Promise<{ ours: Float32Array; expected: Float32Array; box: number; score: number }> {
   const { values: ours, dims } = await tfjs.runRaw([frame]);
   assert.deepEqual(dims, [1, 84, ANCHORS]);
-  const result = await reference.run({ images: new ort.Tensor('float32', frame.tensor, [1, 3, 640, 640]) });
+  const result = await reference.run({ images: new ort.Tensor('float32', hwcToChw(frame.pixels, 640 * 640), [1, 3, 640, 640]) });
   const expected = result.output0!.data as Float32Array;
   assert.equal(ours.length, expected.length);
   let box = 0;

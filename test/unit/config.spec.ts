@@ -67,6 +67,30 @@ describe('loadConfig', () => {
     });
   });
 
+  it('reads FRAME_SIZE: a 640 box by default, N, WIDTHxHEIGHT or source', () => {
+    assert.deepEqual(loadConfig({}).frameSize, { width: 640, height: 640 });
+    assert.deepEqual(loadConfig({ FRAME_SIZE: '320' }).frameSize, { width: 320, height: 320 });
+    assert.deepEqual(loadConfig({ FRAME_SIZE: '640x384' }).frameSize, { width: 640, height: 384 });
+    assert.equal(loadConfig({ FRAME_SIZE: 'source' }).frameSize, null);
+    for (const bad of ['0', '16', '9000', '640x', 'x480', '640*480', 'big']) {
+      assert.throws(() => loadConfig({ FRAME_SIZE: bad }), /FRAME_SIZE must be "source", a size N or WIDTHxHEIGHT, from 32 to 8192 px/, bad);
+    }
+  });
+
+  it('reads MODEL_PRECISION (fp32 by default; int8 on ONNX Runtime only) and the calibration settings', () => {
+    const defaults = loadConfig({});
+    assert.equal(defaults.modelPrecision, 'fp32');
+    assert.equal(defaults.calibrationVideo, '/usr/share/doc/opencv-doc/examples/data/vtest.avi');
+    assert.equal(defaults.calibrationFrames, 32);
+    const int8 = loadConfig({ MODEL_PRECISION: 'int8', CALIBRATION_VIDEO: 'media/street.mp4', CALIBRATION_FRAMES: '8' });
+    assert.equal(int8.modelPrecision, 'int8');
+    assert.equal(int8.calibrationVideo, path.resolve('media/street.mp4'));
+    assert.equal(int8.calibrationFrames, 8);
+    assert.throws(() => loadConfig({ MODEL_PRECISION: 'int4' }), /MODEL_PRECISION must be one of fp32, int8/);
+    assert.throws(() => loadConfig({ CALIBRATION_FRAMES: '0' }), /CALIBRATION_FRAMES must be a number in \[1, 1000\]/);
+    assert.throws(() => loadConfig({ MODEL_PRECISION: 'int8', DETECTOR_ENGINE: 'tfjs' }), /MODEL_PRECISION=int8 runs on ONNX Runtime only: it needs DETECTOR_ENGINE=onnx/);
+  });
+
   it('reads PROBE_CONCURRENCY (default 4, 1 to 64)', () => {
     assert.equal(loadConfig({}).probeConcurrency, 4);
     assert.equal(loadConfig({ PROBE_CONCURRENCY: '1' }).probeConcurrency, 1);

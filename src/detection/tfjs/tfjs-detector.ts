@@ -115,8 +115,9 @@ export class TfjsDetector implements Detector {
     // A fixed-batch model (a SavedModel exported at batch 1, say) takes zero padding; its outputs are cut off.
     const batch = this.model.fixedBatch ?? frames.length;
     const data = packBatch(frames, this.modelInfo.imgsz, batch);
-    // One execution per call; the runner disposes its intermediates, both ends are disposed here.
-    const input = tf.tensor4d(data, [batch, 3, h, w], 'float32');
+    // One execution per call; the runner disposes its intermediates, both ends are disposed here. The frames'
+    // RGB bytes become the graph's NCHW input in [0, 1] on the backend (tfjs has no uint8 tensors: int32).
+    const input = tf.tidy(() => tf.transpose(tf.div(tf.cast(tf.tensor4d(data, [batch, h, w, 3], 'int32'), 'float32'), 255), [0, 3, 1, 2]) as tf.Tensor4D);
     let output: tf.Tensor | undefined;
     try {
       output = this.model.run(input);

@@ -346,7 +346,7 @@ describe('TF SavedModel on tfjs-node (faked binding)', () => {
     const detector = await TfjsDetector.create(dir, { backend: 'node-gpu', importer: native.importer });
     assert.equal(detector.device, 'tensorflow-gpu');
     assert.deepEqual(detector.modelInfo.names, ['person', 'traffic light']);
-    const frame = { tensor: new Float32Array(3 * 32 * 32), sourceWidth: 32, sourceHeight: 32, scale: 1, padLeft: 0, padTop: 0 };
+    const frame = { pixels: new Uint8Array(3 * 32 * 32), sourceWidth: 32, sourceHeight: 32, scale: 1, padLeft: 0, padTop: 0 };
     const before = tf.memory().numTensors;
     // Three frames on a batch-1 model: three runs of one frame each.
     const results = await detector.detectBatch([frame, frame, frame], { confidenceThreshold: 0.25, iouThreshold: 0.7 });

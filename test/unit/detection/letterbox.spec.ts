@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
-import { computeLetterbox, hwcToChw, packBatch, prepareFrame, roundHalfEven, writeFrameToBatch } from '../../../src/detection/letterbox.ts';
+import { isScaledCopy, scaledFrameSize } from '../../../src/detection/letterbox-geometry.ts';
+import { computeLetterbox, hwcToChw, jpegFrameSize, packBatch, placeLetterboxed, prepareFrame, roundHalfEven, writeFrameToBatch } from '../../../src/detection/letterbox.ts';
 
 describe('roundHalfEven (Python round)', () => {
   it('sends halves to the even neighbour', () => {
@@ -69,15 +70,62 @@ describe('computeLetterbox', () => {
   });
 });
 
+describe('scaledFrameSize / isScaledCopy (extraction at the letterbox size)', () => {
+  it('is the letterbox\'s resized size when the source is larger than the box, else nothing', () => {
+    assert.deepEqual(scaledFrameSize({ width: 768, height: 576 }, { width: 640, height: 640 }), { width: 640, height: 480 });
+    assert.deepEqual(scaledFrameSize({ width: 1280, height: 721 }, { width: 640, height: 640 }), { width: 640, height: 360 }, 'rounded half to even, as the letterbox');
+    assert.deepEqual(scaledFrameSize({ width: 741, height: 500 }, { width: 640, height: 640 }), { width: 640, height: 432 });
+    assert.deepEqual(scaledFrameSize({ width: 1920, height: 1080 }, { width: 640, height: 384 }), { width: 640, height: 360 });
+    assert.equal(scaledFrameSize({ width: 640, height: 480 }, { width: 640, height: 640 }), undefined, 'fits already');
+    assert.equal(scaledFrameSize({ width: 320, height: 240 }, { width: 640, height: 640 }), undefined, 'never scaled up');
+  });
+
+  it('tells a scaled copy from a rotated frame', () => {
+    assert.ok(isScaledCopy({ width: 640, height: 480 }, { width: 768, height: 576 }));
+    assert.ok(isScaledCopy({ width: 640, height: 360 }, { width: 1280, height: 721 }), 'one pixel of rounding');
+    assert.ok(!isScaledCopy({ width: 576, height: 768 }, { width: 768, height: 576 }), 'rotated');
+    assert.ok(!isScaledCopy({ width: 640, height: 400 }, { width: 768, height: 576 }));
+  });
+});
+
+describe('jpegFrameSize', () => {
+  it('reads the size from the frame header of baseline and progressive JPEGs', async () => {
+    const image = sharp({ create: { width: 37, height: 21, channels: 3, background: { r: 9, g: 9, b: 9 } } });
+    assert.deepEqual(jpegFrameSize(await image.clone().jpeg().toBuffer()), { width: 37, height: 21, components: 3 });
+    assert.deepEqual(jpegFrameSize(await image.clone().jpeg({ progressive: true }).toBuffer()), { width: 37, height: 21, components: 3 });
+    assert.deepEqual(jpegFrameSize(await image.clone().withMetadata().jpeg().toBuffer()), { width: 37, height: 21, components: 3 }, 'after APP segments');
+    assert.deepEqual(jpegFrameSize(await image.clone().toColourspace('b-w').jpeg().toBuffer()), { width: 37, height: 21, components: 1 });
+  });
+
+  it('gives nothing for other formats and for truncated headers', async () => {
+    assert.equal(jpegFrameSize(await sharp({ create: { width: 4, height: 4, channels: 3, background: { r: 0, g: 0, b: 0 } } }).png().toBuffer()), undefined);
+    const jpeg = await sharp({ create: { width: 4, height: 4, channels: 3, background: { r: 0, g: 0, b: 0 } } }).jpeg().toBuffer();
+    assert.equal(jpegFrameSize(jpeg.subarray(0, 6)), undefined);
+    assert.equal(jpegFrameSize(Buffer.from([0xff, 0xd8, 0x00, 0x00, 0x00])), undefined);
+  });
+});
+
+describe('placeLetterboxed', () => {
+  it('pads around the image on every side, row by row', () => {
+    // A 1x2 image (two pixels stacked) into 3x4: 1 column left, 1 right, 1 row above and below.
+    const out = new Uint8Array(3 * 4 * 3).fill(7);
+    placeLetterboxed(Uint8Array.from([1, 2, 3, 4, 5, 6]), { scale: 1, newWidth: 1, newHeight: 2, top: 1, bottom: 1, left: 1, right: 1 }, 3, 4, out);
+    const P = [114, 114, 114];
+    assert.deepEqual([...out], [...P, ...P, ...P, ...P, 1, 2, 3, ...P, ...P, 4, 5, 6, ...P, ...P, ...P, ...P]);
+  });
+});
+
 describe('hwcToChw / writeFrameToBatch', () => {
-  it('de-interleaves RGB into planes divided by 255', () => {
+  it('de-interleaves RGB into planes divided by 255, frame after frame', () => {
     const out = hwcToChw(Uint8Array.from([255, 0, 51, 0, 255, 102]), 2);
     assert.deepEqual([...out], [1, 0, 0, 1, 0.2, 0.4].map((v) => Math.fround(v)));
+    const two = hwcToChw(Uint8Array.from([255, 0, 51, 0, 255, 102]), 1);
+    assert.deepEqual([...two], [1, 0, 0.2, 0, 1, 0.4].map((v) => Math.fround(v)));
   });
 
   it('writes a frame into its batch slot', () => {
-    const batch = new Float32Array(9);
-    const frame = { tensor: Float32Array.from([1, 2, 3]), sourceWidth: 1, sourceHeight: 1, scale: 1, padLeft: 0, padTop: 0 };
+    const batch = new Uint8Array(9);
+    const frame = { pixels: Uint8Array.from([1, 2, 3]), sourceWidth: 1, sourceHeight: 1, scale: 1, padLeft: 0, padTop: 0 };
     writeFrameToBatch(batch, frame, 1);
     assert.deepEqual([...batch], [0, 0, 0, 1, 2, 3, 0, 0, 0]);
     assert.throws(() => writeFrameToBatch(batch, frame, 3), RangeError);
@@ -85,27 +133,27 @@ describe('hwcToChw / writeFrameToBatch', () => {
 });
 
 describe('packBatch', () => {
-  // 1x1 "images": 3 values per frame.
-  const frame = (v: number) => ({ tensor: Float32Array.from([v, v, v]), sourceWidth: 1, sourceHeight: 1, scale: 1, padLeft: 0, padTop: 0 });
+  // 1x1 "images": 3 bytes per frame.
+  const frame = (v: number) => ({ pixels: Uint8Array.from([v, v, v]), sourceWidth: 1, sourceHeight: 1, scale: 1, padLeft: 0, padTop: 0 });
 
   it('hands a single frame over without a copy, and packs several in order', () => {
     const one = frame(1);
-    assert.equal(packBatch([one], [1, 1]), one.tensor);
+    assert.equal(packBatch([one], [1, 1]), one.pixels);
     assert.deepEqual([...packBatch([frame(1), frame(2)], [1, 1])], [1, 1, 1, 2, 2, 2]);
   });
 
   it('hands frames in consecutive slots of one buffer over as that buffer, and copies when they are not', () => {
-    const buffer = Float32Array.from([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]);
-    const slot = (i: number) => ({ ...frame(0), tensor: buffer.subarray(3 * i, 3 * i + 3) });
+    const buffer = Uint8Array.from([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]);
+    const slot = (i: number) => ({ ...frame(0), pixels: buffer.subarray(3 * i, 3 * i + 3) });
     const run = packBatch([slot(1), slot(2)], [1, 1]);
     assert.equal(run.buffer, buffer.buffer, 'no copy');
-    assert.equal(run.byteOffset, 3 * 4);
+    assert.equal(run.byteOffset, 3);
     assert.deepEqual([...run], [1, 1, 1, 2, 2, 2]);
     // A gap (a corrupt frame left its slot empty), the wrong order or a fixed batch with padding: copied.
     for (const [frames, batch] of [[[slot(1), slot(3)], 2], [[slot(2), slot(1)], 2], [[slot(0), slot(1)], 3]] as const) {
       const copied = packBatch(frames, [1, 1], batch);
       assert.notEqual(copied.buffer, buffer.buffer);
-      assert.deepEqual([...copied.subarray(0, 6)], frames.flatMap((f) => [...f.tensor]));
+      assert.deepEqual([...copied.subarray(0, 6)], frames.flatMap((f) => [...f.pixels]));
     }
   });
 
@@ -114,51 +162,72 @@ describe('packBatch', () => {
   });
 
   it('refuses frames of the wrong size, none, or more than the batch', () => {
-    assert.throws(() => packBatch([frame(1)], [2, 2]), /frame tensor has 3 values, the model takes 3x2x2/);
+    assert.throws(() => packBatch([frame(1)], [2, 2]), /frame has 3 bytes, the model takes 2x2x3/);
     assert.throws(() => packBatch([], [1, 1]), /1 to 0 frames per run, got 0/);
     assert.throws(() => packBatch([frame(1), frame(2)], [1, 1], 1), /1 to 1 frames per run, got 2/);
   });
 });
 
 describe('prepareFrame', () => {
-  it('letterboxes into CHW float with gray 114 padding and the mapping back', async () => {
+  const solid = (width: number, height: number, [r, g, b]: number[]) => sharp({ create: { width, height, channels: 3, background: { r: r!, g: g!, b: b! } } });
+
+  it('letterboxes into RGB bytes (HWC) with gray 114 padding and the mapping back', async () => {
     // A 4x2 pure red image into 8x8: scaled x2 to 8x4, 2 rows of padding above and below.
-    const png = await sharp({ create: { width: 4, height: 2, channels: 3, background: { r: 255, g: 0, b: 0 } } }).png().toBuffer();
+    const png = await solid(4, 2, [255, 0, 0]).png().toBuffer();
     const frame = await prepareFrame(png, [8, 8]);
     assert.deepEqual([frame.sourceWidth, frame.sourceHeight, frame.scale, frame.padLeft, frame.padTop], [4, 2, 2, 0, 2]);
-    assert.equal(frame.tensor.length, 3 * 8 * 8);
-    const at = (c: number, y: number, x: number) => frame.tensor[c * 64 + y * 8 + x];
-    const gray = Math.fround(114 / 255);
-    for (const y of [0, 1, 6, 7]) for (let c = 0; c < 3; c++) assert.equal(at(c, y, 3), gray, `pad c${c} y${y}`);
-    for (const y of [2, 3, 4, 5]) {
-      assert.equal(at(0, y, 0), 1);
-      assert.equal(at(1, y, 7), 0);
-      assert.equal(at(2, y, 4), 0);
-    }
+    assert.equal(frame.pixels.length, 3 * 8 * 8);
+    const at = (y: number, x: number) => [...frame.pixels.subarray(3 * (y * 8 + x), 3 * (y * 8 + x) + 3)];
+    for (const y of [0, 1, 6, 7]) assert.deepEqual(at(y, 3), [114, 114, 114], `pad row ${y}`);
+    for (const y of [2, 3, 4, 5]) for (const x of [0, 7]) assert.deepEqual(at(y, x), [255, 0, 0]);
+  });
+
+  it('pads left and right of a portrait frame', async () => {
+    const frame = await prepareFrame(await solid(2, 4, [0, 0, 255]).png().toBuffer(), [8, 8]);
+    assert.deepEqual([frame.scale, frame.padLeft, frame.padTop], [2, 2, 0]);
+    const row = [...frame.pixels.subarray(0, 3 * 8)];
+    assert.deepEqual(row, [114, 114, 114, 114, 114, 114, 0, 0, 255, 0, 0, 255, 0, 0, 255, 0, 0, 255, 114, 114, 114, 114, 114, 114]);
   });
 
   it('decodes straight into a batch slot, with the same values as on its own', async () => {
-    const jpegs = await Promise.all(
-      [[255, 0, 0], [0, 128, 255]].map(([r, g, b]) => sharp({ create: { width: 6, height: 3, channels: 3, background: { r: r!, g: g!, b: b! } } }).jpeg().toBuffer()),
-    );
-    const batch = new Float32Array(2 * 3 * 8 * 8);
+    const jpegs = await Promise.all([[255, 0, 0], [0, 128, 255]].map((rgb) => solid(6, 3, rgb).jpeg().toBuffer()));
+    const batch = new Uint8Array(2 * 3 * 8 * 8);
     const slotted = await Promise.all(jpegs.map((jpeg, index) => prepareFrame(jpeg, [8, 8], { batch, index })));
     const alone = await Promise.all(jpegs.map((jpeg) => prepareFrame(jpeg, [8, 8])));
     slotted.forEach((frame, i) => {
-      assert.equal(frame.tensor.buffer, batch.buffer);
-      assert.equal(frame.tensor.byteOffset, i * 3 * 64 * 4);
-      assert.deepEqual([...frame.tensor], [...alone[i]!.tensor]);
-      assert.deepEqual({ ...frame, tensor: undefined }, { ...alone[i]!, tensor: undefined });
+      assert.equal(frame.pixels.buffer, batch.buffer);
+      assert.equal(frame.pixels.byteOffset, i * 3 * 64);
+      assert.deepEqual([...frame.pixels], [...alone[i]!.pixels]);
+      assert.deepEqual({ ...frame, pixels: undefined }, { ...alone[i]!, pixels: undefined });
     });
     assert.equal(packBatch(slotted, [8, 8]).buffer, batch.buffer);
     await assert.rejects(prepareFrame(jpegs[0]!, [8, 8], { batch, index: 2 }), RangeError);
   });
 
   it('gives 3 channels for a greyscale JPEG and skips resizing at the network size', async () => {
-    const jpeg = await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 200, g: 200, b: 200 } } }).greyscale().jpeg().toBuffer();
+    const jpeg = await solid(16, 16, [200, 200, 200]).toColourspace('b-w').jpeg().toBuffer();
+    assert.equal(jpegFrameSize(jpeg)?.components, 1, 'a one-component JPEG');
     const frame = await prepareFrame(jpeg, [16, 16]);
-    assert.deepEqual([frame.scale, frame.padLeft, frame.padTop, frame.tensor.length], [1, 0, 0, 3 * 256]);
-    assert.ok(Math.abs(frame.tensor[0]! - 200 / 255) < 3 / 255);
-    assert.equal(frame.tensor[0], frame.tensor[256]);
+    assert.deepEqual([frame.scale, frame.padLeft, frame.padTop, frame.pixels.length], [1, 0, 0, 3 * 256]);
+    assert.ok(Math.abs(frame.pixels[0]! - 200) < 3);
+    assert.equal(frame.pixels[0], frame.pixels[1]);
+    assert.equal(frame.pixels[0], frame.pixels[2]);
+  });
+
+  it('maps a frame that extraction scaled down back to the video\'s pixels, as for the full-size frame', async () => {
+    // A 48x36 video stored at 40x30, the letterbox size for a 40x40 network: padded only, mapped with the video's geometry.
+    const video = { width: 48, height: 36 };
+    const full = await prepareFrame(await solid(48, 36, [10, 20, 30]).jpeg().toBuffer(), [40, 40]);
+    const scaled = await prepareFrame(await solid(40, 30, [10, 20, 30]).jpeg().toBuffer(), [40, 40], undefined, video);
+    assert.deepEqual({ ...scaled, pixels: undefined }, { ...full, pixels: undefined });
+    assert.deepEqual([scaled.sourceWidth, scaled.sourceHeight, scaled.scale, scaled.padTop], [48, 36, 40 / 48, 5]);
+    // Stored at another size (FRAME_SIZE unlike the network): resized to the letterbox, same mapping.
+    const other = await prepareFrame(await solid(24, 18, [10, 20, 30]).jpeg().toBuffer(), [40, 40], undefined, video);
+    assert.deepEqual({ ...other, pixels: undefined }, { ...full, pixels: undefined });
+    // A frame that is not the video scaled (rotated) is its own source; one at the video's size too.
+    const rotated = await prepareFrame(await solid(36, 48, [10, 20, 30]).jpeg().toBuffer(), [40, 40], undefined, video);
+    assert.deepEqual([rotated.sourceWidth, rotated.sourceHeight, rotated.scale], [36, 48, 40 / 48]);
+    const same = await prepareFrame(await solid(48, 36, [10, 20, 30]).jpeg().toBuffer(), [40, 40], undefined, video);
+    assert.deepEqual({ ...same, pixels: undefined }, { ...full, pixels: undefined });
   });
 });

@@ -33,6 +33,16 @@ describe('media argument builders', () => {
     ]);
   });
 
+  it('scales frames of the probed size only, in the one range-converting scale filter, bilinear', () => {
+    const args = frameExtractionArgs({ input: '/v.avi', fps: 5, jpegQuality: 3, scale: { from: { width: 768, height: 576 }, to: { width: 640, height: 480 } } });
+    assert.equal(
+      args[args.indexOf('-vf') + 1],
+      "fps=5,scale=w='if(eq(iw,768)*eq(ih,576),640,iw)':h='if(eq(iw,768)*eq(ih,576),480,ih)':flags=bilinear:out_range=full,format=yuv420p,showinfo=checksum=0",
+    );
+    assert.throws(() => frameExtractionArgs({ input: '/v.avi', fps: 5, jpegQuality: 3, scale: { from: { width: 768, height: 576 }, to: { width: 0, height: 480 } } }), RangeError);
+    assert.throws(() => frameExtractionArgs({ input: '/v.avi', fps: 5, jpegQuality: 3, scale: { from: { width: 76.8, height: 576 }, to: { width: 64, height: 48 } } }), RangeError);
+  });
+
   it('passes fractional rates and the quality through', () => {
     const args = frameExtractionArgs({ input: '/v.mkv', fps: 2.5, jpegQuality: 31 });
     assert.equal(args[args.indexOf('-vf') + 1], 'fps=2.5,scale=out_range=full,format=yuv420p,showinfo=checksum=0');

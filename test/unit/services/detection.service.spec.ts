@@ -17,11 +17,12 @@ const job: DetectionJob = { id: 'v1:0', videoId: 'v1', frames: [0, 1, 2].map((in
 
 function setUp(keepFrames: boolean, commit: (frames: FrameResult[]) => Promise<number> = async (frames) => frames.length, failDelete = false, alreadyCommitted: number[] = []) {
   const deleted: string[][] = [];
-  const slots: Array<{ batch: Float32Array; index: number } | undefined> = [];
+  const slots: Array<{ batch: Uint8Array; index: number } | undefined> = [];
+  const sizes: unknown[] = [];
   const read: string[] = [];
   const warnings: string[] = [];
   const service = new DetectionService(
-    { get: async () => ({ id: 'v1', status: 'processing', capturedAt: new Date(0) }) as VideoRecord },
+    { get: async () => ({ id: 'v1', status: 'processing', capturedAt: new Date(0), source: { width: 768, height: 576 } }) as VideoRecord },
     { commitFrames: async (_id, _at, frames) => commit(frames), committedFrames: async () => new Set(alreadyCommitted) },
     {
       read: async (key) => {
@@ -34,24 +35,28 @@ function setUp(keepFrames: boolean, commit: (frames: FrameResult[]) => Promise<n
       },
     },
     detector,
-    async (_jpeg, _imgsz, slot) => {
+    async (_jpeg, _imgsz, slot, scaledFrom) => {
       slots.push(slot);
+      sizes.push(scaledFrom);
       return {} as PreparedFrame;
     },
     { confidenceThreshold: 0.25, iouThreshold: 0.7 },
     { keepFrames, logger: { warn: (message: string) => void warnings.push(message) } as never },
   );
-  return { service, deleted, warnings, read, slots };
+  return { service, deleted, warnings, read, slots, sizes };
 }
 
 describe('DetectionService frame preparation', () => {
-  it('decodes each frame into its own slot of one batch buffer for the job', async () => {
-    const { service, slots } = setUp(false, undefined, false, [1]);
+  it('decodes each frame into its own slot of one batch buffer for the job, with the video\'s size to map boxes back to', async () => {
+    const { service, slots, sizes } = setUp(false, undefined, false, [1]);
     await service.prepare({ ...job, attempts: 1 });
-    // Frame 1 is already committed: two frames to prepare, two slots of 3 x 640 x 640.
+    // Frame 1 is already committed: two frames to prepare, two slots of 640 x 640 RGB bytes.
     assert.deepEqual(slots.map((slot) => slot?.index).sort(), [0, 1]);
     assert.equal(slots[0]!.batch, slots[1]!.batch);
+    assert.ok(slots[0]!.batch instanceof Uint8Array);
     assert.equal(slots[0]!.batch.length, 2 * 3 * 640 * 640);
+    // Extraction may have stored the frames scaled down (FRAME_SIZE): the video's own size is what boxes map to.
+    assert.deepEqual(sizes, [{ width: 768, height: 576 }, { width: 768, height: 576 }]);
   });
 });
 
@@ -125,7 +130,7 @@ describe('DetectionService frame lifecycle', () => {
   it('reports how long the detector call took', async () => {
     const { service } = setUp(true);
     const slow = new DetectionService(
-      { get: async () => ({ id: 'v1', status: 'processing', capturedAt: new Date(0) }) as VideoRecord },
+      { get: async () => ({ id: 'v1', status: 'processing', capturedAt: new Date(0), source: { width: 768, height: 576 } }) as VideoRecord },
       { commitFrames: async (_id, _at, frames) => frames.length, committedFrames: async () => new Set() },
       { read: async (key) => Buffer.from(key), delete: async () => {} },
       { ...detector, detectBatch: async (frames) => (await new Promise((resolve) => setTimeout(resolve, 60)), frames.map(() => [])) },
@@ -139,7 +144,7 @@ describe('DetectionService frame lifecycle', () => {
   it('a video whose extraction failed gets no work; one failed by its frames is worked on (a retried dead letter)', async () => {
     const serviceFor = (video: Partial<VideoRecord>) =>
       new DetectionService(
-        { get: async () => ({ id: 'v1', capturedAt: new Date(0), ...video }) as VideoRecord },
+        { get: async () => ({ id: 'v1', capturedAt: new Date(0), source: { width: 768, height: 576 }, ...video }) as VideoRecord },
         { commitFrames: async (_id, _at, frames) => frames.length, committedFrames: async () => new Set() },
         { read: async (key) => Buffer.from(key), delete: async () => {} },
         detector,

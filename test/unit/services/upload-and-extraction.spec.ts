@@ -156,6 +156,23 @@ describe('UploadService and ExtractionService', () => {
     assert.deepEqual(previewCalls, []);
   });
 
+  it('has frames stored scaled down to the FRAME_SIZE box when the video is larger, and at source size otherwise', async () => {
+    const scales: unknown[] = [];
+    const media: Partial<ExtractionMedia> = {
+      extractFrames: async (_path, options) => {
+        scales.push(options.scale);
+        return { frames: 0 };
+      },
+    };
+    for (const frameSize of [{ width: 32, height: 32 }, { width: 64, height: 64 }, null]) {
+      const { service, extraction } = setUp(media, { frameSize });
+      await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('video bytes')])), undefined);
+      await extraction.idle();
+    }
+    // 64x48 into a 32x32 box: 32x24, what the letterbox makes of it; it fits a 64x64 box already; null keeps the source.
+    assert.deepEqual(scales, [{ from: { width: 64, height: 48 }, to: { width: 32, height: 24 } }, undefined, undefined]);
+  });
+
   it('uses the default fps, and null for "all"', async () => {
     const { service } = setUp();
     assert.equal(service.parseFpsField(undefined), 5);

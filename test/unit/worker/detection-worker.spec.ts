@@ -101,7 +101,7 @@ function setUp(faults: Faults | ((frames: FrameResult[]) => Promise<number>)) {
     logger: workerLogger = logger,
   } = typeof faults === 'function' ? { commit: faults } : faults;
   const committed: FrameResult[][] = [];
-  const video = { id: 'v1', status: 'processing', capturedAt: new Date(0) } as VideoRecord;
+  const video = { id: 'v1', status: 'processing', capturedAt: new Date(0), source: { width: 768, height: 576 } } as VideoRecord;
   const service = new DetectionService(
     { get: async () => video },
     {

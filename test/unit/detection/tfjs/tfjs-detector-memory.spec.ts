@@ -50,8 +50,8 @@ function yoloShapedModel() {
 }
 
 function frame(seed: number): PreparedFrame {
-  const tensor = Float32Array.from({ length: 3 * SIZE * SIZE }, (_, i) => (Math.sin(i * 0.37 + seed) + 1) / 2);
-  return { tensor, sourceWidth: SIZE, sourceHeight: SIZE, scale: 1, padLeft: 0, padTop: 0 };
+  const pixels = Uint8Array.from({ length: 3 * SIZE * SIZE }, (_, i) => Math.round(((Math.sin(i * 0.37 + seed) + 1) / 2) * 255));
+  return { pixels, sourceWidth: SIZE, sourceHeight: SIZE, scale: 1, padLeft: 0, padTop: 0 };
 }
 
 describe('TfjsDetector memory over 100 batches of mixed sizes (YOLOv8-shaped tiny graph)', () => {
@@ -70,10 +70,10 @@ describe('TfjsDetector memory over 100 batches of mixed sizes (YOLOv8-shaped tin
     it(`runs frames that are views into one batch buffer (packBatch passes it on uncopied: letterbox.spec) as separate frames, on ${backend}`, async () => {
       const detector = await TfjsDetector.create(dir, { backend });
       try {
-        const buffer = new Float32Array(4 * 3 * SIZE * SIZE);
+        const buffer = new Uint8Array(4 * 3 * SIZE * SIZE);
         const slotted = frames.slice(0, 4).map((f, i) => {
-          buffer.set(f.tensor, i * f.tensor.length);
-          return { ...f, tensor: buffer.subarray(i * f.tensor.length, (i + 1) * f.tensor.length) };
+          buffer.set(f.pixels, i * f.pixels.length);
+          return { ...f, pixels: buffer.subarray(i * f.pixels.length, (i + 1) * f.pixels.length) };
         });
         const { values: ours } = await detector.runRaw(slotted);
         const { values: theirs } = await detector.runRaw(frames.slice(0, 4));
