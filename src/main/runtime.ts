@@ -5,7 +5,7 @@ import { PgDetectionRepository } from '../db/detections.repository.ts';
 import { migrate } from '../db/migrate.ts';
 import { PgVideoRepository } from '../db/videos.repository.ts';
 import { createLogger, type Logger } from '../logger.ts';
-import { resolveMediaBinaries } from '../media/binaries.ts';
+import { resolveMediaBinaries, resolvePrlimit } from '../media/binaries.ts';
 import { MediaRepository } from '../media/media.repository.ts';
 import { durabilityProblems, readRedisDurability } from '../queue/redis-durability.ts';
 import { ReliableQueue } from '../queue/reliable-queue.ts';
@@ -76,5 +76,8 @@ async function checkRedisDurability(redis: Redis, required: boolean, logger: Log
 }
 
 export async function createMedia(config: Config): Promise<MediaRepository> {
-  return new MediaRepository(await resolveMediaBinaries({ ffmpegPath: config.ffmpegPath, ffprobePath: config.ffprobePath }));
+  const binaries = await resolveMediaBinaries({ ffmpegPath: config.ffmpegPath, ffprobePath: config.ffprobePath });
+  const { maxPixels, mediaMemoryLimitBytes } = config.limits;
+  const prlimit = mediaMemoryLimitBytes > 0 ? await resolvePrlimit() : undefined;
+  return new MediaRepository(binaries, {}, { maxPixels, memoryLimitBytes: mediaMemoryLimitBytes, prlimit });
 }

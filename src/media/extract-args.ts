@@ -1,3 +1,4 @@
+import { inputPolicyArgs } from './input-policy.ts';
 import { inputUrl } from './input-url.ts';
 
 export interface FrameExtractionOptions {
@@ -6,13 +7,15 @@ export interface FrameExtractionOptions {
   fps: number | null;
   /** mjpeg -q:v, 2 (best) to 31 (worst). */
   jpegQuality: number;
+  /** MAX_PIXELS: decoders refuse larger pictures (see input-policy.ts). */
+  maxPixels?: number;
 }
 
 /**
  * ffmpeg arguments that write the first video stream's frames to stdout as concatenated JPEGs at
  * source resolution, and log one showinfo line (with pts_time) per written frame on stderr.
  */
-export function frameExtractionArgs({ input, fps, jpegQuality }: FrameExtractionOptions): string[] {
+export function frameExtractionArgs({ input, fps, jpegQuality, maxPixels }: FrameExtractionOptions): string[] {
   if (fps !== null && !(Number.isFinite(fps) && fps > 0)) throw new RangeError(`fps must be a positive number or null, got ${fps}`);
   if (!(Number.isInteger(jpegQuality) && jpegQuality >= 2 && jpegQuality <= 31)) {
     throw new RangeError(`jpegQuality must be a whole number from 2 to 31, got ${jpegQuality}`);
@@ -36,6 +39,7 @@ export function frameExtractionArgs({ input, fps, jpegQuality }: FrameExtraction
     'info',
     // Keep the file's timestamps, so pts_time minus the probed start_time is the offset from the first frame.
     '-copyts',
+    ...inputPolicyArgs(maxPixels),
     '-i',
     inputUrl(input),
     // V (not v) skips cover art and thumbnails, like interpretProbe does.
@@ -71,13 +75,15 @@ export interface DecodeCheckOptions {
   fromMs?: number;
   /** Stop after this many frames. */
   maxFrames?: number;
+  /** MAX_PIXELS: decoders refuse larger pictures (see input-policy.ts). */
+  maxPixels?: number;
 }
 
 /**
  * ffmpeg arguments that decode part of the first video stream and print one framecrc line per
  * decoded frame on stdout (so frames can be counted), with only errors on stderr.
  */
-export function decodeCheckArgs({ input, fromMs, maxFrames }: DecodeCheckOptions): string[] {
+export function decodeCheckArgs({ input, fromMs, maxFrames, maxPixels }: DecodeCheckOptions): string[] {
   return [
     '-nostdin',
     '-hide_banner',
@@ -90,6 +96,7 @@ export function decodeCheckArgs({ input, fromMs, maxFrames }: DecodeCheckOptions
     '-flags2',
     '+showall',
     ...(fromMs !== undefined && fromMs > 0 ? ['-ss', (fromMs / 1000).toFixed(3)] : []),
+    ...inputPolicyArgs(maxPixels),
     '-i',
     inputUrl(input),
     '-map',
