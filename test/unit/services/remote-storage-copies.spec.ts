@@ -73,7 +73,7 @@ describe('Upload checks and extraction with a storage that has no local files (S
       },
       ...media,
     };
-    const settings = { batchSize: 2, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, extractionConcurrency: 1, probeConcurrency: 2, extractionLeaseMs: 60_000, workDir, keepSourceVideo };
+    const settings = { batchSize: 2, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, extractionConcurrency: 1, probeConcurrency: 2, extractionLeaseMs: 60_000, workDir, keepSourceVideo, limits: { maxDurationS: 3600, maxFrames: 1000, maxPixels: 1_000_000 } };
     const logger = createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true });
     const extraction = new ExtractionService(settings, videos, storage, fullMedia, { publish: async () => {} }, logger);
     const service = new UploadService(settings, videos, storage, fullMedia, extraction);
