@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
-import { assertSafeKey, type VideoStorage } from './video-storage.ts';
+import { assertSafeKey, type StorageSpace, type VideoStorage } from './video-storage.ts';
 
 export interface S3StorageOptions {
   bucket: string;
@@ -37,7 +37,7 @@ const MIN_PART_BYTES = 5 * 1024 * 1024;
  * VideoStorage on an S3 bucket (or an S3-compatible store). The only file that imports the AWS SDK.
  * Keys are validated with assertSafeKey and joined under the adapter's prefix, so no key reaches outside it.
  */
-export class S3Storage implements VideoStorage {
+export class S3Storage implements VideoStorage, StorageSpace {
   readonly driver = 's3';
   private readonly client: S3Client;
   private readonly bucket: string;
@@ -182,4 +182,15 @@ export class S3Storage implements VideoStorage {
   private relativeKey(objectKey: string): string {
     return this.prefix === '' ? objectKey : objectKey.slice(this.prefix.length + 1);
   }
+
+  /** A bucket has no free-space figure this service could act on. */
+  async freeBytes(): Promise<undefined> {
+    return undefined;
+  }
+
+  /** Multipart uploads are aborted when they fail, and a killed process's ones expire with the bucket's lifecycle rule: nothing to sweep here. */
+  async sweepStalePartials(_olderThanMs: number): Promise<{ removed: number; young: number }> {
+    return { removed: 0, young: 0 };
+  }
+
 }
