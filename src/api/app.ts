@@ -2,9 +2,11 @@ import express, { type Express } from 'express';
 import type { DetectionRepository, VideoRepository } from '../db/types.ts';
 import type { Logger } from '../logger.ts';
 import type { UploadService } from '../services/upload.service.ts';
+import type { StorageSpace } from '../storage/video-storage.ts';
 import { errorHandler, notFoundHandler } from './error-handler.ts';
 import { adminRoutes, type DeadLetterQueue } from './admin.routes.ts';
 import { healthRoutes, type ReadinessCheck } from './health.routes.ts';
+import { uploadAdmission, type UploadAdmissionSettings } from './upload-admission.ts';
 import { videoRoutes } from './videos.routes.ts';
 
 export interface AppDeps {
@@ -16,6 +18,9 @@ export interface AppDeps {
   maxUploadBytes: number;
   deadLetters: DeadLetterQueue;
   adminToken: string | undefined;
+  /** Caps on uploads in progress, their deadlines, and the free space they need. */
+  uploadAdmission: UploadAdmissionSettings;
+  storageSpace: Pick<StorageSpace, 'freeBytes'>;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -23,7 +28,7 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
   app.use(healthRoutes(deps.readiness));
-  app.use(videoRoutes(deps));
+  app.use(videoRoutes({ ...deps, admission: uploadAdmission(deps.uploadAdmission, deps.storageSpace) }));
   app.use(adminRoutes(deps.deadLetters, deps.adminToken));
   app.use(notFoundHandler);
   app.use(errorHandler(deps.logger, deps.maxUploadBytes));

@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import { Router, type RequestHandler } from 'express';
 import type { DetectionRepository, VideoRecord, VideoRepository } from '../db/types.ts';
 import { errors } from '../errors/app-error.ts';
 import type { UploadService } from '../services/upload.service.ts';
@@ -11,12 +11,14 @@ export interface VideoRoutesDeps {
   videos: VideoRepository;
   detections: DetectionRepository;
   maxUploadBytes: number;
+  /** Runs before the body is read: upload slots, free space, deadlines (see upload-admission.ts). */
+  admission: RequestHandler;
 }
 
-export function videoRoutes({ uploads, videos, detections, maxUploadBytes }: VideoRoutesDeps): Router {
+export function videoRoutes({ uploads, videos, detections, maxUploadBytes, admission }: VideoRoutesDeps): Router {
   const router = Router();
 
-  router.post('/videos', ...uploadMiddleware(uploads, maxUploadBytes), async (req, res) => {
+  router.post('/videos', admission, ...uploadMiddleware(uploads, maxUploadBytes), async (req, res) => {
     const staged = stagedUpload(req);
     if (!staged) throw errors.badRequest('missing_file', 'send the video as multipart/form-data in the field "video"');
     const body = (req.body ?? {}) as Record<string, unknown>;

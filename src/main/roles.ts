@@ -1,7 +1,8 @@
 import type { Server } from 'node:http';
-import express, { type Express } from 'express';
+import express from 'express';
 import { createApp } from '../api/app.ts';
 import { healthRoutes, type ReadinessCheck } from '../api/health.routes.ts';
+import { createHttpServer, listen } from '../api/http-server.ts';
 import { createDetector } from '../detection/create-detector.ts';
 import type { EngineChoice } from '../detection/engine-selection.ts';
 import { prepareFrame } from '../detection/letterbox.ts';
@@ -11,6 +12,7 @@ import { ExtractionService } from '../services/extraction.service.ts';
 import { UploadService } from '../services/upload.service.ts';
 import { DetectionWorker } from '../worker/detection-worker.ts';
 import { baseReadiness, detectorReadiness } from './readiness.ts';
+import { errorMessage } from '../errors/error-message.ts';
 import { createMedia, type Runtime } from './runtime.ts';
 
 export interface ApiRole {
@@ -34,11 +36,12 @@ export async function startApi(runtime: Runtime, readiness: ReadinessCheck[]): P
     maxUploadBytes: config.maxUploadBytes,
     deadLetters: runtime.queue,
     adminToken: config.adminToken,
+    uploadAdmission: config.limits,
+    storageSpace: runtime.storage,
   });
-  const server = await listen(app, config.port, config.host);
-  // Uploads of large videos are slow; let the body arrive, but drop idle sockets.
-  server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
+  const server = createHttpServer(app, config.limits);
+  await listen(server, config.port, config.host);
+  sweepStalePartials(runtime);
   extraction.startRecovery();
   logger.info('api listening', { port: portOf(server) });
   return {
@@ -92,11 +95,13 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
     const app = express();
     app.disable('x-powered-by');
     app.use(healthRoutes(checks));
-    healthServer = await listen(app, config.workerHealthPort, config.host);
+    healthServer = createHttpServer(app);
+    await listen(healthServer, config.workerHealthPort, config.host);
     logger.info('worker health endpoints listening', { port: portOf(healthServer) });
   }
   // After the health port is bound: a port in use stops the process before it takes any job.
   await worker.start();
+  sweepStalePartials(runtime);
   return {
     worker,
     detection,
@@ -111,11 +116,21 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
   };
 }
 
-function listen(app: Express, port: number, host: string): Promise<Server> {
-  return new Promise<Server>((resolve, reject) => {
-    const listening = app.listen(port, host, () => resolve(listening));
-    listening.once('error', reject);
-  });
+/**
+ * A process killed during a write (kill -9, OOM) leaves the write's temporary file in storage.
+ * Swept in the background once the process runs: files untouched for twice IDLE_TIMEOUT_MS (an upload
+ * in progress writes more often than that, or is cut off), and once more later for those too young
+ * the first time.
+ */
+function sweepStalePartials(runtime: Runtime): void {
+  const olderThanMs = Math.max(1_000, 2 * runtime.config.limits.idleTimeoutMs);
+  const sweep = async (again: boolean) => {
+    const { removed, young } = await runtime.storage.sweepStalePartials(olderThanMs);
+    if (removed > 0) runtime.logger.info('removed unfinished writes left by a stopped process', { files: removed });
+    if (young > 0 && again) setTimeout(() => void sweep(false).catch(warn), olderThanMs).unref();
+  };
+  const warn = (error: unknown) => runtime.logger.warn('could not sweep unfinished writes', { error: errorMessage(error) });
+  void sweep(true).catch(warn);
 }
 
 function portOf(server: Server): number | undefined {
