@@ -64,8 +64,10 @@ const FORMAT_REFUSED = /^\[([\w,]+) @ [^\]]*\] Format not on whitelist/m;
 const PROTOCOL_REFUSED = /Protocol '([\w-]+)' not on whitelist/;
 // "[h264 @ 0x..] [IMGUTILS @ 0x..] Picture size 16000x16000 exceeds specified max pixel count 8847360"
 const PICTURE_TOO_LARGE = /Picture size (\d+)x(\d+) exceeds specified max pixel count/;
-// What ffmpeg says when an allocation fails (the address-space ceiling, or the host is out of memory).
-const OUT_OF_MEMORY = /Cannot allocate memory|Could not allocate|Out of memory|\(-12\b/;
+// What ffmpeg says when an allocation fails (the address-space ceiling, or the host is out of memory):
+// measured under prlimit --as, a 4K decode fails with any of these, depending on where it ran out.
+const OUT_OF_MEMORY =
+  /Cannot allocate memory|Could not allocate|Out of memory|Failed to allocate|\(-12\b|get_buffer\(\) failed|get_encode_buffer\(\) failed|ff_frame_thread_encoder_init failed/;
 
 export type InputRefusal =
   | { kind: 'format'; demuxer: string | undefined }
