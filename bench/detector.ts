@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { createDetector } from '../src/detection/create-detector.ts';
 import { prepareFrame } from '../src/detection/letterbox.ts';
+import { packageInstalled } from '../src/detection/tfjs/tfjs-backend.ts';
 import type { TfjsBackendName } from '../src/detection/tfjs/tfjs-backend.ts';
 import type { DetectTimings, PreparedFrame } from '../src/detection/types.ts';
 
@@ -77,8 +78,8 @@ async function main(): Promise<void> {
   for (const batch of batches) configs.push({ engine: 'tfjs', backend: 'wasm', batch, frames: frameCount });
   if (Number(args['cpu-frames']) > 0) configs.push({ engine: 'tfjs', backend: 'cpu', batch: 1, frames: Number(args['cpu-frames']) });
   for (const [backend, pkg] of [['node', '@tensorflow/tfjs-node'], ['node-gpu', '@tensorflow/tfjs-node-gpu']] as const) {
-    if (installed(pkg)) for (const batch of batches) configs.push({ engine: 'tfjs', backend, batch, frames: frameCount });
-    else console.error(`bench: skipping tfjs/${backend}: ${pkg} is not installed (its install downloads libtensorflow from outside the npm registry)`);
+    if (packageInstalled(pkg)) for (const batch of batches) configs.push({ engine: 'tfjs', backend, batch, frames: frameCount });
+    else console.error(`bench: skipping tfjs/${backend}: ${pkg} is not installed (${backend === 'node' ? 'bash scripts/install-tfjs-node' : 'its install downloads libtensorflow from outside the npm registry'})`);
   }
 
   const dir = await mkdtemp(path.join(os.tmpdir(), 'bench-detector-'));
@@ -106,15 +107,6 @@ async function main(): Promise<void> {
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
-  }
-}
-
-function installed(pkg: string): boolean {
-  try {
-    import.meta.resolve(pkg);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -20,6 +20,7 @@ import { prepareFrame } from '../src/detection/letterbox.ts';
 import type { PreparedFrame } from '../src/detection/types.ts';
 import type { StageTimings } from '../src/services/detection.service.ts';
 import { LocalStorage } from '../src/storage/local-storage.ts';
+import { apiFetch } from '../test/helpers/api-client.ts';
 import { createTestDatabase } from '../test/helpers/database.ts';
 import { deleteKeys, uniquePrefix } from '../test/helpers/redis.ts';
 import { freePort, ServiceProcess, waitFor } from '../test/helpers/service.ts';
@@ -76,11 +77,11 @@ async function main(): Promise<void> {
     body.append('fps', fps);
     body.append('video', new Blob([await fs.readFile(video)]), path.basename(video));
     const started = performance.now();
-    const res = await fetch(`http://127.0.0.1:${port}/videos`, { method: 'POST', body });
+    const res = await apiFetch(`http://127.0.0.1:${port}/videos`, { method: 'POST', body });
     if (res.status !== 202) throw new Error(`upload refused: ${res.status} ${await res.text()}`);
     const { id } = (await res.json()) as { id: string };
     const done = await waitFor('completion', async () => {
-      const status = (await (await fetch(`http://127.0.0.1:${port}/videos/${id}`)).json()) as { status: string; framesTotal: number; error: string };
+      const status = (await (await apiFetch(`http://127.0.0.1:${port}/videos/${id}`)).json()) as { status: string; framesTotal: number; error: string };
       if (status.status === 'failed') throw new Error(status.error);
       return status.status === 'completed' ? status : undefined;
     }, 30 * 60_000, 50);

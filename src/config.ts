@@ -69,8 +69,24 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly logLevel: string;
   readonly logFormat: 'json' | 'pretty';
-  /** Bearer token for the admin API (dead letters); the admin API is off when unset. */
-  readonly adminToken: string | undefined;
+  // Web API (issue 10): keys, sessions, live progress, analytics.
+  /**
+   * API_KEY: an admin key created or updated at start-up (compose files, tests). Unset: the keys in
+   * PostgreSQL, and on a first start without any, a new admin key written to apiKeyFile.
+   */
+  readonly apiKey: string | undefined;
+  /** Where the first start writes the admin key it created (mode 600). */
+  readonly apiKeyFile: string;
+  /** How long a web session (cookie) lasts after sign-in. */
+  readonly sessionTtlMs: number;
+  /** Secure flag of the session cookie: auto sets it when the request came over https. */
+  readonly cookieSecure: 'auto' | 'true' | 'false';
+  /** How often one API process reads the progress of the videos its event streams watch. */
+  readonly progressPollMs: number;
+  /** Most buckets one /analytics/counts request may span (range / bucket size). */
+  readonly analyticsMaxBuckets: number;
+  /** Things to log at start-up (deprecated settings in use). */
+  readonly warnings: readonly string[];
   readonly ffmpegPath: string | undefined;
   readonly ffprobePath: string | undefined;
   /** Hostile-input limits: what one upload may cost (see HostileInputLimits). */
@@ -131,6 +147,7 @@ type Env = Record<string, string | undefined>;
 
 export function loadConfig(env: Env = process.env): Config {
   const problems: string[] = [];
+  const warnings: string[] = [];
   const read = new EnvReader(env, problems);
 
   const nodeEnv = read.oneOf('NODE_ENV', ['development', 'production', 'test'] as const, 'development');
@@ -186,7 +203,13 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownTimeoutMs: read.integer('SHUTDOWN_TIMEOUT_MS', 30_000, { min: 100 }),
     logLevel: read.oneOf('LOG_LEVEL', ['error', 'warn', 'info', 'debug'] as const, nodeEnv === 'test' ? 'warn' : 'info'),
     logFormat: read.oneOf('LOG_FORMAT', ['json', 'pretty'] as const, nodeEnv === 'production' ? 'json' : 'pretty'),
-    adminToken: env.ADMIN_TOKEN || undefined,
+    apiKey: readApiKey(env, problems, warnings),
+    apiKeyFile: path.resolve(env.API_KEY_FILE || 'data/api-key'),
+    sessionTtlMs: read.integer('SESSION_TTL_MS', 7 * 24 * 3600_000, { min: 60_000, max: 366 * 24 * 3600_000 }),
+    cookieSecure: read.oneOf('COOKIE_SECURE', ['auto', 'true', 'false'] as const, 'auto'),
+    progressPollMs: read.integer('PROGRESS_POLL_MS', 250, { min: 50, max: 60_000 }),
+    analyticsMaxBuckets: read.integer('ANALYTICS_MAX_BUCKETS', 10_000, { min: 1, max: 1_000_000 }),
+    warnings,
     ffmpegPath: env.FFMPEG_PATH || undefined,
     ffprobePath: env.FFPROBE_PATH || undefined,
     limits: readHostileInputLimits(read, problems),
@@ -243,6 +266,28 @@ function readS3Config(env: Env, read: EnvReader, problems: string[]): S3Config {
     forcePathStyle: read.oneOf('S3_FORCE_PATH_STYLE', ['true', 'false'] as const, 'false') === 'true',
     prefix,
   };
+}
+
+/**
+ * API_KEY, or the deprecated ADMIN_TOKEN (the old dead-letter token) as an alias: its holder keeps admin
+ * access under the same value. Printable ASCII without spaces (it travels in a Bearer header), 16 to 512 characters.
+ */
+function readApiKey(env: Env, problems: string[], warnings: string[]): string | undefined {
+  const apiKey = env.API_KEY || undefined;
+  const adminToken = env.ADMIN_TOKEN || undefined;
+  if (adminToken !== undefined) {
+    if (apiKey !== undefined && apiKey !== adminToken) {
+      problems.push('ADMIN_TOKEN is deprecated and differs from API_KEY; remove ADMIN_TOKEN (API_KEY is the admin key)');
+      return apiKey;
+    }
+    warnings.push('ADMIN_TOKEN is deprecated: it is now the admin API key; set API_KEY to the same value instead');
+  }
+  const key = apiKey ?? adminToken;
+  const name = apiKey !== undefined ? 'API_KEY' : 'ADMIN_TOKEN';
+  if (key !== undefined && !/^[\x21-\x7e]{16,512}$/.test(key)) {
+    problems.push(`${name} must be 16 to 512 printable characters without spaces (got ${key.length} characters)`);
+  }
+  return key;
 }
 
 /** Parses a frames-per-second request: a number from MIN_SAMPLE_FPS up to max. */

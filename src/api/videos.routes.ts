@@ -1,24 +1,32 @@
 import { Router, type RequestHandler } from 'express';
-import type { DetectionRepository, VideoRecord, VideoRepository } from '../db/types.ts';
+import type { DetectionRepository, VideoStatus } from '../db/types.ts';
+import type { ListPosition, VideoCatalog } from '../db/video-catalog.repository.ts';
 import { errors } from '../errors/app-error.ts';
+import type { PipelineObserver } from '../metrics/observer.ts';
 import type { UploadService } from '../services/upload.service.ts';
+import { principalOf, requireScope } from './auth.ts';
+import { integerParam, numberParam, oneOfParam, stringParam, UUID } from './params.ts';
 import { stagedUpload, uploadMiddleware } from './upload.ts';
+import { findVisibleVideo, ownerFilter, presentVideos } from './video-access.ts';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const STATUSES: readonly VideoStatus[] = ['queued', 'extracting', 'processing', 'completed', 'failed'];
 
 export interface VideoRoutesDeps {
   uploads: UploadService;
-  videos: VideoRepository;
+  catalog: VideoCatalog;
   detections: DetectionRepository;
   maxUploadBytes: number;
+  observer: Pick<PipelineObserver, 'uploadAccepted'>;
   /** Runs before the body is read: upload slots, free space, deadlines (see upload-admission.ts). */
   admission: RequestHandler;
 }
 
-export function videoRoutes({ uploads, videos, detections, maxUploadBytes, admission }: VideoRoutesDeps): Router {
+export function videoRoutes({ uploads, catalog, detections, maxUploadBytes, observer, admission }: VideoRoutesDeps): Router {
   const router = Router();
 
-  router.post('/videos', admission, ...uploadMiddleware(uploads, maxUploadBytes), async (req, res) => {
+  // The scope is checked before multer reads the body: a key that may not upload sends nothing to storage,
+  // and takes no upload slot.
+  router.post('/videos', requireScope('upload'), admission, ...uploadMiddleware(uploads, maxUploadBytes), async (req, res) => {
     const staged = stagedUpload(req);
     if (!staged) throw errors.badRequest('missing_file', 'send the video as multipart/form-data in the field "video"');
     const body = (req.body ?? {}) as Record<string, unknown>;
@@ -27,16 +35,30 @@ export function videoRoutes({ uploads, videos, detections, maxUploadBytes, admis
       await uploads.discardStaged(staged.videoId);
       throw errors.badRequest('invalid_fps', 'send fps once, as a plain form field');
     }
-    const video = await uploads.acceptUpload(staged, fps);
+    const video = await uploads.acceptUpload(staged, fps, principalOf(res).keyId);
+    observer.uploadAccepted(staged.sizeBytes);
     res.status(202).location(`/videos/${video.id}`).json({ id: video.id, status: video.status });
   });
 
-  router.get('/videos/:id', async (req, res) => {
-    res.json(presentVideo(await findVideo(videos, req.params.id)));
+  router.get('/videos', requireScope('read'), async (req, res) => {
+    const query = req.query as Record<string, unknown>;
+    const page = await catalog.list({
+      ownerKeyId: ownerFilter(principalOf(res)),
+      status: oneOfParam(query.status, 'status', STATUSES),
+      limit: integerParam(query.limit, 'limit', { min: 1, max: 100 }) ?? 20,
+      after: decodeCursor(stringParam(query.cursor, 'cursor')),
+    });
+    res.json({ items: await presentVideos(catalog, page.items), nextCursor: page.next ? encodeCursor(page.next) : null });
   });
 
-  router.get('/videos/:id/detections', async (req, res) => {
-    const video = await findVideo(videos, req.params.id);
+  router.get('/videos/:id', requireScope<{ id: string }>('read'), async (req, res) => {
+    const video = await findVisibleVideo(catalog, req.params.id, principalOf(res));
+    const [presented] = await presentVideos(catalog, [video]);
+    res.json(presented);
+  });
+
+  router.get('/videos/:id/detections', requireScope<{ id: string }>('read'), async (req, res) => {
+    const video = await findVisibleVideo(catalog, req.params.id, principalOf(res));
     const query = req.query as Record<string, unknown>;
     const page = await detections.listFrames({
       videoId: video.id,
@@ -51,56 +73,16 @@ export function videoRoutes({ uploads, videos, detections, maxUploadBytes, admis
   return router;
 }
 
-async function findVideo(videos: VideoRepository, id: string): Promise<VideoRecord> {
-  const video = UUID.test(id) ? await videos.get(id) : undefined;
-  if (!video) throw errors.notFound(`video ${id}`);
-  return video;
+/** Opaque to clients: base64url of "<created_at in epoch microseconds>.<id>" of the page's last video. */
+function encodeCursor(position: ListPosition): string {
+  return Buffer.from(`${position.createdAtMicros}.${position.id}`).toString('base64url');
 }
 
-export function presentVideo(video: VideoRecord) {
-  return {
-    id: video.id,
-    status: video.status,
-    originalName: video.originalName,
-    sizeBytes: video.sizeBytes,
-    sampleFps: video.sampleFps,
-    framesTotal: video.framesTotal,
-    framesDone: video.framesDone,
-    framesFailed: video.framesFailed,
-    source: {
-      durationMs: video.source.durationMs,
-      fps: video.source.fps,
-      width: video.source.width,
-      height: video.source.height,
-      codec: video.source.codec,
-      creationTime: video.source.creationTime,
-    },
-    capturedAt: video.capturedAt,
-    createdAt: video.createdAt,
-    updatedAt: video.updatedAt,
-    completedAt: video.completedAt,
-    error: video.error,
-  };
-}
-
-function stringParam(raw: unknown, name: string): string | undefined {
-  if (raw === undefined) return undefined;
-  if (typeof raw !== 'string' || raw.length === 0 || raw.length > 100) throw errors.badRequest('invalid_query', `${name} must be a single non-empty value`);
-  return raw;
-}
-
-function numberParam(raw: unknown, name: string, range: { min: number; max: number }): number | undefined {
-  const text = stringParam(raw, name);
-  if (text === undefined) return undefined;
-  const value = Number(text);
-  if (!/^-?\d+(\.\d+)?$/.test(text) || value < range.min || value > range.max) {
-    throw errors.badRequest('invalid_query', `${name} must be a number in [${range.min}, ${range.max}]`);
+function decodeCursor(cursor: string | undefined): ListPosition | undefined {
+  if (cursor === undefined) return undefined;
+  const [micros, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('.');
+  if (micros === undefined || id === undefined || !/^\d{1,19}$/.test(micros) || !UUID.test(id)) {
+    throw errors.badRequest('invalid_query', 'cursor must be a nextCursor from an earlier page');
   }
-  return value;
-}
-
-function integerParam(raw: unknown, name: string, range: { min: number; max: number }): number | undefined {
-  const value = numberParam(raw, name, range);
-  if (value !== undefined && !Number.isInteger(value)) throw errors.badRequest('invalid_query', `${name} must be a whole number`);
-  return value;
+  return { createdAtMicros: micros, id };
 }

@@ -73,11 +73,20 @@ export class PgDetectionRepository implements DetectionRepository {
             ${columns.classId}::smallint[], ${columns.className}::text[], ${columns.confidence}::real[],
             ${columns.x1}::real[], ${columns.y1}::real[], ${columns.x2}::real[], ${columns.y2}::real[])
             AS d(frame_index, pts_ms, class_id, class_name, confidence, x1, y1, x2, y2)`;
+        // Per-class totals beside the rows, in the same transaction (commits of a video are serialised by its row lock).
+        await tx`
+          INSERT INTO video_class_counts AS counts (video_id, class_name, detections)
+          SELECT ${videoId}::uuid, class_name, count(*) FROM unnest(${columns.className}::text[]) AS c(class_name) GROUP BY class_name
+          ON CONFLICT (video_id, class_name) DO UPDATE SET detections = counts.detections + excluded.detections`;
       }
       // If frames_total is already known and these frames would exceed it, the CHECK constraint fails
       // and the whole commit rolls back.
+      // first_commit_* and last_commit_at give the video's observed frame rate (its ETA; see services/progress.ts).
       await tx`
-        UPDATE videos SET frames_done = frames_done + ${doneDelta}, frames_failed = frames_failed + ${failedDelta}, updated_at = now()
+        UPDATE videos SET frames_done = frames_done + ${doneDelta}, frames_failed = frames_failed + ${failedDelta}, updated_at = now(),
+          first_commit_at = coalesce(first_commit_at, now()),
+          first_commit_frames = coalesce(first_commit_frames, frames_done + frames_failed + ${doneDelta + failedDelta}),
+          last_commit_at = now()
         WHERE id = ${videoId}`;
       await settleVideo(tx, videoId);
       return written.length;

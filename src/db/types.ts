@@ -45,6 +45,8 @@ export interface NewVideo {
   capturedAt: Date;
   /** ffprobe's format and video stream, kept as JSONB for questions the typed columns do not answer. */
   probe: unknown;
+  /** The API key that uploaded it; absent or null: no owner (only admin keys see it). */
+  ownerKeyId?: string | null;
 }
 
 export interface FrameResult {

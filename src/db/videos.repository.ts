@@ -64,9 +64,10 @@ export class PgVideoRepository implements VideoRepository {
   async create(video: NewVideo): Promise<VideoRecord> {
     const { source } = video;
     const [row] = await this.sql<VideoRow[]>`
-      INSERT INTO videos (id, original_name, size_bytes, storage_key, sample_fps, duration_ms, source_fps, width, height, codec, creation_time, start_time_ms, captured_at, probe)
+      INSERT INTO videos (id, original_name, size_bytes, storage_key, sample_fps, duration_ms, source_fps, width, height, codec, creation_time, start_time_ms, captured_at, probe, owner_key_id)
       VALUES (${video.id}, ${video.originalName}, ${video.sizeBytes}, ${video.storageKey}, ${video.sampleFps}, ${source.durationMs === null ? null : Math.round(source.durationMs)},
-              ${source.fps}, ${source.width}, ${source.height}, ${source.codec}, ${source.creationTime}, ${Math.round(source.startTimeMs)}, ${video.capturedAt}, ${this.sql.json(video.probe as never)})
+              ${source.fps}, ${source.width}, ${source.height}, ${source.codec}, ${source.creationTime}, ${Math.round(source.startTimeMs)}, ${video.capturedAt}, ${this.sql.json(video.probe as never)},
+              ${video.ownerKeyId ?? null})
       RETURNING ${this.sql.unsafe(columns)}`;
     return toRecord(row!);
   }
@@ -148,3 +149,6 @@ export async function settleVideo(tx: postgres.TransactionSql, id: string): Prom
       updated_at = now()
     WHERE id = ${id} AND frames_total IS NOT NULL AND frames_done + frames_failed >= frames_total`;
 }
+
+// The read side of the web API (db/video-catalog.repository.ts) selects the same columns.
+export { columns as videoColumns, toRecord as toVideoRecord, type VideoRow };

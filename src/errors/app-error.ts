@@ -17,6 +17,9 @@ export class AppError extends Error {
 
 export const errors = {
   badRequest: (code: string, message: string) => new AppError(400, code, message),
+  /** No key, or one that is unknown, revoked or expired: one answer for all, so a caller learns nothing of which. */
+  unauthorized: () => new AppError(401, 'unauthorized', 'send a valid API key (Authorization: Bearer <key>) or sign in'),
+  forbidden: (scope: string) => new AppError(403, 'forbidden', `this key lacks the "${scope}" scope`),
   notFound: (what: string) => new AppError(404, 'not_found', `${what} not found`),
   requestTimeout: (message: string, retryAfterS: number) => new AppError(408, 'request_timeout', message, retryAfterS),
   payloadTooLarge: (limitBytes: number) =>

@@ -1,18 +1,23 @@
 import type { Server } from 'node:http';
+import path from 'node:path';
 import express from 'express';
 import { createApp } from '../api/app.ts';
 import { healthRoutes, type ReadinessCheck } from '../api/health.routes.ts';
 import { createHttpServer, listen } from '../api/http-server.ts';
+import { metricsHandler } from '../api/metrics.routes.ts';
 import { createDetector } from '../detection/create-detector.ts';
 import type { EngineChoice } from '../detection/engine-selection.ts';
 import { prepareFrame } from '../detection/letterbox.ts';
 import type { Detector } from '../detection/types.ts';
+import { AuthService } from '../services/auth.service.ts';
 import { DetectionService } from '../services/detection.service.ts';
 import { ExtractionService } from '../services/extraction.service.ts';
+import { ProgressHub } from '../services/progress-hub.ts';
 import { UploadService } from '../services/upload.service.ts';
 import { DetectionWorker } from '../worker/detection-worker.ts';
-import { baseReadiness, detectorReadiness } from './readiness.ts';
+import { announceFirstKey, prepareApiKeys } from './api-keys.ts';
 import { errorMessage } from '../errors/error-message.ts';
+import { baseReadiness, detectorReadiness } from './readiness.ts';
 import { createMedia, type Runtime } from './runtime.ts';
 
 export interface ApiRole {
@@ -25,17 +30,23 @@ export interface ApiRole {
 export async function startApi(runtime: Runtime, readiness: ReadinessCheck[]): Promise<ApiRole> {
   const { config, logger } = runtime;
   const media = await createMedia(config);
-  const extraction = new ExtractionService(config, runtime.videos, runtime.storage, media, runtime.queue, logger);
+  const extraction = new ExtractionService(config, runtime.videos, runtime.storage, media, runtime.queue, logger, runtime.metrics);
   const uploads = new UploadService(config, runtime.videos, runtime.storage, media, extraction);
+  const auth = new AuthService(runtime.authRepository, { sessionTtlMs: config.sessionTtlMs });
+  const firstKey = await prepareApiKeys(auth, config, logger);
+  const progress = new ProgressHub(runtime.catalog, config.progressPollMs, logger);
   const app = createApp({
     uploads,
-    videos: runtime.videos,
+    catalog: runtime.catalog,
     detections: runtime.detections,
+    analytics: runtime.analytics,
+    auth,
+    progress,
+    metrics: runtime.metrics,
     readiness,
     logger,
-    maxUploadBytes: config.maxUploadBytes,
     deadLetters: runtime.queue,
-    adminToken: config.adminToken,
+    settings: config,
     uploadAdmission: config.limits,
     storageSpace: runtime.storage,
   });
@@ -44,12 +55,15 @@ export async function startApi(runtime: Runtime, readiness: ReadinessCheck[]): P
   sweepStalePartials(runtime);
   extraction.startRecovery();
   logger.info('api listening', { port: portOf(server) });
+  if (firstKey) await announceFirstKey(firstKey, config, portOf(server) ?? config.port, logger);
   return {
     server,
     uploads,
     extraction,
     async stop() {
       extraction.stopRecovery();
+      // Event streams never end by themselves; closing them lets server.close() finish.
+      progress.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await extraction.idle();
     },
@@ -86,7 +100,8 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
   const detection = new DetectionService(runtime.videos, runtime.detections, runtime.storage, model, prepareFrame, {
     confidenceThreshold: config.confidenceThreshold,
     iouThreshold: config.iouThreshold,
-  }, { keepFrames: config.keepFrames, logger });
+  }, { keepFrames: config.keepFrames, logger }, runtime.metrics);
+  runtime.metrics.setDetector({ engine: model.engine, backend: model.backend, device: model.device, model: path.basename(config.modelPath) });
   const worker = new DetectionWorker(runtime.queue, detection, config, logger);
   // A worker has no API of its own; orchestrators (Docker HEALTHCHECK, Kubernetes probes) need one to ask.
   let healthServer: Server | undefined;
@@ -95,6 +110,8 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
     const app = express();
     app.disable('x-powered-by');
     app.use(healthRoutes(checks));
+    // The health port is the operators' (not published like the API port), so /metrics needs no key here.
+    app.get('/metrics', metricsHandler(runtime.metrics));
     healthServer = createHttpServer(app);
     await listen(healthServer, config.workerHealthPort, config.host);
     logger.info('worker health endpoints listening', { port: portOf(healthServer) });

@@ -1,12 +1,16 @@
 import { createClient } from 'redis';
 import type { Config } from '../config.ts';
 import { createSql } from '../db/client.ts';
+import { PgAnalyticsRepository } from '../db/analytics.repository.ts';
+import { PgAuthRepository } from '../db/auth.repository.ts';
 import { PgDetectionRepository } from '../db/detections.repository.ts';
 import { migrate } from '../db/migrate.ts';
+import { PgVideoCatalog } from '../db/video-catalog.repository.ts';
 import { PgVideoRepository } from '../db/videos.repository.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { resolveMediaBinaries, resolvePrlimit } from '../media/binaries.ts';
 import { MediaRepository } from '../media/media.repository.ts';
+import { ServiceMetrics } from '../metrics/service-metrics.ts';
 import { durabilityProblems, readRedisDurability } from '../queue/redis-durability.ts';
 import { ReliableQueue } from '../queue/reliable-queue.ts';
 import { createStorage } from '../storage/create-storage.ts';
@@ -24,11 +28,18 @@ export interface Runtime {
   storage: ReturnType<typeof createStorage>;
   videos: PgVideoRepository;
   detections: PgDetectionRepository;
+  /** The web API's read side: videos with owner and progress, analytics, keys and sessions. */
+  catalog: PgVideoCatalog;
+  analytics: PgAnalyticsRepository;
+  authRepository: PgAuthRepository;
+  /** This process's Prometheus registry (the API and a worker in one process share it). */
+  metrics: ServiceMetrics;
   close(): Promise<void>;
 }
 
 export async function createRuntime(config: Config, role: string): Promise<Runtime> {
   const logger = createLogger(config, role);
+  for (const warning of config.warnings) logger.warn(warning);
   const sql = createSql(config.databaseUrl);
   await migrate(sql);
 
@@ -42,6 +53,13 @@ export async function createRuntime(config: Config, role: string): Promise<Runti
   await checkRedisDurability(redis, config.requireDurableRedis, logger);
   const queue = new ReliableQueue(redis, blockingRedis, config.queuePrefix);
   await queue.load();
+  const metrics = new ServiceMetrics();
+  metrics.watchQueue({
+    async depth() {
+      const [{ pending, processing }, deadLetters] = await Promise.all([queue.counts(), queue.listDeadLetters(0, 1)]);
+      return { pending, processing, deadLetters: deadLetters.total };
+    },
+  });
 
   return {
     config,
@@ -53,6 +71,10 @@ export async function createRuntime(config: Config, role: string): Promise<Runti
     storage: createStorage(config),
     videos: new PgVideoRepository(sql),
     detections: new PgDetectionRepository(sql),
+    catalog: new PgVideoCatalog(sql),
+    analytics: new PgAnalyticsRepository(sql),
+    authRepository: new PgAuthRepository(sql),
+    metrics,
     async close() {
       await Promise.allSettled([redis.quit(), blockingRedis.quit(), sql.end({ timeout: 5 })]);
     },

@@ -3,6 +3,7 @@ import type { BatchSlot } from '../detection/letterbox.ts';
 import type { DetectOptions, Detector, PreparedFrame } from '../detection/types.ts';
 import { errorMessage } from '../errors/error-message.ts';
 import type { Logger } from '../logger.ts';
+import { noopObserver, type PipelineObserver } from '../metrics/observer.ts';
 import type { DetectionJob, FrameRef } from '../queue/types.ts';
 import type { VideoStorage } from '../storage/video-storage.ts';
 
@@ -57,6 +58,7 @@ export class DetectionService {
     private readonly prepareFrame: PrepareFrame,
     private readonly options: DetectOptions,
     private readonly lifecycle: FrameLifecycle,
+    private readonly observer: PipelineObserver = noopObserver,
   ) {}
 
   async prepare(job: DetectionJob): Promise<PreparedJob> {
@@ -79,9 +81,14 @@ export class DetectionService {
       pending.map(async (ref, index) => {
         // A read failure (storage down, frame missing) fails the whole attempt and is retried; a frame
         // that reads but will not decode is corrupt, and only that frame fails.
+        const readStarted = performance.now();
         const jpeg = await this.storage.read(ref.key);
+        const decodeStarted = performance.now();
+        this.observer.stage('read', (decodeStarted - readStarted) / 1000);
         try {
-          return { ref, prepared: await this.prepareFrame(jpeg, imgsz, { batch, index }) };
+          const frame = { ref, prepared: await this.prepareFrame(jpeg, imgsz, { batch, index }) };
+          this.observer.stage('decode_letterbox', (performance.now() - decodeStarted) / 1000);
+          return frame;
         } catch (error) {
           return { ref, error: `corrupt frame: ${errorMessage(error)}` };
         }
@@ -120,11 +127,16 @@ export class DetectionService {
     }));
     const insertStarted = performance.now();
     const added = await this.detections.commitFrames(prepared.job.videoId, prepared.capturedAt, results);
-    this.timings.insertMs += performance.now() - insertStarted;
+    const insertMs = performance.now() - insertStarted;
+    this.timings.insertMs += insertMs;
     this.timings.inferenceMs += stage.inferenceMs;
     this.timings.postprocessMs += stage.postprocessMs;
     this.timings.jobs += 1;
     this.timings.frames += results.length;
+    this.observer.stage('inference', stage.inferenceMs / 1000);
+    this.observer.stage('nms', stage.postprocessMs / 1000);
+    this.observer.stage('insert', insertMs / 1000);
+    this.observer.jobCommitted({ processed: decodable.length, corrupt: prepared.frames.length - decodable.length });
     await this.deleteJobFrames(prepared.job);
     return { written: added, detectMs };
   }
@@ -154,5 +166,6 @@ export class DetectionService {
     const video = await this.videos.get(job.videoId);
     if (!video) return;
     await this.detections.commitFrames(job.videoId, video.capturedAt, job.frames.map((ref) => ({ frameIndex: ref.index, ptsMs: ref.ptsMs, detections: [], error: reason, retryable: true })));
+    this.observer.jobDeadLettered(job.frames.length);
   }
 }

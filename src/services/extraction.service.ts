@@ -2,6 +2,7 @@ import type { VideoRecord, VideoRepository } from '../db/types.ts';
 import { errorMessage } from '../errors/error-message.ts';
 import { isStorageFull } from '../errors/storage-full.ts';
 import type { Logger } from '../logger.ts';
+import { noopObserver, type PipelineObserver } from '../metrics/observer.ts';
 import type { MediaRepository } from '../media/media.repository.ts';
 import type { DetectionJob, FrameRef } from '../queue/types.ts';
 import { storageKeys } from '../storage/keys.ts';
@@ -45,6 +46,7 @@ export class ExtractionService implements ExtractionScheduler {
     private readonly media: ExtractionMedia,
     private readonly queue: JobPublisher,
     private readonly logger: Logger,
+    private readonly observer: Pick<PipelineObserver, 'stage'> = noopObserver,
   ) {
     this.extractions = new TaskLimiter(settings.extractionConcurrency);
   }
@@ -91,6 +93,7 @@ export class ExtractionService implements ExtractionScheduler {
       if (frames === 0) throw new Error('the video yielded no frame at this sampling rate');
       const updated = await this.videos.markExtracted(video.id, frames);
       this.logger.info('extraction finished', { videoId: video.id, frames, ms: Date.now() - started, status: updated.status });
+      this.observer.stage('extraction', (Date.now() - started) / 1000);
       if (this.settings.keepSourceVideo === false) await this.deleteSource(video);
     } catch (error) {
       await this.videos.markFailed(video.id, `frame extraction failed: ${failureReason(error)}`);

@@ -111,10 +111,10 @@ export class UploadService {
   }
 
   /**
-   * Validates a staged upload and accepts it: a videos row is created and extraction is scheduled.
+   * Validates a staged upload and accepts it: a videos row (owned by the uploading key) is created and extraction is scheduled.
    * On refusal everything staged is deleted and an AppError says why.
    */
-  async acceptUpload(staged: StagedUpload, fpsField: string | undefined): Promise<VideoRecord> {
+  async acceptUpload(staged: StagedUpload, fpsField: string | undefined, ownerKeyId: string | null = null): Promise<VideoRecord> {
     try {
       const requestedFps = this.parseFpsField(fpsField);
       if (staged.sizeBytes === 0) throw errors.badRequest('empty_file', 'the uploaded file is empty');
@@ -137,6 +137,7 @@ export class UploadService {
         },
         capturedAt: probe.video.creationTime ?? now,
         probe: probe.raw,
+        ownerKeyId,
       };
       const video = await this.videos.create(newVideo);
       this.extractions.schedule(video);

@@ -1,6 +1,7 @@
 // A fake S3 server for the tests (s3rver), run in its own process by test/helpers/s3-server.ts.
-// Usage: node --openssl-legacy-provider s3rver-process.cjs <directory> <bucket>
-// Prints one JSON line {"port": N} once it listens on 127.0.0.1; exits when its stdin closes.
+// Usage: node --openssl-legacy-provider s3rver-process.cjs <directory> <bucket> [address]
+// Prints one JSON line {"port": N} once it listens on the address (default 127.0.0.1; a multi-host test gives
+// its stores host's); exits when its stdin closes.
 //
 // Two gaps of s3rver 3.7 on Node >= 17 are filled here, because the storage adapter relies on both:
 // - ListObjectsV2 continuation tokens are DES-encrypted, which OpenSSL 3 has only in its legacy
@@ -12,13 +13,13 @@ const fs = require('node:fs/promises');
 const path = require('node:path');
 const S3rver = require('s3rver');
 
-const [directory, bucket] = process.argv.slice(2);
+const [directory, bucket, address = '127.0.0.1'] = process.argv.slice(2);
 if (!directory || !bucket) {
-  process.stderr.write('usage: s3rver-process.cjs <directory> <bucket>\n');
+  process.stderr.write('usage: s3rver-process.cjs <directory> <bucket> [address]\n');
   process.exit(2);
 }
 
-const server = new S3rver({ address: '127.0.0.1', port: 0, directory, silent: true, configureBuckets: [{ name: bucket }] });
+const server = new S3rver({ address, port: 0, directory, silent: true, configureBuckets: [{ name: bucket }] });
 
 // DELETE /<bucket>/<key>?uploadId=<id> (path-style requests only, which the tests use).
 server.middleware.unshift(async (ctx, next) => {

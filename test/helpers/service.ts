@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { TEST_API_KEY } from './api-client.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -33,10 +34,17 @@ export class ServiceProcess {
     this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   }
 
-  static start(role: 'api' | 'worker' | 'all-in-one', env: Record<string, string>): ServiceProcess {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join('src', 'main', `${role}.ts`)], {
+  /**
+   * API_KEY is the tests' admin key (TEST_API_KEY) unless env sets it; an empty value means none, so the
+   * API bootstraps a key of its own (point API_KEY_FILE into a temporary directory then).
+   * `netns`: run it inside that network namespace (`ip netns exec`, which execs: the pid is the service's).
+   */
+  static start(role: 'api' | 'worker' | 'all-in-one', env: Record<string, string>, options: { netns?: string } = {}): ServiceProcess {
+    const command = [process.execPath, '--import', 'tsx', path.join('src', 'main', `${role}.ts`)];
+    if (options.netns) command.unshift('ip', 'netns', 'exec', options.netns);
+    const child = spawn(command[0]!, command.slice(1), {
       cwd: repoRoot,
-      env: { ...process.env, NODE_ENV: 'test', LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
+      env: { ...process.env, NODE_ENV: 'test', LOG_FORMAT: 'json', LOG_LEVEL: 'info', API_KEY: TEST_API_KEY, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     return new ServiceProcess(role, child);
@@ -49,7 +57,7 @@ export class ServiceProcess {
   static startCompiled(role: 'api' | 'worker' | 'all-in-one', appDir: string, env: Record<string, string>): ServiceProcess {
     const child = spawn(process.execPath, [path.join('dist', 'main', `${role}.js`)], {
       cwd: appDir,
-      env: { ...process.env, NODE_ENV: 'production', LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
+      env: { ...process.env, NODE_ENV: 'production', LOG_FORMAT: 'json', LOG_LEVEL: 'info', API_KEY: TEST_API_KEY, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     return new ServiceProcess(role, child);

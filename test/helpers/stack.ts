@@ -9,13 +9,12 @@ import { createClient } from 'redis';
 import { queueKeys } from '../../src/queue/keys.ts';
 import type { DetectionJob } from '../../src/queue/types.ts';
 import { storageKeys } from '../../src/storage/keys.ts';
-import { TEST_API_KEY } from './api-client.ts';
+import { apiFetch, TEST_API_KEY } from './api-client.ts';
 import { createTestDatabase, detectionRows, type TestDatabase } from './database.ts';
 import { RedisServer } from './redis-server.ts';
 import { freePort, ServiceProcess, waitFor } from './service.ts';
 
 export const PREFIX = 'stack';
-export const ADMIN_TOKEN = TEST_API_KEY;
 
 export interface VideoBody {
   id: string;
@@ -56,7 +55,6 @@ export class Stack {
       RECLAIM_INTERVAL_MS: '300',
       RETRY_BASE_MS: '50',
       RETRY_MAX_MS: '500',
-      ADMIN_TOKEN,
       API_KEY: TEST_API_KEY,
       ...extraEnv,
     };
@@ -99,13 +97,13 @@ export class Stack {
     const form = new FormData();
     form.append('fps', fps);
     form.append('video', new Blob([await fs.readFile(file)]), path.basename(file));
-    const res = await fetch(`${this.baseUrl}/videos`, { method: 'POST', body: form });
+    const res = await apiFetch(`${this.baseUrl}/videos`, { method: 'POST', body: form });
     assert.equal(res.status, 202, await res.clone().text());
     return ((await res.json()) as { id: string }).id;
   }
 
   async video(id: string): Promise<VideoBody> {
-    return (await (await fetch(`${this.baseUrl}/videos/${id}`)).json()) as VideoBody;
+    return (await (await apiFetch(`${this.baseUrl}/videos/${id}`)).json()) as VideoBody;
   }
 
   waitFor(what: string, predicate: (video: VideoBody) => boolean, id: string, timeoutMs = 180_000): Promise<VideoBody> {

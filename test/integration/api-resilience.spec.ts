@@ -8,9 +8,10 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { apiFetch } from '../helpers/api-client.ts';
 import { cutClip, VTEST_AVI } from '../helpers/media-fixtures.ts';
 import { freePort, ServiceProcess, sleep, waitFor } from '../helpers/service.ts';
-import { ADMIN_TOKEN, Stack } from '../helpers/stack.ts';
+import { Stack } from '../helpers/stack.ts';
 import { TcpProxy } from '../helpers/tcp-proxy.ts';
 
 describe('API resilience (real processes)', function () {
@@ -46,22 +47,22 @@ describe('API resilience (real processes)', function () {
       const id = await stack.upload(clip, '5');
 
       await proxy.cut();
-      const status = await fetch(`${stack.baseUrl}/videos/${id}`);
+      const status = await apiFetch(`${stack.baseUrl}/videos/${id}`);
       assert.equal(status.status, 503);
       assert.equal(((await status.json()) as { error: { code: string } }).error.code, 'service_unavailable');
       const filesBefore = await storedFiles(stack.storageDir);
       const form = new FormData();
       form.append('video', new Blob([await fs.readFile(clip)]), 'clip.mp4');
-      const upload = await fetch(`${stack.baseUrl}/videos`, { method: 'POST', body: form });
+      const upload = await apiFetch(`${stack.baseUrl}/videos`, { method: 'POST', body: form });
       assert.equal(upload.status, 503, await upload.clone().text());
       assert.deepEqual(await storedFiles(stack.storageDir), filesBefore, 'the refused upload left files behind');
-      assert.equal((await fetch(`${stack.baseUrl}/healthz`)).status, 200);
-      const ready = await fetch(`${stack.baseUrl}/readyz`);
+      assert.equal((await apiFetch(`${stack.baseUrl}/healthz`)).status, 200);
+      const ready = await apiFetch(`${stack.baseUrl}/readyz`);
       assert.equal(ready.status, 503);
       assert.equal(((await ready.json()) as { checks: { postgres: { ok: boolean }; redis: { ok: boolean } } }).checks.postgres.ok, false);
 
       await proxy.restore();
-      await waitFor('the API to reach PostgreSQL again', async () => ((await fetch(`${stack!.baseUrl}/videos/${id}`)).status === 200 ? true : undefined), 30_000, 200);
+      await waitFor('the API to reach PostgreSQL again', async () => ((await apiFetch(`${stack!.baseUrl}/videos/${id}`)).status === 200 ? true : undefined), 30_000, 200);
       assert.ok(api.alive);
     } finally {
       await proxy.close();
@@ -89,7 +90,7 @@ describe('API resilience (real processes)', function () {
   it('is ready without a model file (workers load it, not the API), and not ready when its storage is unusable', async () => {
     stack = await Stack.start(tmp, { MODEL_PATH: path.join(tmp, 'no-such-dir', 'yolov8n.onnx') });
     await stack.startApi();
-    const ready = await fetch(`${stack.baseUrl}/readyz`);
+    const ready = await apiFetch(`${stack.baseUrl}/readyz`);
     const body = (await ready.json()) as { status: string; checks: Record<string, { ok: boolean; detail?: unknown }> };
     assert.equal(ready.status, 200, JSON.stringify(body));
     assert.deepEqual(Object.keys(body.checks).sort(), ['postgres', 'redis', 'storage']);
@@ -104,7 +105,7 @@ describe('API resilience (real processes)', function () {
     const broken = ServiceProcess.start('api', { ...stack.env, STORAGE_DIR: notADirectory, PORT: String(port) });
     stack.processes.push(broken);
     await broken.waitForLog('api listening');
-    const notReady = await fetch(`http://127.0.0.1:${port}/readyz`);
+    const notReady = await apiFetch(`http://127.0.0.1:${port}/readyz`);
     assert.equal(notReady.status, 503);
     assert.equal(((await notReady.json()) as { checks: { storage: { ok: boolean } } }).checks.storage.ok, false);
   });
@@ -176,7 +177,7 @@ describe('API resilience (real processes)', function () {
         else controller.enqueue(next as Buffer);
       },
     });
-    const upload = fetch(`${stack.baseUrl}/videos`, { method: 'POST', body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, duplex: 'half' } as RequestInit & { duplex: 'half' });
+    const upload = apiFetch(`${stack.baseUrl}/videos`, { method: 'POST', body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, duplex: 'half' } as RequestInit & { duplex: 'half' });
     upload.catch(() => undefined); // awaited below
     await waitFor('the first half to be staged', async () => ((await storedFiles(stack!.storageDir)).some((name) => name.includes('.partial-')) ? true : undefined), 30_000, 20);
 
@@ -196,7 +197,7 @@ describe('API resilience (real processes)', function () {
     assert.equal(await stack.framesInRedis(), 10, 'every extracted frame is queued');
   });
 
-  it('admin API: DELETE discards exactly one dead letter, needs the token, and answers 404 once it is gone', async () => {
+  it('admin API: DELETE discards exactly one dead letter, needs an admin key, and answers 404 once it is gone', async () => {
     stack = await Stack.start(tmp);
     await stack.startApi();
     const deadLetter = (jobId: string) => ({
@@ -208,20 +209,19 @@ describe('API resilience (real processes)', function () {
     const kept = deadLetter('video-a:0');
     const dropped = deadLetter('video-b:4');
     await stack.redis.lPush(stack.keys.deadLetters, [JSON.stringify(kept), JSON.stringify(dropped)]);
-    const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
     const url = `${stack.baseUrl}/admin/dead-letters/${encodeURIComponent(dropped.job.id)}`;
 
-    assert.equal((await fetch(url, { method: 'DELETE' })).status, 401);
-    assert.equal((await fetch(url, { method: 'DELETE', headers: { authorization: 'Bearer wrong-token-of-same-size' } })).status, 401);
+    assert.equal((await apiFetch(url, { method: 'DELETE', apiKey: null })).status, 401);
+    assert.equal((await apiFetch(url, { method: 'DELETE', apiKey: 'wrong-token-of-same-size' })).status, 401);
     assert.equal(await stack.redis.lLen(stack.keys.deadLetters), 2, 'an unauthorised DELETE changed something');
 
-    const discarded = await fetch(url, { method: 'DELETE', headers: admin });
+    const discarded = await apiFetch(url, { method: 'DELETE' });
     assert.equal(discarded.status, 204);
-    const listed = (await (await fetch(`${stack.baseUrl}/admin/dead-letters`, { headers: admin })).json()) as { total: number; items: Array<{ job: { id: string } }> };
+    const listed = (await (await apiFetch(`${stack.baseUrl}/admin/dead-letters`)).json()) as { total: number; items: Array<{ job: { id: string } }> };
     assert.deepEqual([listed.total, listed.items.map((item) => item.job.id)], [1, [kept.job.id]]);
     assert.equal(await stack.redis.lLen(stack.keys.pending), 0, 'a discarded job must not be queued');
 
-    const again = await fetch(url, { method: 'DELETE', headers: admin });
+    const again = await apiFetch(url, { method: 'DELETE' });
     assert.equal(again.status, 404);
     assert.equal(((await again.json()) as { error: { code: string } }).error.code, 'not_found');
   });
@@ -231,7 +231,7 @@ describe('API resilience (real processes)', function () {
 function listenerClosed(baseUrl: string): Promise<true> {
   return waitFor('the listener to close', async () => {
     try {
-      await fetch(`${baseUrl}/healthz`);
+      await apiFetch(`${baseUrl}/healthz`);
       return undefined;
     } catch {
       return true;

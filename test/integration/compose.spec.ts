@@ -9,7 +9,7 @@ import { loadConfig } from '../../src/config.ts';
 /** The parts of `docker compose config`'s rendered model these tests read. */
 interface RenderedService {
   image?: string;
-  build?: { context: string; dockerfile: string; target?: string };
+  build?: { context: string; dockerfile: string; target?: string; args?: Record<string, string> };
   command?: string[];
   environment?: Record<string, string | null>;
   ports?: unknown[];
@@ -25,6 +25,9 @@ interface RenderedModel {
 }
 
 const REPO = process.cwd();
+/** Settings the compose files require (no default): every rendering below gets them. */
+const REQUIRED_SETTINGS = { API_KEY: 'compose-test-admin-key' };
+const requiredLines = Object.entries(REQUIRED_SETTINGS).map(([name, value]) => `${name}=${value}\n`).join('');
 // Read by libraries, not by loadConfig: the AWS SDK's credential chain, and postgres.js (a password kept out of DATABASE_URL).
 const LIBRARY_VARIABLES = new Set(['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'PGPASSWORD']);
 
@@ -47,6 +50,23 @@ function volumeOf(service: RenderedService, target: string): { source: string; r
   return undefined;
 }
 
+/** The ENV settings of one stage of a Dockerfile (`ENV A=1 B=2`, continued lines joined). */
+function stageEnvironment(dockerfile: string, stage: string): Record<string, string> {
+  const lines = dockerfile.replace(/\\\n/g, ' ').split('\n');
+  const start = lines.findIndex((line) => new RegExp(`^FROM \\S+ AS ${stage}$`).test(line));
+  assert.ok(start >= 0, `docker/Dockerfile has a stage named ${stage}`);
+  const environment: Record<string, string> = {};
+  for (const line of lines.slice(start + 1)) {
+    if (line.startsWith('FROM ')) break;
+    if (!line.startsWith('ENV ')) continue;
+    for (const pair of line.slice(4).trim().split(/\s+/)) {
+      const [key, ...value] = pair.split('=');
+      environment[key!] = value.join('=');
+    }
+  }
+  return environment;
+}
+
 /** The environment variable names loadConfig reads, for this environment and for its S3 variant. */
 function variablesRead(environment: Record<string, string>): Set<string> {
   const read = new Set<string>();
@@ -65,13 +85,13 @@ function variablesRead(environment: Record<string, string>): Set<string> {
 describe('compose files: validated by the compose CLI, rendered model checked', function () {
   this.timeout(60_000);
   let cli: string[];
-  let emptyEnvFile: string;
+  let requiredEnvFile: string;
   let tmp: string;
   const models: Record<'cpu' | 'gpu', RenderedModel> = {} as Record<'cpu' | 'gpu', RenderedModel>;
 
-  async function render(files: string | string[], envFile = emptyEnvFile): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-    // An explicit env file (empty by default) and no inherited settings: the defaults written in the files are
-    // what is checked, whatever .env or shell variables this machine has.
+  async function render(files: string | string[], envFile = requiredEnvFile): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+    // An explicit env file (only the required settings by default) and no inherited settings: the defaults
+    // written in the files are what is checked, whatever .env or shell variables this machine has.
     const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' };
     const fileArgs = [files].flat().flatMap((file) => ['-f', file]);
     const result = await execa(cli[0]!, [...cli.slice(1), '--env-file', envFile, ...fileArgs, 'config'], { cwd: REPO, env, extendEnv: false, reject: false });
@@ -81,8 +101,8 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
   before(async () => {
     cli = await composeCli();
     tmp = await mkdtemp(path.join(os.tmpdir(), 'vidsense-compose-'));
-    emptyEnvFile = path.join(tmp, 'empty.env');
-    await writeFile(emptyEnvFile, '');
+    requiredEnvFile = path.join(tmp, 'required.env');
+    await writeFile(requiredEnvFile, requiredLines);
     for (const profile of ['cpu', 'gpu'] as const) {
       const result = await render(`compose.${profile}.yml`);
       assert.equal(result.exitCode, 0, `compose.${profile}.yml does not validate:\n${result.stderr}`);
@@ -92,6 +112,19 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
 
   after(async () => {
     if (tmp) await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('refuses to render without API_KEY, and gives it to the api alone (workers need no key)', async () => {
+    const empty = path.join(tmp, 'empty.env');
+    await writeFile(empty, '');
+    for (const profile of ['cpu', 'gpu'] as const) {
+      const refused = await render(`compose.${profile}.yml`, empty);
+      assert.notEqual(refused.exitCode, 0, `compose.${profile}.yml renders without API_KEY`);
+      assert.match(refused.stderr, /API_KEY/);
+      const { services } = models[profile];
+      assert.equal(loadConfig(Object.fromEntries(Object.entries(services.api!.environment ?? {}).map(([k, v]) => [k, v ?? '']))).apiKey, REQUIRED_SETTINGS.API_KEY);
+      assert.equal(services.worker!.environment?.API_KEY, undefined);
+    }
   });
 
   it('the validator is real: a file with a misspelt service option is refused', async () => {
@@ -201,6 +234,46 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
         }
       });
 
+      it('passes only build args that docker/Dockerfile declares', async () => {
+        const { services } = models[profile];
+        const dockerfile = await readFile(path.join(REPO, 'docker/Dockerfile'), 'utf8');
+        const declared = new Set([...dockerfile.matchAll(/^ARG ([A-Z0-9_]+)/gm)].map((m) => m[1]));
+        for (const [name, service] of Object.entries(services)) {
+          for (const arg of Object.keys(service.build?.args ?? {})) assert.ok(declared.has(arg), `${name}: build arg ${arg} is not an ARG of docker/Dockerfile`);
+        }
+        if (profile === 'gpu') {
+          // Empty by default: tfjs-node-gpu's own libtensorflow 2.9.1, for the default CUDA 11.2 image.
+          assert.deepEqual(services.worker!.build!.args, { CUDA_IMAGE: 'nvidia/cuda:11.2.2-cudnn8-runtime-ubuntu20.04', TFJS_NODE_LIBTENSORFLOW: '' });
+        }
+      });
+
+      it(
+        profile === 'gpu'
+          ? "keeps the worker's CUDA JIT cache on a named volume at the image's CUDA_CACHE_PATH, with CUDA_CACHE_MAXSIZE at 4 GiB"
+          : 'mounts no CUDA cache',
+        async () => {
+          const { services, volumes } = models[profile];
+          const dockerfile = await readFile(path.join(REPO, 'docker/Dockerfile'), 'utf8');
+          if (profile === 'gpu') {
+            const image = stageEnvironment(dockerfile, 'worker-gpu');
+            assert.ok(image.CUDA_CACHE_PATH, 'worker-gpu sets CUDA_CACHE_PATH');
+            assert.equal(image.CUDA_CACHE_MAXSIZE, String(4 * 1024 ** 3));
+            const mount = volumeOf(services.worker!, image.CUDA_CACHE_PATH);
+            assert.equal(mount?.source, 'cuda-cache', `a named volume at ${image.CUDA_CACHE_PATH}`);
+            assert.notEqual(mount?.read_only, true);
+            assert.ok(volumes && 'cuda-cache' in volumes);
+            // The image creates the directory for the non-root user, so a new volume starts with that owner.
+            assert.match(dockerfile, new RegExp(`mkdir -p [^\\n]*${image.CUDA_CACHE_PATH}`));
+            for (const name of ['api', 'redis', 'postgres']) assert.equal(volumeOf(services[name]!, image.CUDA_CACHE_PATH), undefined, `${name} has no CUDA cache`);
+          } else {
+            assert.ok(!volumes || !('cuda-cache' in volumes));
+            for (const [name, service] of Object.entries(services)) {
+              assert.ok(!(service.volumes ?? []).some((v) => (typeof v === 'string' ? v : v.source).startsWith('cuda-cache')), `${name} mounts no CUDA cache`);
+            }
+          }
+        },
+      );
+
       it("passes the host's settings through: KEEP_SOURCE_VIDEO, PROBE_CONCURRENCY, upload limits, AWS credentials, session token, region and profile", async () => {
         const envFile = path.join(tmp, `settings-${profile}.env`);
         const settings = {
@@ -218,7 +291,7 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
           AWS_REGION: 'eu-central-1',
           AWS_PROFILE: 'ops',
         };
-        await writeFile(envFile, Object.entries(settings).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
+        await writeFile(envFile, requiredLines + Object.entries(settings).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
         const result = await render(`compose.${profile}.yml`, envFile);
         assert.equal(result.exitCode, 0, result.stderr);
         const { services } = parse(result.stdout) as RenderedModel;
@@ -247,10 +320,12 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
     const example = await readFile(path.join(REPO, 'docker/compose.env.example'), 'utf8');
     const lines = example.split('\n').map((line) => /^#? ?([A-Z0-9_]+)=(.*)$/.exec(line)).filter((m) => m !== null);
     assert.deepEqual(lines.map((m) => m[1]).sort(), [...substituted].sort());
-    // Every line uncommented, as a user would: the rendered stacks are the same as with no settings at all, so
-    // each value shown is the default the files use. (STORES_BIND_IP and REDIS_PASSWORD have none: left out.)
+    // Every line uncommented, as a user would: the rendered stacks are the same as with only the required
+    // settings, so each value shown is the default the files use. (STORES_BIND_IP, REDIS_PASSWORD and the
+    // required API_KEY have none: left out, and API_KEY given as in every rendering.)
+    const withoutDefault = ['STORES_BIND_IP', 'REDIS_PASSWORD', ...Object.keys(REQUIRED_SETTINGS)];
     const uncommented = path.join(tmp, 'compose-example.env');
-    await writeFile(uncommented, lines.filter((m) => !['STORES_BIND_IP', 'REDIS_PASSWORD'].includes(m[1]!)).map((m) => `${m[1]}=${m[2]}`).join('\n') + '\n');
+    await writeFile(uncommented, requiredLines + lines.filter((m) => !withoutDefault.includes(m[1]!)).map((m) => `${m[1]}=${m[2]}`).join('\n') + '\n');
     for (const profile of ['cpu', 'gpu'] as const) {
       const result = await render(`compose.${profile}.yml`, uncommented);
       assert.equal(result.exitCode, 0, result.stderr);
@@ -277,7 +352,7 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
     assert.match(refused.stderr, /STORES_BIND_IP|REDIS_PASSWORD/);
 
     const envFile = path.join(tmp, 'stores.env');
-    await writeFile(envFile, 'STORES_BIND_IP=10.1.2.3\nREDIS_PASSWORD=s3cretpw\n');
+    await writeFile(envFile, `${requiredLines}STORES_BIND_IP=10.1.2.3\nREDIS_PASSWORD=s3cretpw\n`);
     for (const profile of ['cpu', 'gpu'] as const) {
       const result = await render([`compose.${profile}.yml`, 'compose.shared-stores.yml'], envFile);
       assert.equal(result.exitCode, 0, result.stderr);

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { createClient } from 'redis';
+import { apiFetch } from '../helpers/api-client.ts';
 import { createTestDatabase, onlyRow, type TestDatabase } from '../helpers/database.ts';
 import { cutClip, VTEST_AVI } from '../helpers/media-fixtures.ts';
 import { deleteKeys, uniquePrefix } from '../helpers/redis.ts';
@@ -91,7 +92,7 @@ describe('image runtime: production dependencies and compiled dist/, as in docke
       execa(process.execPath, ['docker/healthcheck.mjs'], { cwd: appDir, env: { PORT: env.PORT!, ...extra }, reject: false });
     assert.equal((await healthcheck({})).exitCode, 0, 'api healthcheck');
     assert.equal((await healthcheck({ WORKER_HEALTH_PORT: String(workerHealthPort) })).exitCode, 0, 'worker healthcheck');
-    const ready = (await (await fetch(`http://127.0.0.1:${workerHealthPort}/readyz`)).json()) as {
+    const ready = (await (await apiFetch(`http://127.0.0.1:${workerHealthPort}/readyz`)).json()) as {
       checks: Record<string, { ok: boolean; detail?: { engine?: string; backend?: string; device?: string } }>;
     };
     assert.deepEqual(Object.keys(ready.checks).sort(), ['model', 'postgres', 'redis', 'worker']);
@@ -102,11 +103,11 @@ describe('image runtime: production dependencies and compiled dist/, as in docke
     const form = new FormData();
     form.append('fps', '2');
     form.append('video', new Blob([await fs.readFile(clip)]), 'clip.mp4');
-    const res = await fetch(`${baseUrl}/videos`, { method: 'POST', body: form });
+    const res = await apiFetch(`${baseUrl}/videos`, { method: 'POST', body: form });
     assert.equal(res.status, 202);
     const { id } = (await res.json()) as { id: string };
     const video = await waitFor('the video to complete', async () => {
-      const body = (await (await fetch(`${baseUrl}/videos/${id}`)).json()) as { status: string; framesTotal: number; framesDone: number; error: string | null };
+      const body = (await (await apiFetch(`${baseUrl}/videos/${id}`)).json()) as { status: string; framesTotal: number; framesDone: number; error: string | null };
       if (body.status === 'failed') throw new Error(`video failed: ${body.error}`);
       return body.status === 'completed' ? body : undefined;
     }, 120_000, 200);

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createClient } from 'redis';
 import { S3Storage } from '../../src/storage/s3-storage.ts';
+import { apiFetch } from '../helpers/api-client.ts';
 import { createTestDatabase, onlyRow, type TestDatabase } from '../helpers/database.ts';
 import { cutClip, VTEST_AVI } from '../helpers/media-fixtures.ts';
 import { deleteKeys, uniquePrefix } from '../helpers/redis.ts';
@@ -79,12 +80,12 @@ describe('pipeline end to end on S3 storage (STORAGE_DRIVER=s3, s3rver): real pr
     const form = new FormData();
     form.append('fps', '2');
     form.append('video', new Blob([await fs.readFile(clip)]), 'vtest-3s.mp4');
-    const res = await fetch(`${baseUrl}/videos`, { method: 'POST', body: form });
+    const res = await apiFetch(`${baseUrl}/videos`, { method: 'POST', body: form });
     assert.equal(res.status, 202, await res.clone().text());
     const { id } = (await res.json()) as { id: string };
 
     const video = await waitFor(`video ${id} to complete`, async () => {
-      const body = (await (await fetch(`${baseUrl}/videos/${id}`)).json()) as VideoBody;
+      const body = (await (await apiFetch(`${baseUrl}/videos/${id}`)).json()) as VideoBody;
       if (body.status === 'failed') throw new Error(`video failed: ${body.error}`);
       return body.status === 'completed' ? body : undefined;
     }, 150_000, 200);

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createClient } from 'redis';
 import { queueKeys } from '../../src/queue/keys.ts';
+import { apiFetch } from '../helpers/api-client.ts';
 import { createTestDatabase, detectionRows, onlyRow, type TestDatabase } from '../helpers/database.ts';
 import { cutClip, VTEST_AVI, withCreationTime } from '../helpers/media-fixtures.ts';
 import { deleteKeys, uniquePrefix } from '../helpers/redis.ts';
@@ -48,11 +49,11 @@ describe('pipeline end to end: real processes, Redis, PostgreSQL, ffmpeg and YOL
     const form = new FormData();
     for (const [name, value] of Object.entries(fields)) form.append(name, value);
     form.append('video', new Blob([await fs.readFile(file)]), path.basename(file));
-    return fetch(`${baseUrl}/videos`, { method: 'POST', body: form });
+    return apiFetch(`${baseUrl}/videos`, { method: 'POST', body: form });
   }
 
   async function getVideo(id: string): Promise<VideoBody> {
-    const res = await fetch(`${baseUrl}/videos/${id}`);
+    const res = await apiFetch(`${baseUrl}/videos/${id}`);
     assert.equal(res.status, 200);
     return (await res.json()) as VideoBody;
   }
@@ -69,7 +70,7 @@ describe('pipeline end to end: real processes, Redis, PostgreSQL, ffmpeg and YOL
     const frames: FramesPage['frames'] = [];
     let cursor: number | null = null;
     do {
-      const res = await fetch(`${baseUrl}/videos/${id}/detections?limit=7${cursor === null ? '' : `&cursor=${cursor}`}${query}`);
+      const res = await apiFetch(`${baseUrl}/videos/${id}/detections?limit=7${cursor === null ? '' : `&cursor=${cursor}`}${query}`);
       assert.equal(res.status, 200);
       const page = (await res.json()) as FramesPage;
       frames.push(...page.frames);
@@ -202,7 +203,7 @@ describe('pipeline end to end: real processes, Redis, PostgreSQL, ffmpeg and YOL
       const { id } = (await res.json()) as { id: string };
       const video = await waitCompleted(id);
       assert.equal(video.framesTotal, 16); // 8 s at 2 fps
-      assert.equal(((await (await fetch(`${baseUrl}/videos/${id}`)).json()) as { capturedAt: string }).capturedAt, creationTime);
+      assert.equal(((await (await apiFetch(`${baseUrl}/videos/${id}`)).json()) as { capturedAt: string }).capturedAt, creationTime);
 
       const start = Date.parse(creationTime);
       const detections = await db.sql<{ pts_ms: number; captured_at: Date }[]>`SELECT pts_ms, captured_at FROM detections WHERE video_id = ${id}`;

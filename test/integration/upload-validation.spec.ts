@@ -4,6 +4,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { createClient } from 'redis';
+import { apiFetch, TEST_API_KEY } from '../helpers/api-client.ts';
 import * as fixtures from '../helpers/media-fixtures.ts';
 import { createTestDatabase, onlyRow, type TestDatabase } from '../helpers/database.ts';
 import { deleteKeys, uniquePrefix } from '../helpers/redis.ts';
@@ -94,7 +95,7 @@ describe('upload validation: bad input gets a clear 4xx and leaves nothing behin
     })();
   }
 
-  const post = async (body: FormData | string, headers: Record<string, string> = {}) => fetch(`${baseUrl}/videos`, { method: 'POST', body, headers });
+  const post = async (body: FormData | string, headers: Record<string, string> = {}) => apiFetch(`${baseUrl}/videos`, { method: 'POST', body, headers });
 
   it('no file at all', async () => expectError(await post(await form(undefined, { fps: '5' })), 400, 'missing_file'));
   it('a request that is not multipart', async () => expectError(await post('{}', { 'content-type': 'application/json' }), 400, 'missing_file'));
@@ -136,9 +137,9 @@ describe('upload validation: bad input gets a clear 4xx and leaves nothing behin
     await assertNothingLeft();
   });
   it('unknown routes and ids answer 404 JSON', async () => {
-    await expectError(await fetch(`${baseUrl}/videos/00000000-0000-4000-8000-000000000000`), 404, 'not_found');
-    await expectError(await fetch(`${baseUrl}/videos/not-a-uuid/detections`), 404, 'not_found');
-    await expectError(await fetch(`${baseUrl}/nope`), 404, 'not_found');
+    await expectError(await apiFetch(`${baseUrl}/videos/00000000-0000-4000-8000-000000000000`), 404, 'not_found');
+    await expectError(await apiFetch(`${baseUrl}/videos/not-a-uuid/detections`), 404, 'not_found');
+    await expectError(await apiFetch(`${baseUrl}/nope`), 404, 'not_found');
   });
 
   it('keeps serving: a good upload is still accepted after all of the above', async () => {
@@ -146,11 +147,11 @@ describe('upload validation: bad input gets a clear 4xx and leaves nothing behin
     const res = await post(await form(media.good!, { fps: 'all' }));
     assert.equal(res.status, 202, await res.clone().text());
     const { id } = (await res.json()) as { id: string };
-    const status = await fetch(`${baseUrl}/videos/${id}`);
+    const status = await apiFetch(`${baseUrl}/videos/${id}`);
     assert.equal(status.status, 200);
-    const detections = await fetch(`${baseUrl}/videos/${id}/detections?limit=0`);
+    const detections = await apiFetch(`${baseUrl}/videos/${id}/detections?limit=0`);
     await expectStatusOnly(detections, 400);
-    const health = await fetch(`${baseUrl}/healthz`);
+    const health = await apiFetch(`${baseUrl}/healthz`);
     assert.equal(health.status, 200);
   });
 });
@@ -163,7 +164,7 @@ async function expectStatusOnly(res: Response, status: number): Promise<void> {
 function chunkedUpload(url: string, fileBytes: number): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const boundary = 'vidsense-test-boundary';
-    const req = http.request(url, { method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'transfer-encoding': 'chunked' } }, (res) => {
+    const req = http.request(url, { method: 'POST', headers: { authorization: `Bearer ${TEST_API_KEY}`, 'content-type': `multipart/form-data; boundary=${boundary}`, 'transfer-encoding': 'chunked' } }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));

@@ -7,9 +7,10 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { DetectionJob } from '../../src/queue/types.ts';
+import { apiFetch } from '../helpers/api-client.ts';
 import { cutClip, VTEST_AVI } from '../helpers/media-fixtures.ts';
 import { sleep, waitFor } from '../helpers/service.ts';
-import { ADMIN_TOKEN, Stack } from '../helpers/stack.ts';
+import { Stack } from '../helpers/stack.ts';
 import { TcpProxy } from '../helpers/tcp-proxy.ts';
 
 describe('zero message loss under real process failures', function () {
@@ -135,24 +136,23 @@ describe('zero message loss under real process failures', function () {
     assert.deepEqual([video.status, video.framesDone, video.framesFailed], ['completed', 36, 4]);
     assert.match(video.error ?? '', /^4 of 40 frames failed: dead-lettered after 2 attempts: .*ENOENT/);
 
-    const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
-    assert.equal((await fetch(`${stack.baseUrl}/admin/dead-letters`)).status, 401);
-    const dead = (await (await fetch(`${stack.baseUrl}/admin/dead-letters`, { headers: admin })).json()) as { total: number; items: Array<{ job: DetectionJob; error: string; attempts: number }> };
+    assert.equal((await apiFetch(`${stack.baseUrl}/admin/dead-letters`, { apiKey: null })).status, 401);
+    const dead = (await (await apiFetch(`${stack.baseUrl}/admin/dead-letters`)).json()) as { total: number; items: Array<{ job: DetectionJob; error: string; attempts: number }> };
     assert.equal(dead.total, 1);
     assert.deepEqual(dead.items[0]!.job.frames.map((f) => f.index), [12, 13, 14, 15]);
     assert.equal(dead.items[0]!.attempts, 2);
     assert.match(dead.items[0]!.error, /ENOENT/);
-    const page = (await (await fetch(`${stack.baseUrl}/videos/${id}/detections?cursor=11&limit=4`)).json()) as { frames: Array<{ frameIndex: number; error?: string }> };
+    const page = (await (await apiFetch(`${stack.baseUrl}/videos/${id}/detections?cursor=11&limit=4`)).json()) as { frames: Array<{ frameIndex: number; error?: string }> };
     assert.ok(page.frames.every((f) => /dead-lettered after 2 attempts/.test(f.error ?? '')));
 
     // The operator fixes the cause and retries: the frames are processed and replace the failures.
     await fs.writeFile(frameFile, saved);
-    const retry = await fetch(`${stack.baseUrl}/admin/dead-letters/${encodeURIComponent(dead.items[0]!.job.id)}/retry`, { method: 'POST', headers: admin });
+    const retry = await apiFetch(`${stack.baseUrl}/admin/dead-letters/${encodeURIComponent(dead.items[0]!.job.id)}/retry`, { method: 'POST' });
     assert.equal(retry.status, 202);
     video = await stack.waitFor('the retried frames', (v) => v.framesDone === 40, id);
     assert.deepEqual([video.status, video.framesFailed, video.error], ['completed', 0, null]);
     await stack.assertExactlyOnce(id, 40);
-    assert.equal(((await (await fetch(`${stack.baseUrl}/admin/dead-letters`, { headers: admin })).json()) as { total: number }).total, 0);
+    assert.equal(((await (await apiFetch(`${stack.baseUrl}/admin/dead-letters`)).json()) as { total: number }).total, 0);
   });
 
   it('5. twenty uploads, two workers, one SIGKILLed and restarted twice: detections equal a clean run, row for row', async () => {

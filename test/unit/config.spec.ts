@@ -180,6 +180,42 @@ describe('loadConfig: hostile-input limits', () => {
   });
 });
 
+describe('loadConfig: keys, sessions, progress, analytics', () => {
+  it('defaults: no API_KEY, data/api-key, 7-day sessions, auto Secure cookie, 250 ms progress polls, 10,000 buckets', () => {
+    const config = loadConfig({});
+    assert.equal(config.apiKey, undefined);
+    assert.match(config.apiKeyFile, /data\/api-key$/);
+    assert.equal(config.sessionTtlMs, 7 * 24 * 3600_000);
+    assert.equal(config.cookieSecure, 'auto');
+    assert.equal(config.progressPollMs, 250);
+    assert.equal(config.analyticsMaxBuckets, 10_000);
+    assert.deepEqual(config.warnings, []);
+  });
+
+  it('API_KEY must be 16 to 512 printable characters without spaces', () => {
+    assert.equal(loadConfig({ API_KEY: 'test-admin-token' }).apiKey, 'test-admin-token');
+    for (const bad of ['short-key', 'sixteen chars ok?', 'x'.repeat(513), 'tab\tin-the-middle-of-it']) {
+      assert.throws(() => loadConfig({ API_KEY: bad }), /API_KEY must be 16 to 512 printable characters/, JSON.stringify(bad));
+    }
+  });
+
+  it('ADMIN_TOKEN is a deprecated alias of API_KEY: used with a warning, refused when it differs', () => {
+    const alias = loadConfig({ ADMIN_TOKEN: 'an-old-admin-token' });
+    assert.equal(alias.apiKey, 'an-old-admin-token');
+    assert.match(alias.warnings.join('\n'), /ADMIN_TOKEN is deprecated.*set API_KEY/);
+    assert.equal(loadConfig({ ADMIN_TOKEN: 'the-same-token-value', API_KEY: 'the-same-token-value' }).apiKey, 'the-same-token-value');
+    assert.throws(() => loadConfig({ ADMIN_TOKEN: 'an-old-admin-token', API_KEY: 'a-new-admin-token' }), /ADMIN_TOKEN is deprecated and differs from API_KEY/);
+    assert.throws(() => loadConfig({ ADMIN_TOKEN: 'short' }), /ADMIN_TOKEN must be 16 to 512/);
+  });
+
+  it('refuses out-of-range session, cookie, poll and bucket settings, naming each', () => {
+    assert.throws(() => loadConfig({ SESSION_TTL_MS: '1000', COOKIE_SECURE: 'yes', PROGRESS_POLL_MS: '10', ANALYTICS_MAX_BUCKETS: '0' }), (error: ConfigError) => {
+      assert.deepEqual(error.problems.map((p) => p.split(' ')[0]), ['SESSION_TTL_MS', 'COOKIE_SECURE', 'PROGRESS_POLL_MS', 'ANALYTICS_MAX_BUCKETS']);
+      return true;
+    });
+  });
+});
+
 describe('.env.example', () => {
   const lines = readFileSync('.env.example', 'utf8')
     .split('\n')

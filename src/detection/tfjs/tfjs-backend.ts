@@ -37,10 +37,17 @@ export const packageInstalled: PackageProbe = (specifier) => {
   }
 };
 
+/**
+ * A signature dimension as tfjs-node reports it. Its type says number[], but tfjs-node 4.22 hands over
+ * TensorShapeProto.Dim messages (`getTensorShape().getDimList()`), whose getSize() is the number (-1 when
+ * unknown); plain numbers are taken too.
+ */
+export type SavedModelDim = number | { getSize(): number };
+
 /** The part of tfjs-node's TFSavedModel this service uses (`tf.node.loadSavedModel`). */
 export interface TfjsSavedModel {
-  readonly inputs: { name: string; shape?: number[]; dtype: string }[];
-  readonly outputs: { name: string; shape?: number[]; dtype: string }[];
+  readonly inputs: { name: string; shape?: SavedModelDim[]; dtype: string }[];
+  readonly outputs: { name: string; shape?: SavedModelDim[]; dtype: string }[];
   predict(inputs: tf.Tensor | tf.Tensor[] | tf.NamedTensorMap): tf.Tensor | tf.Tensor[] | tf.NamedTensorMap;
   dispose(): void;
 }
@@ -120,10 +127,12 @@ function nativeImportError(name: NativeTfjsBackendName, error: unknown): Error {
 
 function installHint(name: NativeTfjsBackendName): string {
   const pkg = NATIVE_TFJS_PACKAGES[name];
-  return (
-    `install it with \`npm install ${pkg}\`; its install script downloads the libtensorflow` +
-    `${name === 'node-gpu' ? ' GPU (CUDA)' : ''} shared library from storage.googleapis.com, outside the npm registry, so it needs that network access`
-  );
+  const ordinary =
+    `\`npm install ${pkg}\`, whose install script downloads the libtensorflow${name === 'node-gpu' ? ' GPU (CUDA)' : ''} shared library ` +
+    'from storage.googleapis.com, outside the npm registry';
+  return name === 'node'
+    ? `install it with \`bash scripts/install-tfjs-node\`: ${ordinary}, or where that host is unreachable libtensorflow from pip's tensorflow-cpu wheel`
+    : `install it with ${ordinary} (so it needs that network access), or stage another libtensorflow with \`bash scripts/install-tfjs-node node-gpu\``;
 }
 
 export function nativeNotInstalledMessage(name: NativeTfjsBackendName): string {
@@ -154,7 +163,7 @@ export async function initTfjsBackend(name: TfjsBackendName = 'wasm', options: T
     // Asking for node-gpu means asking for a GPU: running on the CPU instead would hide a broken CUDA set-up.
     if (name === 'node-gpu' && options.requireGpu !== false) {
       throw new Error(
-        `TFJS_BACKEND=node-gpu: ${NATIVE_TFJS_PACKAGES[name]} loaded but TensorFlow sees no GPU device (NVIDIA driver, CUDA 11.2 or cuDNN 8.1 libraries missing, ` +
+        `TFJS_BACKEND=node-gpu: ${NATIVE_TFJS_PACKAGES[name]} loaded but TensorFlow sees no GPU device (NVIDIA driver, or the CUDA and cuDNN libraries its libtensorflow was built for missing: 11.2 and 8.1 for the stock 2.9.1, ` +
           `or no GPU visible to this process); set TFJS_BACKEND=auto, node or wasm to run on the CPU, or DETECTOR_ENGINE=auto to fall back to ONNX Runtime`,
       );
     }

@@ -9,7 +9,7 @@ import type { DetectOptions, DetectTimings, Detection, Detector, ModelInfo, Prep
 import type { TfjsModelMetadata } from './convert.ts';
 import { readTfjsModelArtifacts } from './model-files.ts';
 import { initTfjsBackend, loadNativeTfjs } from './tfjs-backend.ts';
-import type { ModuleImporter, TfjsBackendName, TfjsSavedModel } from './tfjs-backend.ts';
+import type { ModuleImporter, SavedModelDim, TfjsBackendName, TfjsSavedModel } from './tfjs-backend.ts';
 
 export interface TfjsDetectorOptions {
   /** tfjs backend; process-wide in tfjs (default wasm). */
@@ -232,6 +232,11 @@ export function parseUltralyticsMetadata(dir: string, text: string): ModelInfo {
   return info;
 }
 
+/** A signature dimension as a number (-1 when unknown); see SavedModelDim. */
+function dimSize(dim: SavedModelDim): number {
+  return typeof dim === 'number' ? dim : Number(dim.getSize());
+}
+
 /**
  * Adapts a YOLOv8 SavedModel: Ultralytics exports it through onnx2tf with an NHWC input
  * ([batch, h, w, 3]) and the ONNX output layout ([batch, 4 + classes, anchors]); an NCHW input or an
@@ -243,7 +248,7 @@ function savedModelRunner(dir: string, model: TfjsSavedModel, info: ModelInfo): 
   if (model.inputs.length !== 1 || model.outputs.length !== 1) {
     throw new Error(`${dir}: expected a SavedModel signature with one input and one output, got ${model.inputs.length} and ${model.outputs.length}`);
   }
-  const shape = model.inputs[0]!.shape ?? [];
+  const shape = (model.inputs[0]!.shape ?? []).map(dimSize);
   const nhwc = shape[3] === 3 || shape[1] !== 3;
   const expected = nhwc ? [h, w, 3] : [3, h, w];
   if (shape.length !== 4 || shape.slice(1).some((d, i) => d > 0 && d !== expected[i])) {

@@ -64,6 +64,11 @@ function fakeNative(options: { gpu: boolean; savedModel?: (dir: string) => TfjsS
   };
 }
 
+/** Signature dimensions in tfjs-node 4.22's form: TensorShapeProto.Dim messages, read with getSize(). */
+function dimMessages(sizes: number[]): { getSize(): number }[] {
+  return sizes.map((size) => ({ getSize: () => size }));
+}
+
 function missing(): FakeNative {
   const imported: string[] = [];
   return {
@@ -322,8 +327,9 @@ describe('TF SavedModel on tfjs-node (faked binding)', () => {
     const seen: number[][] = [];
     let disposed = false;
     const savedModel: TfjsSavedModel = {
-      inputs: [{ name: 'images', shape: [1, 32, 32, 3], dtype: 'float32' }],
-      outputs: [{ name: 'output_0', shape: [1, 6, 21], dtype: 'float32' }],
+      // Shapes as tfjs-node 4.22 reports them: TensorShapeProto.Dim messages, not numbers.
+      inputs: [{ name: 'images', shape: dimMessages([1, 32, 32, 3]), dtype: 'float32' }],
+      outputs: [{ name: 'output_0', shape: dimMessages([1, 6, 21]), dtype: 'float32' }],
       predict: (x) => {
         const input = x as tf.Tensor;
         seen.push(input.shape);
