@@ -13,7 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { createClient } from 'redis';
-import { apiFetch } from '../helpers/api-client.ts';
+import { apiFetch, TEST_API_KEY } from '../helpers/api-client.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { leftovers, NOTHING_LEFT } from '../helpers/leftovers.ts';
 import * as fixtures from '../helpers/media-fixtures.ts';
@@ -76,7 +76,7 @@ describe('memory of the upload checks on a 16000x16000 upload (real API processe
       STORAGE_DIR: storageDir,
       PORT: String(port),
       HOST: '127.0.0.1',
-      API_KEY: 'test-admin-token',
+      API_KEY: TEST_API_KEY,
       FFMPEG_PATH: shims.ffmpeg!,
       FFPROBE_PATH: shims.ffprobe!,
       ...env,

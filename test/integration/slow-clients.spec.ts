@@ -10,7 +10,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createClient } from 'redis';
-import { apiFetch } from '../helpers/api-client.ts';
+import { apiFetch, TEST_API_KEY } from '../helpers/api-client.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { leftovers, NOTHING_LEFT, storedFiles, type Deployment } from '../helpers/leftovers.ts';
 import * as fixtures from '../helpers/media-fixtures.ts';
@@ -50,7 +50,7 @@ describe('slow clients and upload caps (real API process, real sockets)', functi
       STORAGE_DIR: storageDir,
       PORT: String(port),
       HOST: '127.0.0.1',
-      API_KEY: 'test-admin-token',
+      API_KEY: TEST_API_KEY,
       HEADERS_TIMEOUT_MS: String(HEADERS_TIMEOUT_MS),
       IDLE_TIMEOUT_MS: String(IDLE_TIMEOUT_MS),
       REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
@@ -176,7 +176,14 @@ describe('slow clients and upload caps (real API process, real sockets)', functi
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     const taken = (blocker.address() as net.AddressInfo).port;
     try {
-      const second = ServiceProcess.start('api', { DATABASE_URL: db.url, QUEUE_PREFIX: deployment.prefix, STORAGE_DIR: path.join(tmp, 'other'), PORT: String(taken), HOST: '127.0.0.1' });
+      const second = ServiceProcess.start('api', {
+        DATABASE_URL: db.url,
+        QUEUE_PREFIX: deployment.prefix,
+        STORAGE_DIR: path.join(tmp, 'other'),
+        PORT: String(taken),
+        HOST: '127.0.0.1',
+        API_KEY: TEST_API_KEY,
+      });
       const exit = await second.waitForExit();
       assert.notEqual(exit.code, 0);
       const output = second.logs.join('\n');
