@@ -114,7 +114,41 @@ export interface Config {
   readonly modelPrecision: 'fp32' | 'int8';
   readonly calibrationVideo: string;
   readonly calibrationFrames: number;
+  /** Hostile-input limits: what one upload may cost (see HostileInputLimits). */
+  readonly limits: HostileInputLimits;
 }
+
+/**
+ * What one upload may cost, and how long a client may take to send it. Each is checked at upload
+ * (refused with a status of its own) and, where a file could lie about itself, again while it is decoded.
+ */
+export interface HostileInputLimits {
+  /** Longest video accepted (probed duration; extraction stops a video whose frames run past it). */
+  readonly maxDurationS: number;
+  /** Most frames extracted from one video, after sampling. */
+  readonly maxFrames: number;
+  /** Largest frame (width x height) accepted; decoders refuse larger pictures too. */
+  readonly maxPixels: number;
+  /** Address-space ceiling (RLIMIT_AS) of every ffprobe and ffmpeg run; 0 = none. */
+  readonly mediaMemoryLimitBytes: number;
+  /** Free storage below this makes /readyz not ready and uploads 507; 0 = no check. */
+  readonly minFreeBytes: number;
+  /** Time for a request's headers to arrive. */
+  readonly headersTimeoutMs: number;
+  /** Time for an upload's whole body to arrive. */
+  readonly requestTimeoutMs: number;
+  /** Longest pause in an upload's body. */
+  readonly idleTimeoutMs: number;
+  /** Uploads in progress at once per API process (503 beyond). */
+  readonly maxConcurrentUploads: number;
+  /** Uploads in progress at once from one client address (429 beyond). */
+  readonly maxUploadsPerClient: number;
+}
+
+/** Below one frame per 100 s a sampling is almost certainly a mistake (fps=0.0000001 took no frame at all). */
+export const MIN_SAMPLE_FPS = 0.01;
+/** pts_ms is an integer column (milliseconds up to 2^31 - 1): the duration limit keeps every frame time inside it. */
+const MAX_DURATION_LIMIT_S = 2_000_000;
 
 export interface S3Config {
   readonly bucket: string;
@@ -147,7 +181,7 @@ export function loadConfig(env: Env = process.env): Config {
   let defaultFps: number | null = null;
   if (fpsRaw !== 'all') {
     const parsed = parseFps(fpsRaw, maxFps);
-    if (parsed === undefined) problems.push(`DEFAULT_FPS must be "all" or a number in (0, ${maxFps}], got "${fpsRaw}"`);
+    if (parsed === undefined) problems.push(`DEFAULT_FPS must be "all" or a number in [${MIN_SAMPLE_FPS}, ${maxFps}], got "${fpsRaw}"`);
     else defaultFps = parsed;
   }
 
@@ -211,12 +245,39 @@ export function loadConfig(env: Env = process.env): Config {
     modelPrecision: read.oneOf('MODEL_PRECISION', ['fp32', 'int8'] as const, 'fp32'),
     calibrationVideo: path.resolve(env.CALIBRATION_VIDEO || '/usr/share/doc/opencv-doc/examples/data/vtest.avi'),
     calibrationFrames: read.integer('CALIBRATION_FRAMES', 32, { min: 1, max: 1000 }),
+    limits: readHostileInputLimits(read, problems),
   };
   if (config.modelPrecision === 'int8' && config.detectorEngine !== 'onnx') {
     problems.push(`MODEL_PRECISION=int8 runs on ONNX Runtime only: it needs DETECTOR_ENGINE=onnx (got "${config.detectorEngine}")`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
+}
+
+function readHostileInputLimits(read: EnvReader, problems: string[]): HostileInputLimits {
+  const memory = read.integer('MEDIA_MEMORY_LIMIT_BYTES', 4 * 1024 ** 3, { min: 0 });
+  // ffmpeg alone maps about 300 MB of libraries before it decodes anything.
+  if (memory !== 0 && memory < 512 * 1024 ** 2) problems.push(`MEDIA_MEMORY_LIMIT_BYTES must be 0 (no ceiling) or at least 536870912 (got ${memory})`);
+  const limits: HostileInputLimits = {
+    maxDurationS: read.integer('MAX_DURATION_S', 3600, { min: 1, max: MAX_DURATION_LIMIT_S }),
+    maxFrames: read.integer('MAX_FRAMES', 18_000, { min: 1, max: 10_000_000 }),
+    // ffmpeg's decoders take max_pixels up to INT_MAX, and get a tenth more for alignment (see input-policy.ts).
+    maxPixels: read.integer('MAX_PIXELS', 4096 * 2160, { min: 64, max: 1_900_000_000 }),
+    mediaMemoryLimitBytes: memory,
+    minFreeBytes: read.integer('MIN_FREE_BYTES', 1024 ** 3, { min: 0 }),
+    headersTimeoutMs: read.integer('HEADERS_TIMEOUT_MS', 20_000, { min: 100, max: 600_000 }),
+    requestTimeoutMs: read.integer('REQUEST_TIMEOUT_MS', 3_600_000, { min: 200, max: 86_400_000 }),
+    idleTimeoutMs: read.integer('IDLE_TIMEOUT_MS', 30_000, { min: 100, max: 3_600_000 }),
+    maxConcurrentUploads: read.integer('MAX_CONCURRENT_UPLOADS', 32, { min: 1, max: 10_000 }),
+    maxUploadsPerClient: read.integer('MAX_UPLOADS_PER_CLIENT', 4, { min: 1, max: 10_000 }),
+  };
+  if (limits.requestTimeoutMs <= limits.headersTimeoutMs) {
+    problems.push(`REQUEST_TIMEOUT_MS (${limits.requestTimeoutMs}) must be larger than HEADERS_TIMEOUT_MS (${limits.headersTimeoutMs})`);
+  }
+  if (limits.maxUploadsPerClient > limits.maxConcurrentUploads) {
+    problems.push(`MAX_UPLOADS_PER_CLIENT (${limits.maxUploadsPerClient}) must not exceed MAX_CONCURRENT_UPLOADS (${limits.maxConcurrentUploads})`);
+  }
+  return Object.freeze(limits);
 }
 
 function readS3Config(env: Env, read: EnvReader, problems: string[]): S3Config {
@@ -278,11 +339,11 @@ function readFrameSize(raw: string | undefined, problems: string[]): Config['fra
   return { width, height };
 }
 
-/** Parses a frames-per-second request: a positive number no larger than max. */
+/** Parses a frames-per-second request: a number from MIN_SAMPLE_FPS up to max. */
 export function parseFps(raw: string, max: number): number | undefined {
   if (!/^\d+(\.\d+)?$/.test(raw)) return undefined;
   const value = Number(raw);
-  return value > 0 && value <= max ? value : undefined;
+  return value >= MIN_SAMPLE_FPS && value <= max ? value : undefined;
 }
 
 class EnvReader {

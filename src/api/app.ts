@@ -8,6 +8,7 @@ import type { AuthService } from '../services/auth.service.ts';
 import type { ProgressHub } from '../services/progress-hub.ts';
 import type { UploadService } from '../services/upload.service.ts';
 import type { VideoStorage } from '../storage/video-storage.ts';
+import type { StorageSpace } from '../storage/video-storage.ts';
 import { adminRoutes, type DeadLetterQueue } from './admin.routes.ts';
 import { analyticsRoutes } from './analytics.routes.ts';
 import { authenticate } from './auth.ts';
@@ -18,6 +19,7 @@ import { keyRoutes } from './keys.routes.ts';
 import { metricsRoutes } from './metrics.routes.ts';
 import { openApiDocument } from './openapi.ts';
 import { sessionRoutes } from './session.routes.ts';
+import { uploadAdmission, type UploadAdmissionSettings } from './upload-admission.ts';
 import { videoRoutes } from './videos.routes.ts';
 import { webAppRoutes } from './web-app.routes.ts';
 
@@ -43,6 +45,9 @@ export interface AppDeps {
   settings: AppSettings;
   /** The built web app served at / (see webAppRoutes). */
   webDir: string;
+  /** Caps on uploads in progress, their deadlines, and the free space they need. */
+  uploadAdmission: UploadAdmissionSettings;
+  storageSpace: Pick<StorageSpace, 'freeBytes'>;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -59,7 +64,17 @@ export function createApp(deps: AppDeps): Express {
   });
   app.use(sessionRoutes(deps.auth, settings));
   app.use(metricsRoutes(deps.metrics));
-  app.use(videoRoutes({ uploads: deps.uploads, catalog: deps.catalog, detections: deps.detections, storage: deps.storage, maxUploadBytes: settings.maxUploadBytes, observer: deps.metrics }));
+  app.use(
+    videoRoutes({
+      uploads: deps.uploads,
+      catalog: deps.catalog,
+      detections: deps.detections,
+      storage: deps.storage,
+      maxUploadBytes: settings.maxUploadBytes,
+      observer: deps.metrics,
+      admission: uploadAdmission(deps.uploadAdmission, deps.storageSpace),
+    }),
+  );
   app.use(eventRoutes(deps.catalog, deps.progress));
   app.use(analyticsRoutes(deps.catalog, deps.analytics, settings));
   app.use(keyRoutes(deps.auth));

@@ -3,6 +3,7 @@ import multer from 'multer';
 import { AppError, errors } from '../errors/app-error.ts';
 import type { Logger } from '../logger.ts';
 import { StorageKeyError } from '../storage/video-storage.ts';
+import { isStorageFull } from '../errors/storage-full.ts';
 import { isTransientError } from '../errors/transient-error.ts';
 import { VIDEO_FIELD } from './upload.ts';
 
@@ -20,6 +21,8 @@ export function toAppError(error: unknown, maxUploadBytes: number): AppError | u
     }
   }
   if (error instanceof StorageKeyError) return errors.badRequest('invalid_key', error.message);
+  // Anywhere in an upload (staging, a temporary copy for ffprobe): the message would name server paths.
+  if (isStorageFull(error)) return errors.insufficientStorage();
   const status = (error as { status?: unknown }).status;
   // body-parser and busboy errors carry a 4xx status ("Unexpected end of form", malformed JSON).
   if (typeof status === 'number' && status >= 400 && status < 500) {
@@ -35,8 +38,12 @@ export function toAppError(error: unknown, maxUploadBytes: number): AppError | u
 export function errorHandler(logger: Logger, maxUploadBytes: number): ErrorRequestHandler {
   return (error: unknown, req, res, _next) => {
     const appError = toAppError(error, maxUploadBytes);
+    // An answer already went out (an upload cut short by a timeout was answered 408 when it was cut);
+    // this is the failure of the rest of that request.
+    if (res.headersSent) return;
     if (appError) {
       if (appError.status >= 500) logger.warn('request failed', { method: req.method, path: req.path, code: appError.code, error: String(error) });
+      if (appError.retryAfterS !== undefined) res.set('Retry-After', String(appError.retryAfterS));
       res.status(appError.status).json({ error: { code: appError.code, message: appError.message } });
       return;
     }

@@ -24,10 +24,13 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   401: 'no key, or an unknown, revoked or expired key or session',
   403: 'the key lacks the scope this operation needs',
   404: 'no such resource, or a video of another key',
+  408: 'the upload did not arrive in time (REQUEST_TIMEOUT_MS, IDLE_TIMEOUT_MS); see Retry-After',
   413: 'the upload exceeds MAX_UPLOAD_BYTES',
-  415: 'not a decodable video',
-  422: 'a video that cannot be used (truncated, zero dimensions)',
-  503: 'PostgreSQL or Redis is unreachable',
+  415: 'not a decodable video, or a container outside the allowlist (playlists, manifests, concat lists)',
+  422: 'a video that cannot be used (truncated, zero dimensions) or over a limit (MAX_PIXELS, MAX_DURATION_S, MAX_FRAMES, no frame sampled, MEDIA_MEMORY_LIMIT_BYTES)',
+  429: 'MAX_UPLOADS_PER_CLIENT uploads of this client in progress; see Retry-After',
+  503: 'PostgreSQL or Redis is unreachable, or MAX_CONCURRENT_UPLOADS uploads in progress (server_busy, with Retry-After)',
+  507: 'storage full, or below MIN_FREE_BYTES free; see Retry-After',
 };
 const errorResponses = (...statuses: number[]) => Object.fromEntries(statuses.map((status) => [String(status), json(ERROR_DESCRIPTIONS[status]!, ref('Error'))]));
 /** Every authenticated operation may answer these. */
@@ -215,7 +218,7 @@ export const openApiDocument = {
       }),
     },
     '/videos': {
-      post: operation('uploadVideo', 'Upload a video', guarded('upload', 400, 413, 415, 422), {
+      post: operation('uploadVideo', 'Upload a video', guarded('upload', 400, 408, 413, 415, 422, 429, 507), {
         requestBody: {
           required: true,
           content: {

@@ -2,6 +2,7 @@ import type { Request, RequestHandler } from 'express';
 import multer from 'multer';
 import { errors } from '../errors/app-error.ts';
 import type { StagedUpload, UploadService } from '../services/upload.service.ts';
+import { uploadContext } from './upload-admission.ts';
 
 export const VIDEO_FIELD = 'video';
 
@@ -12,9 +13,17 @@ export const VIDEO_FIELD = 'video';
 class StagingEngine implements multer.StorageEngine {
   constructor(private readonly uploads: UploadService) {}
 
-  _handleFile(_req: Request, file: Express.Multer.File, callback: (error?: unknown, info?: Partial<Express.Multer.File>) => void): void {
-    this.uploads
+  _handleFile(req: Request, file: Express.Multer.File, callback: (error?: unknown, info?: Partial<Express.Multer.File>) => void): void {
+    // A deadline of the upload guard cuts the file stream, which fails the staging and deletes what it wrote.
+    const context = uploadContext(req);
+    const cut = () => file.stream.destroy(context!.signal.reason as Error);
+    if (context?.signal.aborted) cut();
+    else context?.signal.addEventListener('abort', cut, { once: true });
+    const staging = this.uploads
       .stageUpload(file.originalname, file.stream)
+      .finally(() => context?.signal.removeEventListener('abort', cut));
+    if (context) context.staging = staging;
+    staging
       .then((staged) => callback(null, { staged, size: staged.sizeBytes } as Partial<Express.Multer.File>))
       .catch((error: unknown) => {
         file.stream.resume(); // drain what is left so the request can finish and get its answer
@@ -43,6 +52,8 @@ export function uploadMiddleware(uploads: UploadService, maxUploadBytes: number)
     storage: new StagingEngine(uploads),
     // Keep the client's name as sent, so a crafted path is refused rather than silently trimmed.
     preservePath: true,
+    // Browsers send file names as raw UTF-8; busboy's default (latin1) would store "vidÃ©o.mp4".
+    defParamCharset: 'utf8',
     limits: { fileSize: maxUploadBytes, files: 1, fields: 10, fieldSize: 1024, parts: 12 },
   }).single(VIDEO_FIELD);
 

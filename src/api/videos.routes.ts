@@ -1,5 +1,5 @@
 import { pipeline } from 'node:stream/promises';
-import { Router } from 'express';
+import { Router, type RequestHandler } from 'express';
 import type { DetectionRepository, VideoStatus } from '../db/types.ts';
 import type { ListPosition, VideoCatalog } from '../db/video-catalog.repository.ts';
 import { AppError, errors } from '../errors/app-error.ts';
@@ -21,13 +21,16 @@ export interface VideoRoutesDeps {
   storage: VideoStorage;
   maxUploadBytes: number;
   observer: Pick<PipelineObserver, 'uploadAccepted'>;
+  /** Runs before the body is read: upload slots, free space, deadlines (see upload-admission.ts). */
+  admission: RequestHandler;
 }
 
-export function videoRoutes({ uploads, catalog, detections, storage, maxUploadBytes, observer }: VideoRoutesDeps): Router {
+export function videoRoutes({ uploads, catalog, detections, storage, maxUploadBytes, observer, admission }: VideoRoutesDeps): Router {
   const router = Router();
 
-  // The scope is checked before multer reads the body: a key that may not upload sends nothing to storage.
-  router.post('/videos', requireScope('upload'), ...uploadMiddleware(uploads, maxUploadBytes), async (req, res) => {
+  // The scope is checked before multer reads the body: a key that may not upload sends nothing to storage,
+  // and takes no upload slot.
+  router.post('/videos', requireScope('upload'), admission, ...uploadMiddleware(uploads, maxUploadBytes), async (req, res) => {
     const staged = stagedUpload(req);
     if (!staged) throw errors.badRequest('missing_file', 'send the video as multipart/form-data in the field "video"');
     const body = (req.body ?? {}) as Record<string, unknown>;

@@ -10,13 +10,14 @@ interface VideoRow {
   size_bytes: number | string;
   storage_key: string;
   sample_fps: number | null;
-  duration_ms: number | null;
+  /** bigint since migration 005, like start_time_ms: a number while exactly representable (always, see probe.ts). */
+  duration_ms: number | string | null;
   source_fps: number | null;
   width: number;
   height: number;
   codec: string;
   creation_time: Date | null;
-  start_time_ms: number;
+  start_time_ms: number | string;
   captured_at: Date;
   frames_total: number | null;
   frames_done: number;
@@ -39,7 +40,15 @@ function toRecord(row: VideoRow): VideoRecord {
     sizeBytes: Number(row.size_bytes),
     storageKey: row.storage_key,
     sampleFps: row.sample_fps,
-    source: { durationMs: row.duration_ms, fps: row.source_fps, width: row.width, height: row.height, codec: row.codec, creationTime: row.creation_time, startTimeMs: row.start_time_ms },
+    source: {
+      durationMs: row.duration_ms === null ? null : Number(row.duration_ms),
+      fps: row.source_fps,
+      width: row.width,
+      height: row.height,
+      codec: row.codec,
+      creationTime: row.creation_time,
+      startTimeMs: Number(row.start_time_ms),
+    },
     capturedAt: row.captured_at,
     framesTotal: row.frames_total,
     framesDone: row.frames_done,

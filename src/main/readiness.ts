@@ -1,7 +1,7 @@
 import type { ReadinessCheck } from '../api/health.routes.ts';
 import type { EngineChoice } from '../detection/engine-selection.ts';
 import type { Detector } from '../detection/types.ts';
-import type { VideoStorage } from '../storage/video-storage.ts';
+import type { StorageSpace, VideoStorage } from '../storage/video-storage.ts';
 import type { Runtime } from './runtime.ts';
 
 // Every /readyz check of every role, in one place; each entry point picks the ones that apply to it.
@@ -34,10 +34,17 @@ export function detectorReadiness(detector: Detector, choice?: EngineChoice): Re
 /**
  * Storage reachable: one listing of a prefix nothing writes. Local storage: a readdir; S3: one
  * ListObjectsV2, which fails on a missing bucket, refused credentials or an unreachable endpoint.
+ * And room to write: local storage with less than minFreeBytes free (statfs) is not ready, since
+ * uploads are then refused with 507 and extractions would fail.
  */
-export function storageReadiness(storage: VideoStorage): ReadinessCheck {
+export function storageReadiness(storage: Pick<VideoStorage, 'driver' | 'list'> & Pick<StorageSpace, 'freeBytes'>, minFreeBytes: number): ReadinessCheck {
   return {
     name: 'storage',
-    check: async () => (await storage.list('readyz'), { ok: true, detail: { driver: storage.driver } }),
+    check: async () => {
+      await storage.list('readyz');
+      const freeBytes = await storage.freeBytes();
+      if (freeBytes === undefined) return { ok: true, detail: { driver: storage.driver } };
+      return { ok: freeBytes >= minFreeBytes, detail: { driver: storage.driver, freeBytes, minFreeBytes } };
+    },
   };
 }

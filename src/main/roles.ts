@@ -1,8 +1,9 @@
 import type { Server } from 'node:http';
 import path from 'node:path';
-import express, { type Express } from 'express';
+import express from 'express';
 import { createApp } from '../api/app.ts';
 import { healthRoutes, type ReadinessCheck } from '../api/health.routes.ts';
+import { createHttpServer, listen } from '../api/http-server.ts';
 import { metricsHandler } from '../api/metrics.routes.ts';
 import { createDetector } from '../detection/create-detector.ts';
 import type { EngineChoice } from '../detection/engine-selection.ts';
@@ -17,6 +18,7 @@ import { ProgressHub } from '../services/progress-hub.ts';
 import { UploadService } from '../services/upload.service.ts';
 import { DetectionWorker } from '../worker/detection-worker.ts';
 import { announceFirstKey, prepareApiKeys } from './api-keys.ts';
+import { errorMessage } from '../errors/error-message.ts';
 import { baseReadiness, detectorReadiness } from './readiness.ts';
 import { createMedia, type Runtime } from './runtime.ts';
 
@@ -50,11 +52,12 @@ export async function startApi(runtime: Runtime, readiness: ReadinessCheck[]): P
     deadLetters: runtime.queue,
     settings: config,
     webDir: config.webDir,
+    uploadAdmission: config.limits,
+    storageSpace: runtime.storage,
   });
-  const server = await listen(app, config.port, config.host);
-  // Uploads of large videos are slow; let the body arrive, but drop idle sockets.
-  server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
+  const server = createHttpServer(app, config.limits);
+  await listen(server, config.port, config.host);
+  sweepStalePartials(runtime);
   extraction.startRecovery();
   logger.info('api listening', { port: portOf(server) });
   if (firstKey) await announceFirstKey(firstKey, config, portOf(server) ?? config.port, logger);
@@ -118,11 +121,13 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
     app.use(healthRoutes(checks));
     // The health port is the operators' (not published like the API port), so /metrics needs no key here.
     app.get('/metrics', metricsHandler(runtime.metrics));
-    healthServer = await listen(app, config.workerHealthPort, config.host);
+    healthServer = createHttpServer(app);
+    await listen(healthServer, config.workerHealthPort, config.host);
     logger.info('worker health endpoints listening', { port: portOf(healthServer) });
   }
   // After the health port is bound: a port in use stops the process before it takes any job.
   await worker.start();
+  sweepStalePartials(runtime);
   return {
     worker,
     detection,
@@ -147,11 +152,21 @@ async function modelForPrecision({ config, logger }: Runtime): Promise<string> {
   return path;
 }
 
-function listen(app: Express, port: number, host: string): Promise<Server> {
-  return new Promise<Server>((resolve, reject) => {
-    const listening = app.listen(port, host, () => resolve(listening));
-    listening.once('error', reject);
-  });
+/**
+ * A process killed during a write (kill -9, OOM) leaves the write's temporary file in storage.
+ * Swept in the background once the process runs: files untouched for twice IDLE_TIMEOUT_MS (an upload
+ * in progress writes more often than that, or is cut off), and once more later for those too young
+ * the first time.
+ */
+function sweepStalePartials(runtime: Runtime): void {
+  const olderThanMs = Math.max(1_000, 2 * runtime.config.limits.idleTimeoutMs);
+  const sweep = async (again: boolean) => {
+    const { removed, young } = await runtime.storage.sweepStalePartials(olderThanMs);
+    if (removed > 0) runtime.logger.info('removed unfinished writes left by a stopped process', { files: removed });
+    if (young > 0 && again) setTimeout(() => void sweep(false).catch(warn), olderThanMs).unref();
+  };
+  const warn = (error: unknown) => runtime.logger.warn('could not sweep unfinished writes', { error: errorMessage(error) });
+  void sweep(true).catch(warn);
 }
 
 function portOf(server: Server): number | undefined {

@@ -8,7 +8,7 @@ import { migrate } from '../db/migrate.ts';
 import { PgVideoCatalog } from '../db/video-catalog.repository.ts';
 import { PgVideoRepository } from '../db/videos.repository.ts';
 import { createLogger, type Logger } from '../logger.ts';
-import { resolveMediaBinaries } from '../media/binaries.ts';
+import { resolveMediaBinaries, resolvePrlimit } from '../media/binaries.ts';
 import { MediaRepository } from '../media/media.repository.ts';
 import { ServiceMetrics } from '../metrics/service-metrics.ts';
 import { durabilityProblems, readRedisDurability } from '../queue/redis-durability.ts';
@@ -98,5 +98,8 @@ async function checkRedisDurability(redis: Redis, required: boolean, logger: Log
 }
 
 export async function createMedia(config: Config): Promise<MediaRepository> {
-  return new MediaRepository(await resolveMediaBinaries({ ffmpegPath: config.ffmpegPath, ffprobePath: config.ffprobePath }));
+  const binaries = await resolveMediaBinaries({ ffmpegPath: config.ffmpegPath, ffprobePath: config.ffprobePath });
+  const { maxPixels, mediaMemoryLimitBytes } = config.limits;
+  const prlimit = mediaMemoryLimitBytes > 0 ? await resolvePrlimit() : undefined;
+  return new MediaRepository(binaries, {}, { maxPixels, memoryLimitBytes: mediaMemoryLimitBytes, prlimit });
 }

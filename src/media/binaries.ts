@@ -98,3 +98,15 @@ async function checkBinary(name: string, setting: string, file: string, source: 
       : `exited with status ${result.exitCode} for -version`;
   throw new MediaBinaryError(`${name} is required: ${where} ${why}; ${INSTALL_HINT}`);
 }
+
+/**
+ * util-linux's prlimit, which puts MEDIA_MEMORY_LIMIT_BYTES on every ffprobe/ffmpeg run. Checked at
+ * start-up like ffmpeg, so a host without it fails with a hint instead of refusing every upload.
+ */
+export async function resolvePrlimit(command = 'prlimit'): Promise<string> {
+  const result = await execa(command, ['--version'], { reject: false, timeout: 10_000, stdin: 'ignore' });
+  if (result.exitCode === 0) return command;
+  throw new MediaBinaryError(
+    `prlimit is required to cap the memory of ffmpeg runs (MEDIA_MEMORY_LIMIT_BYTES): "${command}" on PATH ${result.exitCode === undefined ? 'was not found' : `exited with status ${result.exitCode}`}; install util-linux, or set MEDIA_MEMORY_LIMIT_BYTES=0 to run without the ceiling`,
+  );
+}

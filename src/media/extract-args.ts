@@ -1,3 +1,4 @@
+import { inputPolicyArgs } from './input-policy.ts';
 import { inputUrl } from './input-url.ts';
 
 /** Frames of exactly `from` size are stored at `to` (width and height in pixels). */
@@ -18,13 +19,15 @@ export interface FrameExtractionOptions {
    * out for the probed size. Omitted: frames at source resolution.
    */
   scale?: FrameScale;
+  /** MAX_PIXELS: decoders refuse larger pictures (see input-policy.ts). */
+  maxPixels?: number;
 }
 
 /**
  * ffmpeg arguments that write the first video stream's frames to stdout as concatenated JPEGs at
  * source resolution (or scaled, see `scale`), and log one showinfo line (with pts_time) per written frame on stderr.
  */
-export function frameExtractionArgs({ input, fps, jpegQuality, scale }: FrameExtractionOptions): string[] {
+export function frameExtractionArgs({ input, fps, jpegQuality, scale, maxPixels }: FrameExtractionOptions): string[] {
   if (fps !== null && !(Number.isFinite(fps) && fps > 0)) throw new RangeError(`fps must be a positive number or null, got ${fps}`);
   if (!(Number.isInteger(jpegQuality) && jpegQuality >= 2 && jpegQuality <= 31)) {
     throw new RangeError(`jpegQuality must be a whole number from 2 to 31, got ${jpegQuality}`);
@@ -48,6 +51,7 @@ export function frameExtractionArgs({ input, fps, jpegQuality, scale }: FrameExt
     'info',
     // Keep the file's timestamps, so pts_time minus the probed start_time is the offset from the first frame.
     '-copyts',
+    ...inputPolicyArgs(maxPixels),
     '-i',
     inputUrl(input),
     // V (not v) skips cover art and thumbnails, like interpretProbe does.
@@ -98,13 +102,15 @@ export interface DecodeCheckOptions {
   fromMs?: number;
   /** Stop after this many frames. */
   maxFrames?: number;
+  /** MAX_PIXELS: decoders refuse larger pictures (see input-policy.ts). */
+  maxPixels?: number;
 }
 
 /**
  * ffmpeg arguments that decode part of the first video stream and print one framecrc line per
  * decoded frame on stdout (so frames can be counted), with only errors on stderr.
  */
-export function decodeCheckArgs({ input, fromMs, maxFrames }: DecodeCheckOptions): string[] {
+export function decodeCheckArgs({ input, fromMs, maxFrames, maxPixels }: DecodeCheckOptions): string[] {
   return [
     '-nostdin',
     '-hide_banner',
@@ -117,6 +123,7 @@ export function decodeCheckArgs({ input, fromMs, maxFrames }: DecodeCheckOptions
     '-flags2',
     '+showall',
     ...(fromMs !== undefined && fromMs > 0 ? ['-ss', (fromMs / 1000).toFixed(3)] : []),
+    ...inputPolicyArgs(maxPixels),
     '-i',
     inputUrl(input),
     '-map',

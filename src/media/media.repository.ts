@@ -3,9 +3,10 @@ import type { Readable } from 'node:stream';
 import { execa } from 'execa';
 import type { MediaBinaries } from './binaries.ts';
 import { decodeCheckArgs, frameExtractionArgs, type FrameScale } from './extract-args.ts';
+import { ACCEPTED_CONTAINERS, inputRefusal, withMemoryCeiling, type InputRefusal } from './input-policy.ts';
 import { JpegSplitter } from './jpeg-splitter.ts';
 import { previewArgs, type PreviewCodec } from './preview-args.ts';
-import { ffprobeArgs, interpretProbe, type MediaRefusalCode, type ProbeResult } from './probe.ts';
+import { ffprobeArgs, interpretProbe, isImageDemuxer, type MediaRefusalCode, type ProbeResult } from './probe.ts';
 import { ShowinfoParser, type ShowinfoFrame } from './showinfo.ts';
 
 export interface ExtractedFrame {
@@ -24,6 +25,8 @@ export interface ExtractOptions {
   startTimeMs: number;
   /** Store frames scaled (see frameExtractionArgs). */
   scale?: FrameScale;
+  /** A file can lie about its length: extraction stops with a MediaLimitError past these. */
+  limits?: ExtractionLimits;
 }
 
 export interface PreviewEncodeOptions {
@@ -34,11 +37,42 @@ export interface PreviewEncodeOptions {
   timeoutMs: number;
 }
 
-export type DecodeCheck = { ok: true } | { ok: false; code: Extract<MediaRefusalCode, 'truncated_video' | 'unreadable_video'>; message: string };
+export interface ExtractionLimits {
+  /** MAX_FRAMES: a further frame fails the extraction. */
+  maxFrames: number;
+  /** MAX_DURATION_S in milliseconds: a frame later than this (from the first) fails the extraction. */
+  maxDurationMs: number;
+}
+
+export type DecodeCheck =
+  | { ok: true }
+  | { ok: false; code: Extract<MediaRefusalCode, 'truncated_video' | 'unreadable_video' | 'not_a_video' | 'unsupported_format' | 'too_many_pixels' | 'memory_limit'>; message: string };
 
 export interface MediaTimeouts {
   probeMs: number;
   verifyMs: number;
+  /** An extraction whose ffmpeg writes nothing (no frame, no log line) for this long is killed. */
+  stallMs: number;
+}
+
+/** What every run may cost (see input-policy.ts); from the MAX_PIXELS and MEDIA_MEMORY_LIMIT_BYTES settings. */
+export interface MediaCeilings {
+  maxPixels?: number;
+  /** RLIMIT_AS of each ffprobe/ffmpeg process; 0 or unset: none. */
+  memoryLimitBytes?: number;
+  /** util-linux's prlimit, which sets the ceiling; default "prlimit" on PATH. */
+  prlimit?: string;
+}
+
+/** The video broke a limit while it was decoded (its header said otherwise). The message is for people. */
+export class MediaLimitError extends Error {
+  constructor(
+    readonly code: 'too_many_frames' | 'video_too_long' | 'too_many_pixels' | 'memory_limit',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'MediaLimitError';
+  }
 }
 
 /** ffmpeg failed or misbehaved. stderrTail: its last stderr lines (showinfo's removed, server paths replaced). */
@@ -68,13 +102,18 @@ export class MediaRepository {
   constructor(
     private readonly binaries: Pick<MediaBinaries, 'ffmpeg' | 'ffprobe'>,
     timeouts: Partial<MediaTimeouts> = {},
+    private readonly ceilings: MediaCeilings = {},
   ) {
-    this.timeouts = { probeMs: 30_000, verifyMs: 60_000, ...timeouts };
+    this.timeouts = { probeMs: 30_000, verifyMs: 60_000, stallMs: 120_000, ...timeouts };
   }
 
-  /** Reads container and stream metadata; a file ffprobe cannot open at all is unreadable_video. */
+  /**
+   * Reads container and stream metadata; a file ffprobe cannot open at all is unreadable_video, one
+   * whose container is not on the allowlist unsupported_format (the same answer whatever files it names).
+   */
   async probe(path: string): Promise<ProbeResult> {
-    const result = await execa(this.binaries.ffprobe, ffprobeArgs(path), {
+    const { file, args } = this.command(this.binaries.ffprobe, ffprobeArgs(path, this.ceilings.maxPixels));
+    const result = await execa(file, args, {
       reject: false,
       stdin: 'ignore',
       timeout: this.timeouts.probeMs,
@@ -82,6 +121,8 @@ export class MediaRepository {
     if (result.timedOut) return { ok: false, code: 'unreadable_video', message: `ffprobe did not finish within ${this.timeouts.probeMs} ms` };
     if (result.exitCode === undefined) throw new FfmpegError(`could not run ffprobe (${this.binaries.ffprobe}): ${result.shortMessage ?? ''}`);
     if (result.exitCode !== 0) {
+      const refusal = inputRefusal(result.stderr);
+      if (refusal) return { ok: false, ...this.refusalOf(refusal) };
       return { ok: false, code: 'unreadable_video', message: `the file cannot be read as a video (${shortReason(result.stderr, path)})` };
     }
     let json: unknown;
@@ -99,11 +140,14 @@ export class MediaRepository {
    * second only, in parallel, instead of the whole file. Without a known duration only the start is checked.
    */
   async verifyDecodable(path: string, durationMs: number | null): Promise<DecodeCheck> {
-    const checks: Array<Promise<DecodeRun>> = [this.decode('start', decodeCheckArgs({ input: path, maxFrames: 1 }))];
+    const { maxPixels } = this.ceilings;
+    const checks: Array<Promise<DecodeRun>> = [this.decode('start', decodeCheckArgs({ input: path, maxFrames: 1, maxPixels }))];
     if (durationMs !== null && durationMs > 0) {
-      checks.push(this.decode('last second', decodeCheckArgs({ input: path, fromMs: Math.max(0, durationMs - 1000) })));
+      checks.push(this.decode('last second', decodeCheckArgs({ input: path, fromMs: Math.max(0, durationMs - 1000), maxPixels })));
     }
     for (const run of await Promise.all(checks)) {
+      const refusal = inputRefusal(run.errors.join('\n'));
+      if (refusal) return { ok: false, ...this.refusalOf(refusal) };
       // Damage lines first: they explain the refusal better than the decoder noise before them.
       const errors = [...run.errors.filter((line) => DAMAGE.test(line)), ...run.errors.filter((line) => !DAMAGE.test(line))];
       const reason = errors.length > 0 ? ` (${shortReason(errors.join('\n'), path)})` : '';
@@ -128,8 +172,11 @@ export class MediaRepository {
     signal?: AbortSignal,
   ): Promise<{ frames: number }> {
     signal?.throwIfAborted();
-    const args = frameExtractionArgs({ input: path, fps: options.fps, jpegQuality: options.jpegQuality, scale: options.scale });
-    const subprocess = execa(this.binaries.ffmpeg, args, {
+    const { file, args } = this.command(
+      this.binaries.ffmpeg,
+      frameExtractionArgs({ input: path, fps: options.fps, jpegQuality: options.jpegQuality, scale: options.scale, maxPixels: this.ceilings.maxPixels }),
+    );
+    const subprocess = execa(file, args, {
       reject: false,
       buffer: false,
       encoding: 'buffer',
@@ -142,13 +189,37 @@ export class MediaRepository {
     const times = new FrameTimes();
     const tail: string[] = [];
     const parser = new ShowinfoParser();
+    // Set when ffmpeg logs that the video broke a ceiling (a picture larger than announced, an
+    // allocation over the memory limit): ffmpeg may carry on without those frames, but the video fails.
+    let broken: MediaLimitError | undefined;
     const take = ({ frames, otherLines }: { frames: ShowinfoFrame[]; otherLines: string[] }) => {
       times.push(frames);
       tail.push(...otherLines.map((line) => withoutPath(line, path)));
       if (tail.length > STDERR_TAIL_LINES) tail.splice(0, tail.length - STDERR_TAIL_LINES);
+      const refusal = broken ? undefined : inputRefusal(otherLines.join('\n'));
+      if (refusal && (refusal.kind === 'picture_size' || refusal.kind === 'memory')) {
+        const { code, message } = this.refusalOf(refusal);
+        broken = new MediaLimitError(code as MediaLimitError['code'], message);
+        kill();
+      }
     };
+    // A decode that stops making progress (a demuxer spinning on a crafted file, an allocation failure
+    // ffmpeg does not recover from) would hold an extraction slot for ever.
+    let stalled = false;
+    let stallTimer: NodeJS.Timeout | undefined;
+    const progress = () => {
+      clearTimeout(stallTimer);
+      stallTimer = setTimeout(() => {
+        stalled = true;
+        kill();
+      }, this.timeouts.stallMs);
+    };
+    progress();
     stderr.setEncoding('utf8');
-    stderr.on('data', (text: string) => take(parser.push(text)));
+    stderr.on('data', (text: string) => {
+      progress();
+      take(parser.push(text));
+    });
     const stderrDone = new Promise<void>((resolve) => {
       stderr.once('close', () => {
         take(parser.end());
@@ -162,22 +233,38 @@ export class MediaRepository {
     const splitter = new JpegSplitter();
     let index = 0;
     let lastPtsMs = 0;
+    const limits = options.limits;
+    const failIfBroken = () => {
+      if (broken) throw broken;
+      if (stalled) throw new FfmpegError(`ffmpeg made no progress for ${this.timeouts.stallMs} ms after ${index} frame(s)`, tail.join('\n'));
+    };
     try {
       for await (const chunk of stdout as AsyncIterable<Buffer>) {
+        progress();
         for (const jpeg of splitter.push(chunk)) {
           const time = await times.next();
+          failIfBroken();
           if (time === undefined) throw new FfmpegError(`ffmpeg wrote frame ${index} without a showinfo line`, tail.join('\n'));
           if (time.n !== index) throw new FfmpegError(`showinfo reported frame ${time.n} where frame ${index} was expected`);
           // NOPTS frames (rare, some raw streams) keep the previous time rather than jumping to 0.
           const ptsMs = time.ptsTime === null ? lastPtsMs : Math.max(0, Math.round(time.ptsTime * 1000 - options.startTimeMs));
           lastPtsMs = ptsMs;
+          if (limits && index >= limits.maxFrames) {
+            throw new MediaLimitError('too_many_frames', `the video yields more than ${limits.maxFrames} frames (MAX_FRAMES), more than its header announced`);
+          }
+          if (limits && ptsMs > limits.maxDurationMs) {
+            throw new MediaLimitError('video_too_long', `the video runs past ${limits.maxDurationMs / 1000} s (MAX_DURATION_S), longer than its header announced`);
+          }
           signal?.throwIfAborted();
           await onFrame({ index, ptsMs, jpeg });
+          // The time spent storing the frame is ours, not ffmpeg's.
+          progress();
           index += 1;
         }
       }
       signal?.throwIfAborted();
       const [result] = await Promise.all([subprocess, stderrDone]);
+      failIfBroken();
       if (result.exitCode !== 0) {
         const how = result.exitCode === undefined ? (result.signal ? `was killed by ${result.signal}` : 'could not be started') : `exited with code ${result.exitCode}`;
         // The message may reach API clients (the video's error), so it gets the short, path-free reason.
@@ -194,6 +281,7 @@ export class MediaRepository {
       if (signal?.aborted) throw signal.reason;
       throw error;
     } finally {
+      clearTimeout(stallTimer);
       signal?.removeEventListener('abort', kill);
     }
   }
@@ -205,8 +293,8 @@ export class MediaRepository {
    * output in every case.
    */
   async encodePreview(path: string, output: string, options: PreviewEncodeOptions): Promise<{ bytes: number }> {
-    const args = previewArgs({ input: path, output, codec: options.codec, maxBytes: options.maxBytes });
-    const result = await execa(this.binaries.ffmpeg, args, { reject: false, stdin: 'ignore', timeout: options.timeoutMs });
+    const { file, args } = this.command(this.binaries.ffmpeg, previewArgs({ input: path, output, codec: options.codec, maxBytes: options.maxBytes, maxPixels: this.ceilings.maxPixels }));
+    const result = await execa(file, args, { reject: false, stdin: 'ignore', timeout: options.timeoutMs });
     if (result.timedOut) throw new FfmpegError(`the preview took longer than ${options.timeoutMs} ms`);
     if (result.exitCode === undefined) throw new FfmpegError(`could not run ffmpeg (${this.binaries.ffmpeg}): ${result.shortMessage ?? ''}`);
     if (result.exitCode !== 0) {
@@ -217,8 +305,37 @@ export class MediaRepository {
     return { bytes: size };
   }
 
+  /** A run of ffmpeg or ffprobe, under the memory ceiling when there is one. */
+  private command(file: string, args: string[]): { file: string; args: string[] } {
+    return withMemoryCeiling(this.ceilings.prlimit ?? 'prlimit', file, args, this.ceilings.memoryLimitBytes ?? 0);
+  }
+
+  /** A refusal by the input policy or a ceiling, with a message for the uploader (no server paths). */
+  private refusalOf(refusal: InputRefusal): { code: Extract<MediaRefusalCode, 'not_a_video' | 'unsupported_format' | 'too_many_pixels' | 'memory_limit'>; message: string } {
+    switch (refusal.kind) {
+      case 'format':
+        if (refusal.demuxer !== undefined && isImageDemuxer(refusal.demuxer)) {
+          return { code: 'not_a_video', message: `the file is a still image (${refusal.demuxer}), not a video` };
+        }
+        return {
+          code: 'unsupported_format',
+          message: `the container format${refusal.demuxer ? ` (${refusal.demuxer})` : ''} is not accepted; accepted: ${ACCEPTED_CONTAINERS}`,
+        };
+      case 'protocol':
+        return { code: 'unsupported_format', message: `the file refers to other resources (${refusal.protocol}), which are not read; upload a self-contained video` };
+      case 'picture_size':
+        return {
+          code: 'too_many_pixels',
+          message: `the video has ${refusal.width}x${refusal.height} pictures, more than the ${this.ceilings.maxPixels ?? 'allowed'} pixels allowed (MAX_PIXELS)`,
+        };
+      case 'memory':
+        return { code: 'memory_limit', message: `decoding the video needs more memory than the ${this.ceilings.memoryLimitBytes ?? 0} bytes allowed (MEDIA_MEMORY_LIMIT_BYTES)` };
+    }
+  }
+
   private async decode(part: string, args: string[]): Promise<DecodeRun> {
-    const result = await execa(this.binaries.ffmpeg, args, { reject: false, stdin: 'ignore', timeout: this.timeouts.verifyMs });
+    const { file, args: commandArgs } = this.command(this.binaries.ffmpeg, args);
+    const result = await execa(file, commandArgs, { reject: false, stdin: 'ignore', timeout: this.timeouts.verifyMs });
     if (result.exitCode === undefined && !result.timedOut) throw new FfmpegError(`could not run ffmpeg (${this.binaries.ffmpeg}): ${result.shortMessage ?? ''}`);
     const frames = result.stdout.split('\n').filter((line) => line !== '' && !line.startsWith('#')).length;
     const errors = result.stderr.split('\n').filter((line) => line.trim() !== '');

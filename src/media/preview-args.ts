@@ -1,3 +1,4 @@
+import { inputPolicyArgs } from './input-policy.ts';
 import { inputUrl } from './input-url.ts';
 
 /** h264: H.264 in MP4 (every browser); vp9: VP9 in WebM (for an ffmpeg built without libx264). */
@@ -20,6 +21,8 @@ export interface PreviewOptions {
   codec: PreviewCodec;
   /** ffmpeg stops writing once the output reaches this many bytes (-fs); the caller then drops it. */
   maxBytes: number;
+  /** MAX_PIXELS: decoders refuse larger pictures (see input-policy.ts). */
+  maxPixels?: number;
 }
 
 /** The longer and shorter side of the largest preview: 720p, landscape or portrait. */
@@ -35,7 +38,7 @@ const KEYFRAMES = 'expr:gte(t,n_forced*2)';
  * (never upscaled, even dimensions), 8-bit 4:2:0, no audio, timestamps from 0 at the first frame (the
  * origin of the detections' ptsMs), MP4 with its index first (faststart) or WebM.
  */
-export function previewArgs({ input, output, codec, maxBytes }: PreviewOptions): string[] {
+export function previewArgs({ input, output, codec, maxBytes, maxPixels }: PreviewOptions): string[] {
   if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) throw new RangeError(`maxBytes must be a positive whole number, got ${maxBytes}`);
   // Scale factor: fit 1280x720 (or 720x1280), never above 1. Computed by ffmpeg after autorotation,
   // so a phone video's displayed orientation is what is fitted.
@@ -53,6 +56,8 @@ export function previewArgs({ input, output, codec, maxBytes }: PreviewOptions):
     '-nostats',
     '-loglevel',
     'error',
+    // The same container and protocol allowlist as every other run: the upload is read once more here.
+    ...inputPolicyArgs(maxPixels),
     '-i',
     inputUrl(input),
     // V (not v) skips cover art and thumbnails, like the frame extraction.

@@ -1,7 +1,17 @@
+import { ACCEPTED_CONTAINERS, inputPolicyArgs, isAllowedFormat } from './input-policy.ts';
 import { inputUrl } from './input-url.ts';
 
-/** Reasons a file is refused; IngestService maps them to HTTP statuses. */
-export type MediaRefusalCode = 'unreadable_video' | 'no_video_stream' | 'not_a_video' | 'invalid_dimensions' | 'truncated_video';
+/** Reasons a file is refused; UploadService maps them to HTTP statuses. */
+export type MediaRefusalCode =
+  | 'unreadable_video'
+  | 'no_video_stream'
+  | 'not_a_video'
+  | 'unsupported_format'
+  | 'invalid_dimensions'
+  | 'invalid_timestamps'
+  | 'truncated_video'
+  | 'too_many_pixels'
+  | 'memory_limit';
 
 export interface VideoInfo {
   /** Video stream duration, else the container's; null when neither is known (some live-style streams). */
@@ -23,14 +33,22 @@ export type ProbeResult =
   | { ok: true; video: VideoInfo; raw: { format: Record<string, unknown>; stream: Record<string, unknown> } }
   | { ok: false; code: MediaRefusalCode; message: string };
 
-/** ffprobe arguments: JSON with every stream and the container, errors only on stderr. */
-export function ffprobeArgs(input: string): string[] {
-  return ['-v', 'error', '-print_format', 'json', '-show_format', '-show_streams', inputUrl(input)];
+/** ffprobe arguments: JSON with every stream and the container, errors only on stderr; the input policy applies. */
+export function ffprobeArgs(input: string, maxPixels?: number): string[] {
+  return ['-v', 'error', ...inputPolicyArgs(maxPixels), '-print_format', 'json', '-show_format', '-show_streams', inputUrl(input)];
 }
+
+/** Frame timestamps must stay exact in a double and in PostgreSQL's bigint (milliseconds). */
+const MAX_TIME_MS = Number.MAX_SAFE_INTEGER;
 
 // Demuxers for single pictures (png_pipe, jpeg_pipe, webp_pipe...). ffprobe detects images by content,
 // so an image renamed to .mp4 lands here too.
 const IMAGE_FORMATS = /^(image2|image2pipe|\w+_pipe)$/;
+
+/** A demuxer of still pictures: not on the allowlist, and worth its own, clearer refusal (not_a_video). */
+export function isImageDemuxer(name: string): boolean {
+  return IMAGE_FORMATS.test(name);
+}
 // Picture codecs that, without a duration, mean a still image in some container.
 const IMAGE_CODECS = new Set(['png', 'bmp', 'webp', 'tiff', 'jpeg2000', 'jpegls', 'gif', 'mjpeg', 'pam', 'ppm', 'pgm', 'qoi']);
 
@@ -52,6 +70,10 @@ export function interpretProbe(json: unknown): ProbeResult {
   if (formatName.split(',').some((name) => IMAGE_FORMATS.test(name))) {
     return refuse('not_a_video', `the file is a still image (${formatName}), not a video`);
   }
+  // ffprobe already ran with the allowlist; this keeps it the rule if a build ignored the option.
+  if (!isAllowedFormat(formatName)) {
+    return refuse('unsupported_format', `the container format (${formatName || 'unknown'}) is not accepted; accepted: ${ACCEPTED_CONTAINERS}`);
+  }
   const durationMs = seconds(stream.duration) ?? seconds(format.duration);
   const nbFrames = positiveInteger(stream.nb_frames);
   // Unknown duration alone is not enough: raw H.264 elementary streams have none either.
@@ -65,7 +87,13 @@ export function interpretProbe(json: unknown): ProbeResult {
     return refuse('invalid_dimensions', `the video stream has no usable dimensions (${String(stream.width)}x${String(stream.height)})`);
   }
 
-  const fps = rational(stream.avg_frame_rate) ?? rational(stream.r_frame_rate);
+  const startTimeMs = seconds(stream.start_time) ?? seconds(format.start_time) ?? 0;
+  if (Math.abs(startTimeMs) > MAX_TIME_MS || (durationMs !== null && durationMs > MAX_TIME_MS)) {
+    return refuse('invalid_timestamps', 'the video announces a start time or duration beyond any real recording');
+  }
+  // A frame rate no camera has (the column is a 4-byte float) says nothing: treated as unknown.
+  const announcedFps = rational(stream.avg_frame_rate) ?? rational(stream.r_frame_rate);
+  const fps = announcedFps !== null && announcedFps <= 1_000_000 ? announcedFps : null;
   const tags = (record: Record<string, unknown>) => (isRecord(record.tags) ? record.tags : {});
   return {
     ok: true,
@@ -75,7 +103,7 @@ export function interpretProbe(json: unknown): ProbeResult {
       width,
       height,
       codec: String(stream.codec_name ?? 'unknown'),
-      startTimeMs: seconds(stream.start_time) ?? seconds(format.start_time) ?? 0,
+      startTimeMs,
       creationTime: date(tags(format).creation_time) ?? date(tags(stream).creation_time),
       frameCountEstimate: nbFrames ?? (durationMs !== null && fps !== null ? Math.round((durationMs / 1000) * fps) : null),
     },

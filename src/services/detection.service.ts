@@ -107,7 +107,11 @@ export class DetectionService {
    * and how long the detector call took (a synchronous engine blocks the event loop, heartbeats included).
    */
   async detectAndCommit(prepared: PreparedJob): Promise<CommitOutcome> {
-    if (prepared.capturedAt === undefined) return { written: 0, detectMs: 0 };
+    if (prepared.capturedAt === undefined) {
+      // The video is gone or its extraction failed: the frames will never be used, whatever KEEP_FRAMES says.
+      await this.deleteFrames(prepared.job);
+      return { written: 0, detectMs: 0 };
+    }
     if (prepared.frames.length === 0) {
       // Every frame was committed before: a worker may have died before deleting them.
       await this.deleteJobFrames(prepared.job);
@@ -150,10 +154,14 @@ export class DetectionService {
    */
   private async deleteJobFrames(job: DetectionJob): Promise<void> {
     if (this.lifecycle.keepFrames) return;
+    await this.deleteFrames(job);
+  }
+
+  private async deleteFrames(job: DetectionJob): Promise<void> {
     try {
       await this.storage.delete(job.frames.map((ref) => ref.key));
     } catch (error) {
-      this.lifecycle.logger.warn('could not delete committed frames', { jobId: job.id, videoId: job.videoId, error: errorMessage(error) });
+      this.lifecycle.logger.warn("could not delete a job's frames", { jobId: job.id, videoId: job.videoId, error: errorMessage(error) });
     }
   }
 

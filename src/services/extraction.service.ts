@@ -1,6 +1,7 @@
 import type { VideoRecord, VideoRepository } from '../db/types.ts';
 import { scaledFrameSize, type FrameSize } from '../detection/letterbox-geometry.ts';
 import { errorMessage } from '../errors/error-message.ts';
+import { isStorageFull } from '../errors/storage-full.ts';
 import type { Logger } from '../logger.ts';
 import type { FrameScale } from '../media/extract-args.ts';
 import type { MediaRepository } from '../media/media.repository.ts';
@@ -28,6 +29,8 @@ export interface ExtractionSettings {
    * (the worker maps boxes back to the video's size); null or omitted stores them at source resolution.
    */
   frameSize?: FrameSize | null;
+  /** MAX_FRAMES and MAX_DURATION_S, enforced again as frames appear (a header can lie). */
+  limits: { maxFrames: number; maxDurationS: number };
 }
 
 export interface JobPublisher {
@@ -86,7 +89,8 @@ export class ExtractionService implements ExtractionScheduler {
         pending = [];
         await this.queue.publish([{ id: `${video.id}:${frames[0]!.index}`, videoId: video.id, frames, publishedAt: Date.now() }]);
       };
-      const options = { fps: video.sampleFps, jpegQuality: this.settings.jpegQuality, startTimeMs: video.source.startTimeMs, scale: this.frameScale(video) };
+      const limits = { maxFrames: this.settings.limits.maxFrames, maxDurationMs: this.settings.limits.maxDurationS * 1000 };
+      const options = { fps: video.sampleFps, jpegQuality: this.settings.jpegQuality, startTimeMs: video.source.startTimeMs, scale: this.frameScale(video), limits };
       const { frames } = await withLocalCopy(this.storage, video.storageKey, this.settings.workDir, async (file) => {
         const extracted = await this.media.extractFrames(file, options, async (frame) => {
           const key = storageKeys.frame(video.id, frame.index);
@@ -95,6 +99,8 @@ export class ExtractionService implements ExtractionScheduler {
           if (pending.length >= this.settings.batchSize) await flush();
         });
         await flush();
+        // A header that promised frames the stream does not have; refused at upload when it tells the truth.
+        if (extracted.frames === 0) throw new Error('the video yielded no frame at this sampling rate');
         // From the same local copy, while workers detect, and before the video can complete, so a
         // completed video has its preview (or none for good). It never throws: a preview failure
         // leaves the video without one.
@@ -106,7 +112,8 @@ export class ExtractionService implements ExtractionScheduler {
       this.observer.stage('extraction', (Date.now() - started) / 1000);
       if (this.settings.keepSourceVideo === false) await this.deleteSource(video);
     } catch (error) {
-      await this.videos.markFailed(video.id, `frame extraction failed: ${errorMessage(error)}`);
+      await this.videos.markFailed(video.id, `frame extraction failed: ${failureReason(error)}`);
+      await discardFailedVideoFrames(this.storage, video.id, this.logger);
       throw error;
     } finally {
       clearInterval(lease);
@@ -155,5 +162,24 @@ export class ExtractionService implements ExtractionScheduler {
   /** Resolves when every scheduled extraction has finished (tests, shutdown). */
   idle(): Promise<void> {
     return this.extractions.idle();
+  }
+}
+
+/** Why an extraction failed, for the video's `error` (read by API clients: no server paths). */
+function failureReason(error: unknown): string {
+  if (isStorageFull(error)) return 'insufficient storage: no space left for its frames';
+  return errorMessage(error);
+}
+
+/**
+ * Deletes every frame a failed extraction wrote (unfinished writes included: they share the frames
+ * prefix). Called after the video is marked failed, so workers holding its jobs acknowledge them
+ * without reading frames (see DetectionService). The source stays, to look into the failure.
+ */
+export async function discardFailedVideoFrames(storage: Pick<VideoStorage, 'deletePrefix'>, videoId: string, logger: Pick<Logger, 'warn'>): Promise<void> {
+  try {
+    await storage.deletePrefix(storageKeys.framesPrefix(videoId));
+  } catch (error) {
+    logger.warn('could not delete the frames of a failed video', { videoId, error: errorMessage(error) });
   }
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { parseFps } from '../config.ts';
+import { MIN_SAMPLE_FPS, parseFps } from '../config.ts';
 import type { NewVideo, VideoRecord, VideoRepository } from '../db/types.ts';
 import { AppError, errors } from '../errors/app-error.ts';
 import type { MediaRepository } from '../media/media.repository.ts';
@@ -9,6 +9,7 @@ import { storageKeys } from '../storage/keys.ts';
 import { withLocalCopy } from '../storage/local-copy.ts';
 import type { VideoStorage } from '../storage/video-storage.ts';
 import { TaskLimiter } from './task-limiter.ts';
+import { checkVideoLimits, effectiveSampleFps, type VideoLimits } from './video-limits.ts';
 
 export interface UploadSettings {
   maxUploadBytes: number;
@@ -21,6 +22,8 @@ export interface UploadSettings {
   probeConcurrency: number;
   /** Where a storage without local files (S3) has its upload downloaded for ffmpeg; default os.tmpdir(). */
   workDir?: string;
+  /** MAX_DURATION_S, MAX_FRAMES, MAX_PIXELS: checked from the probe, before any decode. */
+  limits: VideoLimits;
 }
 
 /** Takes an accepted video's extraction from here (see ExtractionService). */
@@ -39,11 +42,14 @@ export interface StagedUpload {
 }
 
 // Probe refusals: the file is not something we can decode (415) or is a video we cannot use (422).
+// Limits (too_many_pixels, video_too_long, too_many_frames, no_frames, memory_limit) are 422 too.
 const probeRefusalStatus: Record<string, number> = {
   unreadable_video: 415,
   no_video_stream: 415,
   not_a_video: 415,
+  unsupported_format: 415,
   invalid_dimensions: 422,
+  invalid_timestamps: 422,
   truncated_video: 422,
 };
 
@@ -74,14 +80,14 @@ export class UploadService {
     return name;
   }
 
-  /** Parses the optional `fps` form field: a positive number up to MAX_FPS, or "all" for every frame. */
+  /** Parses the optional `fps` form field: a number from MIN_SAMPLE_FPS up to MAX_FPS, or "all" for every frame. */
   parseFpsField(raw: string | undefined): number | null {
     if (raw === undefined || raw.trim() === '') return this.settings.defaultFps;
     const value = raw.trim();
     if (value === 'all') return null;
     const fps = parseFps(value, this.settings.maxFps);
     if (fps === undefined) {
-      throw errors.badRequest('invalid_fps', `fps must be "all" or a number greater than 0 and at most ${this.settings.maxFps}`);
+      throw errors.badRequest('invalid_fps', `fps must be "all" or a number from ${MIN_SAMPLE_FPS} to ${this.settings.maxFps}`);
     }
     return fps;
   }
@@ -112,10 +118,7 @@ export class UploadService {
     try {
       const requestedFps = this.parseFpsField(fpsField);
       if (staged.sizeBytes === 0) throw errors.badRequest('empty_file', 'the uploaded file is empty');
-      const probe = await this.probe(staged.storageKey);
-      // Sampling at or above the source rate would make ffmpeg duplicate frames: take every frame instead.
-      const sourceFps = probe.video.fps;
-      const sampleFps = requestedFps !== null && sourceFps !== null && requestedFps >= sourceFps ? null : requestedFps;
+      const { probe, sampleFps } = await this.probe(staged.storageKey, requestedFps);
       const now = new Date();
       const newVideo: NewVideo = {
         id: staged.videoId,
@@ -145,15 +148,22 @@ export class UploadService {
     }
   }
 
-  private probe(storageKey: string): Promise<Extract<ProbeResult, { ok: true }>> {
+  /**
+   * Probes the upload, checks it against the limits before anything decodes a frame, then checks that
+   * its start and end decode. Returns the probe and the sampling rate extraction will use.
+   */
+  private probe(storageKey: string, requestedFps: number | null): Promise<{ probe: Extract<ProbeResult, { ok: true }>; sampleFps: number | null }> {
     // Only the ffprobe/ffmpeg runs take a slot: an S3 download before them is I/O, not processes.
     return withLocalCopy(this.storage, storageKey, this.settings.workDir, (file) =>
       this.probes.run(async () => {
         const probe = await this.media.probe(file);
         if (!probe.ok) throw this.refusal(probe.code, probe.message);
+        const sampleFps = effectiveSampleFps(requestedFps, probe.video.fps, this.settings.maxFps);
+        const overLimit = checkVideoLimits(probe.video, sampleFps, this.settings.limits);
+        if (overLimit) throw errors.unprocessable(overLimit.code, overLimit.message);
         const decodable = await this.media.verifyDecodable(file, probe.video.durationMs);
         if (!decodable.ok) throw this.refusal(decodable.code, decodable.message);
-        return probe;
+        return { probe, sampleFps };
       }),
     );
   }

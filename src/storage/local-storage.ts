@@ -3,10 +3,17 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { assertByteRange, assertSafeKey, StorageKeyError, type ByteRange, type VideoStorage } from './video-storage.ts';
+import { assertByteRange, assertSafeKey, StorageKeyError, type ByteRange, type StorageSpace, type VideoStorage } from './video-storage.ts';
+
+/** The temporary name of a write in progress: `<key>.partial-<pid>-<ms>`, renamed to the key when complete. */
+const PARTIAL = /\.partial-\d+-\d+$/;
+
+function partialName(target: string): string {
+  return `${target}.partial-${process.pid}-${Date.now()}`;
+}
 
 /** VideoStorage on a local directory (a Docker shared volume in deployment). */
-export class LocalStorage implements VideoStorage {
+export class LocalStorage implements VideoStorage, StorageSpace {
   readonly driver = 'local';
   private readonly root: string;
 
@@ -18,7 +25,7 @@ export class LocalStorage implements VideoStorage {
     const target = this.resolve(key);
     await fs.mkdir(path.dirname(target), { recursive: true });
     // Write to a temporary name and rename, so readers never see a partial object.
-    const partial = `${target}.partial-${process.pid}-${Date.now()}`;
+    const partial = partialName(target);
     let bytes = 0;
     const countBytes = async function* (source: AsyncIterable<Buffer>) {
       for await (const chunk of source) {
@@ -38,15 +45,21 @@ export class LocalStorage implements VideoStorage {
 
   async write(key: string, data: Buffer): Promise<void> {
     const target = this.resolve(key);
-    const partial = `${target}.partial-${process.pid}-${Date.now()}`;
+    const partial = partialName(target);
     try {
-      await fs.writeFile(partial, data);
+      try {
+        await fs.writeFile(partial, data);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        await fs.mkdir(path.dirname(target), { recursive: true });
+        await fs.writeFile(partial, data);
+      }
+      await fs.rename(partial, target);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      await fs.mkdir(path.dirname(target), { recursive: true });
-      await fs.writeFile(partial, data);
+      // A full disk fails writeFile after it created the file: the part written must not stay.
+      await fs.rm(partial, { force: true });
+      throw error;
     }
-    await fs.rename(partial, target);
   }
 
   async read(key: string): Promise<Buffer> {
@@ -107,6 +120,44 @@ export class LocalStorage implements VideoStorage {
       .filter((entry) => entry.isFile())
       .map((entry) => path.relative(this.root, path.join(entry.parentPath, entry.name)).split(path.sep).join('/'))
       .sort();
+  }
+
+  async freeBytes(): Promise<number> {
+    // The root may not exist yet on a fresh machine: its nearest existing parent is on the same disk.
+    let dir = this.root;
+    for (;;) {
+      try {
+        const stats = await fs.statfs(dir);
+        return stats.bavail * stats.bsize;
+      } catch (error) {
+        const parent = path.dirname(dir);
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || parent === dir) throw error;
+        dir = parent;
+      }
+    }
+  }
+
+  async sweepStalePartials(olderThanMs: number): Promise<{ removed: number; young: number }> {
+    const entries = await fs.readdir(this.root, { recursive: true, withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return [];
+      throw error;
+    });
+    let removed = 0;
+    let young = 0;
+    const now = Date.now();
+    for (const entry of entries) {
+      if (!entry.isFile() || !PARTIAL.test(entry.name)) continue;
+      const file = path.join(entry.parentPath, entry.name);
+      const stats = await fs.stat(file).catch(() => undefined);
+      if (!stats) continue; // finished (renamed) or removed meanwhile
+      if (now - stats.mtimeMs < olderThanMs) {
+        young += 1;
+        continue;
+      }
+      await fs.rm(file, { force: true });
+      removed += 1;
+    }
+    return { removed, young };
   }
 
   private resolve(key: string): string {

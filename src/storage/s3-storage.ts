@@ -11,7 +11,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
-import { assertByteRange, assertSafeKey, type ByteRange, type VideoStorage } from './video-storage.ts';
+import { assertByteRange, assertSafeKey, type ByteRange, type StorageSpace, type VideoStorage } from './video-storage.ts';
 
 export interface S3StorageOptions {
   bucket: string;
@@ -38,7 +38,7 @@ const MIN_PART_BYTES = 5 * 1024 * 1024;
  * VideoStorage on an S3 bucket (or an S3-compatible store). The only file that imports the AWS SDK.
  * Keys are validated with assertSafeKey and joined under the adapter's prefix, so no key reaches outside it.
  */
-export class S3Storage implements VideoStorage {
+export class S3Storage implements VideoStorage, StorageSpace {
   readonly driver = 's3';
   private readonly client: S3Client;
   private readonly bucket: string;
@@ -198,4 +198,15 @@ export class S3Storage implements VideoStorage {
   private relativeKey(objectKey: string): string {
     return this.prefix === '' ? objectKey : objectKey.slice(this.prefix.length + 1);
   }
+
+  /** A bucket has no free-space figure this service could act on. */
+  async freeBytes(): Promise<undefined> {
+    return undefined;
+  }
+
+  /** Multipart uploads are aborted when they fail, and a killed process's ones expire with the bucket's lifecycle rule: nothing to sweep here. */
+  async sweepStalePartials(_olderThanMs: number): Promise<{ removed: number; young: number }> {
+    return { removed: 0, young: 0 };
+  }
+
 }

@@ -32,6 +32,18 @@ export interface VideoStorage {
   list(prefix: string): Promise<string[]>;
 }
 
+/** What the service asks of a store about its space, apart from reading and writing objects. */
+export interface StorageSpace {
+  /** Bytes free for writing, or undefined where the store has no such limit (S3). */
+  freeBytes(): Promise<number | undefined>;
+  /**
+   * Removes temporary files of writes that never finished (their process was killed), untouched for
+   * olderThanMs; a write still in progress is never that old. Returns how many were removed, and how
+   * many younger ones were left for a later sweep.
+   */
+  sweepStalePartials(olderThanMs: number): Promise<{ removed: number; young: number }>;
+}
+
 export class StorageKeyError extends Error {
   constructor(key: string) {
     super(`storage key escapes its root or is malformed: ${JSON.stringify(key)}`);

@@ -129,3 +129,83 @@ export async function copyClip(source: string, seconds: number, outPath: string)
   await ffmpeg(['-i', source, '-t', String(seconds), '-map', '0:v:0', '-c', 'copy', outPath]);
   return outPath;
 }
+// --- Hostile uploads (issue 9): files that name other files, lie about themselves, or expand. ---
+
+/** An HLS playlist whose one segment is a path on the server: ffmpeg would open it and "upload" it. */
+export async function makeHlsPlaylist(dir: string, segmentPath: string, name = 'playlist.mp4'): Promise<string> {
+  const file = path.join(dir, name);
+  await fs.writeFile(file, ['#EXTM3U', '#EXT-X-VERSION:3', '#EXT-X-TARGETDURATION:2', '#EXT-X-MEDIA-SEQUENCE:0', '#EXTINF:2.0,', segmentPath, '#EXT-X-ENDLIST', ''].join('\n'));
+  return file;
+}
+
+/** A DASH manifest whose representation is a path on the server. */
+export async function makeDashManifest(dir: string, mediaPath: string, name = 'manifest.mp4'): Promise<string> {
+  const file = path.join(dir, name);
+  await fs.writeFile(
+    file,
+    `<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT2S" minBufferTime="PT1S" profiles="urn:mpeg:dash:profile:isoff-on-demand:2011"><Period><AdaptationSet mimeType="video/mp4"><Representation id="1" bandwidth="1000"><BaseURL>${mediaPath}</BaseURL></Representation></AdaptationSet></Period></MPD>\n`,
+  );
+  return file;
+}
+
+/** An ffconcat list naming a path on the server. */
+export async function makeConcatList(dir: string, mediaPath: string, name = 'list.mp4'): Promise<string> {
+  const file = path.join(dir, name);
+  await fs.writeFile(file, `ffconcat version 1.0\nfile '${mediaPath}'\n`);
+  return file;
+}
+
+/**
+ * A copy of a Matroska file whose Segment Duration says `claimedSeconds`: ffprobe reports that, while
+ * the stream holds all its frames. (ffmpeg writes Duration as an 8-byte float of milliseconds.)
+ */
+export async function withLyingMatroskaDuration(mkvPath: string, claimedSeconds: number, outPath: string): Promise<string> {
+  const data = await fs.readFile(mkvPath);
+  const at = data.indexOf(Buffer.from([0x44, 0x89, 0x88]));
+  if (at < 0) throw new Error(`no 8-byte Duration element in ${mkvPath}`);
+  data.writeDoubleBE(claimedSeconds * 1000, at + 3);
+  await fs.writeFile(outPath, data);
+  return outPath;
+}
+
+/**
+ * A raw H.264 stream that starts small and switches to larger pictures: ffprobe reports the first
+ * size; the decoder meets the second only while extracting.
+ */
+export async function makeResolutionSwitch(dir: string, first: [number, number], then: [number, number], seconds = 1): Promise<string> {
+  const parts = [];
+  for (const [index, [width, height]] of [first, then].entries()) {
+    const part = path.join(dir, `switch-part${index}.h264`);
+    await ffmpeg(['-f', 'lavfi', '-i', `testsrc2=size=${width}x${height}:rate=10`, '-t', String(seconds), '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-f', 'h264', part]);
+    parts.push(await fs.readFile(part));
+    await fs.rm(part);
+  }
+  const file = path.join(dir, `switch-${first.join('x')}-to-${then.join('x')}.h264`);
+  await fs.writeFile(file, Buffer.concat(parts));
+  return file;
+}
+
+/**
+ * One flat width x height H.264 frame in an mp4: tiny on disk (16000x16000 is about 750 KB), 384 MB
+ * per decoded picture. Fed from raw zero bytes: lavfi's own sources need gigabytes at this size.
+ */
+export async function makeHugeFrameVideo(dir: string, width: number, height: number): Promise<string> {
+  const file = path.join(dir, `huge-${width}x${height}.mp4`);
+  const frameBytes = (width * height * 3) / 2;
+  const encoder = execa('ffmpeg', ['-nostdin', '-hide_banner', '-loglevel', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${width}x${height}`, '-r', '1', '-i', 'pipe:0', '-frames:v', '1', '-c:v', 'libx264', '-preset', 'ultrafast', '-threads', '1', file], { stdin: 'pipe' });
+  const chunk = Buffer.alloc(1 << 20);
+  for (let sent = 0; sent < frameBytes; sent += chunk.length) {
+    const part = sent + chunk.length <= frameBytes ? chunk : chunk.subarray(0, frameBytes - sent);
+    if (!encoder.stdin!.write(part)) await new Promise((resolve) => encoder.stdin!.once('drain', resolve));
+  }
+  encoder.stdin!.end();
+  await encoder;
+  return file;
+}
+
+/** An mp4 whose timestamps start `offsetSeconds` in (its stream's duration stays `seconds`). */
+export async function makeOffsetClip(dir: string, offsetSeconds: number, seconds = 2): Promise<string> {
+  const file = path.join(dir, `offset-${offsetSeconds}s.mp4`);
+  await ffmpeg(['-f', 'lavfi', '-i', `testsrc2=size=160x120:rate=10`, '-t', String(seconds), '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-output_ts_offset', String(offsetSeconds), file]);
+  return file;
+}

@@ -94,7 +94,9 @@ describe('API resilience (real processes)', function () {
     const body = (await ready.json()) as { status: string; checks: Record<string, { ok: boolean; detail?: unknown }> };
     assert.equal(ready.status, 200, JSON.stringify(body));
     assert.deepEqual(Object.keys(body.checks).sort(), ['postgres', 'redis', 'storage']);
-    assert.deepEqual(body.checks.storage, { ok: true, detail: { driver: 'local' } });
+    const storage = body.checks.storage as { ok: boolean; detail: { driver: string; freeBytes: number; minFreeBytes: number } };
+    assert.deepEqual([storage.ok, storage.detail.driver, storage.detail.minFreeBytes], [true, 'local', 1024 ** 3]);
+    assert.ok(storage.detail.freeBytes >= storage.detail.minFreeBytes, JSON.stringify(storage));
 
     // A storage root that is a file: listing under it fails, so the storage check is a real one.
     const notADirectory = path.join(tmp, 'storage-is-a-file');

@@ -274,13 +274,17 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
         },
       );
 
-      it("passes the host's settings through: KEEP_SOURCE_VIDEO, PROBE_CONCURRENCY, AWS credentials, session token, region and profile", async () => {
+      it("passes the host's settings through: KEEP_SOURCE_VIDEO, PROBE_CONCURRENCY, upload limits, AWS credentials, session token, region and profile", async () => {
         const envFile = path.join(tmp, `settings-${profile}.env`);
         const settings = {
           STORAGE_DRIVER: 's3',
           S3_BUCKET: 'videos',
           KEEP_SOURCE_VIDEO: 'false',
           PROBE_CONCURRENCY: '7',
+          MAX_FRAMES: '500',
+          MIN_FREE_BYTES: '0',
+          MAX_UPLOADS_PER_CLIENT: '2',
+          IDLE_TIMEOUT_MS: '5000',
           AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE',
           AWS_SECRET_ACCESS_KEY: 'secret',
           AWS_SESSION_TOKEN: 'session-token',
@@ -299,8 +303,12 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
           const config = loadConfig(environment);
           assert.equal(config.s3?.region, 'eu-central-1', `${name}: S3 region from AWS_REGION when S3_REGION is empty`);
           assert.equal(config.keepSourceVideo, false);
+          // Probing and extraction limits reach every process that may decode a video.
+          assert.deepEqual([config.limits.maxFrames, config.limits.minFreeBytes], [500, 0], `${name}: media limits`);
         }
-        assert.equal(loadConfig(Object.fromEntries(Object.entries(services.api!.environment ?? {}).map(([k, v]) => [k, v ?? '']))).probeConcurrency, 7);
+        const api = loadConfig(Object.fromEntries(Object.entries(services.api!.environment ?? {}).map(([k, v]) => [k, v ?? ''])));
+        assert.equal(api.probeConcurrency, 7);
+        assert.deepEqual([api.limits.maxUploadsPerClient, api.limits.idleTimeoutMs], [2, 5000], 'api: upload caps and deadlines');
       });
     });
   }

@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { resolveMediaBinaries, type MediaBinaries } from '../../src/media/binaries.ts';
 import { frameExtractionArgs } from '../../src/media/extract-args.ts';
 import { JpegSplitter } from '../../src/media/jpeg-splitter.ts';
-import { FfmpegError, MediaRepository, type ExtractedFrame } from '../../src/media/media.repository.ts';
+import { FfmpegError, MediaLimitError, MediaRepository, type ExtractedFrame } from '../../src/media/media.repository.ts';
 import type { ProbeResult } from '../../src/media/probe.ts';
 import * as fixtures from '../helpers/media-fixtures.ts';
 
@@ -301,6 +301,76 @@ describe('media with real ffmpeg', function () {
         assert.equal(last!.ptsMs, fps === null ? 79_400 : 79_400);
         console.log(`      vtest.avi fps=${fps ?? 'all'}: ${frames} frames in ${seconds.toFixed(2)} s = ${(frames / seconds).toFixed(0)} frames/s`);
       }
+    });
+  });
+
+  describe('hostile input (issue 9)', () => {
+    let limited: MediaRepository;
+    before(async () => {
+      files.hls = await fixtures.makeHlsPlaylist(tmp, files.clip!);
+      files.concat = await fixtures.makeConcatList(tmp, files.clip!);
+      files.switch = await fixtures.makeResolutionSwitch(tmp, [160, 120], [640, 480]);
+      const thirty = await fixtures.makeClip(tmp, { seconds: 30, fps: 10, width: 160, height: 120, format: 'mkv', name: 'thirty' });
+      files.lying = await fixtures.withLyingMatroskaDuration(thirty, 2, path.join(tmp, 'lying.mkv'));
+      limited = new MediaRepository(binaries, {}, { maxPixels: 320 * 240, memoryLimitBytes: 1024 ** 3 });
+    });
+
+    it('probe, decode check and extraction refuse a playlist naming a server file, opening nothing', async () => {
+      assert.deepEqual(await media.probe(files.hls!), {
+        ok: false,
+        code: 'unsupported_format',
+        message: 'the container format (hls) is not accepted; accepted: MP4/MOV/3GP, MKV/WebM, AVI, MPEG-TS, MPEG-PS, FLV, WMV/ASF, Ogg, IVF, raw H.264/H.265/MPEG-4',
+      });
+      for (const file of [files.hls!, files.concat!]) {
+        const decode = await media.verifyDecodable(file, 2000);
+        assert.equal(decode.ok ? 'ok' : decode.code, 'unsupported_format', file);
+      }
+      await assert.rejects(media.extractFrames(files.concat!, { fps: 5, jpegQuality: 3, startTimeMs: 0 }, async () => assert.fail('no frame expected')), /Format not on whitelist|Invalid argument/);
+    });
+
+    it('the probe says too_many_pixels for a picture over MAX_PIXELS; the decoders refuse the larger pictures of a stream that switches', async () => {
+      const large = await fixtures.makeClip(tmp, { seconds: 1, fps: 10, width: 640, height: 480, format: 'mp4', name: 'large' });
+      const probe = await limited.probe(large);
+      assert.ok(!probe.ok && probe.code === 'too_many_pixels', JSON.stringify(probe));
+      assert.equal(ok(await limited.probe(files.switch!)).video.width, 160, 'the header announces the small size');
+      await assert.rejects(
+        limited.extractFrames(files.switch!, { fps: null, jpegQuality: 3, startTimeMs: 0 }, async () => {}),
+        (error: unknown) => error instanceof MediaLimitError && error.code === 'too_many_pixels' && /640x480/.test(error.message),
+      );
+    });
+
+    it('extraction stops at MAX_FRAMES and at MAX_DURATION_S whatever the header said, after handing over only frames within them', async () => {
+      const seen: number[] = [];
+      await assert.rejects(
+        limited.extractFrames(files.lying!, { fps: null, jpegQuality: 3, startTimeMs: 0, limits: { maxFrames: 25, maxDurationMs: 60_000 } }, async (frame) => void seen.push(frame.index)),
+        (error: unknown) => error instanceof MediaLimitError && error.code === 'too_many_frames',
+      );
+      assert.equal(seen.length, 25);
+      const times: number[] = [];
+      await assert.rejects(
+        limited.extractFrames(files.lying!, { fps: 1, jpegQuality: 3, startTimeMs: 0, limits: { maxFrames: 1000, maxDurationMs: 10_000 } }, async (frame) => void times.push(frame.ptsMs)),
+        (error: unknown) => error instanceof MediaLimitError && error.code === 'video_too_long',
+      );
+      assert.deepEqual(times, [0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000]);
+      assert.deepEqual(await childFfmpegs(), []);
+    });
+
+    it('kills an ffmpeg that makes no progress for stallMs', async () => {
+      // An "ffmpeg" that says nothing and writes nothing, like a demuxer spinning on a crafted file.
+      const silent = path.join(tmp, 'silent-ffmpeg');
+      await fs.writeFile(silent, '#!/bin/sh\nexec sleep 60\n', { mode: 0o755 });
+      const stalled = new MediaRepository({ ffmpeg: silent, ffprobe: binaries.ffprobe }, { stallMs: 300 });
+      await assert.rejects(stalled.extractFrames(files.clip!, { fps: 5, jpegQuality: 3, startTimeMs: 0 }, async () => {}), /ffmpeg made no progress for 300 ms after 0 frame\(s\)/);
+      const { stdout } = await execa('ps', ['-o', 'pid=,args=', '--ppid', String(process.pid)], { reject: false });
+      assert.ok(!stdout.includes('sleep 60'), stdout);
+    });
+
+    it('runs under the memory ceiling: a run that needs more than it fails as memory_limit', async () => {
+      const huge = new MediaRepository(binaries, {}, { maxPixels: 1_900_000_000, memoryLimitBytes: 512 * 1024 ** 2 });
+      const big = await fixtures.makeClip(tmp, { seconds: 1, fps: 1, width: 3840, height: 2160, format: 'mp4', name: 'uhd' });
+      const decode = await huge.verifyDecodable(big, 1000);
+      assert.deepEqual(decode.ok ? 'ok' : decode.code, 'memory_limit', JSON.stringify(decode));
+      assert.ok(ok(await media.probe(big)).video.width === 3840 && (await media.verifyDecodable(big, 1000)).ok, 'without the ceiling it decodes');
     });
   });
 });

@@ -179,6 +179,56 @@ describe('loadConfig: storage', () => {
   });
 });
 
+describe('loadConfig: hostile-input limits', () => {
+  it('has safe defaults', () => {
+    assert.deepEqual(loadConfig({}).limits, {
+      maxDurationS: 3600,
+      maxFrames: 18_000,
+      maxPixels: 4096 * 2160,
+      mediaMemoryLimitBytes: 4 * 1024 ** 3,
+      minFreeBytes: 1024 ** 3,
+      headersTimeoutMs: 20_000,
+      requestTimeoutMs: 3_600_000,
+      idleTimeoutMs: 30_000,
+      maxConcurrentUploads: 32,
+      maxUploadsPerClient: 4,
+    });
+    assert.ok(Object.isFrozen(loadConfig({}).limits));
+  });
+
+  it('reads overrides; 0 turns the memory ceiling and the free-space check off', () => {
+    const { limits } = loadConfig({ MAX_DURATION_S: '60', MAX_FRAMES: '100', MAX_PIXELS: '76800', MEDIA_MEMORY_LIMIT_BYTES: '0', MIN_FREE_BYTES: '0', IDLE_TIMEOUT_MS: '1000' });
+    assert.deepEqual([limits.maxDurationS, limits.maxFrames, limits.maxPixels, limits.mediaMemoryLimitBytes, limits.minFreeBytes, limits.idleTimeoutMs], [60, 100, 76800, 0, 0, 1000]);
+  });
+
+  it('refuses values that would defeat a limit or break the service, naming each', () => {
+    const bad = {
+      MAX_DURATION_S: '2000001', // frame times (integer milliseconds) would overflow
+      MAX_FRAMES: '0',
+      MAX_PIXELS: '1e12',
+      MEDIA_MEMORY_LIMIT_BYTES: '1000', // below what ffmpeg maps before decoding anything
+      MIN_FREE_BYTES: '-1',
+      IDLE_TIMEOUT_MS: 'soon',
+      MAX_CONCURRENT_UPLOADS: '0',
+    };
+    assert.throws(() => loadConfig(bad), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      for (const name of Object.keys(bad)) assert.match(error.message, new RegExp(name));
+      assert.equal(error.problems.length, Object.keys(bad).length);
+      return true;
+    });
+  });
+
+  it('refuses settings that contradict each other', () => {
+    assert.throws(() => loadConfig({ HEADERS_TIMEOUT_MS: '5000', REQUEST_TIMEOUT_MS: '5000' }), /REQUEST_TIMEOUT_MS \(5000\) must be larger than HEADERS_TIMEOUT_MS/);
+    assert.throws(() => loadConfig({ MAX_CONCURRENT_UPLOADS: '2', MAX_UPLOADS_PER_CLIENT: '3' }), /MAX_UPLOADS_PER_CLIENT \(3\) must not exceed MAX_CONCURRENT_UPLOADS/);
+  });
+
+  it('refuses a default sampling below one frame per 100 s', () => {
+    assert.throws(() => loadConfig({ DEFAULT_FPS: '0.001' }), /DEFAULT_FPS must be "all" or a number in \[0.01, 60\]/);
+  });
+});
+
 describe('loadConfig: keys, sessions, progress, analytics', () => {
   it('defaults: no API_KEY, data/api-key, 7-day sessions, auto Secure cookie, 250 ms progress polls, 10,000 buckets', () => {
     const config = loadConfig({});
@@ -246,5 +296,9 @@ describe('parseFps', () => {
   });
   it('refuses zero, negatives, too large, exponents and junk', () => {
     for (const raw of ['0', '-1', '61', '1e3', 'abc', '', '5fps', 'Infinity', 'NaN']) assert.equal(parseFps(raw, 60), undefined, raw);
+  });
+  it('refuses rates below one frame per 100 s (fps=0.0000001 used to end "completed" with no frame)', () => {
+    assert.equal(parseFps('0.01', 60), 0.01);
+    for (const raw of ['0.0099', '0.0000001']) assert.equal(parseFps(raw, 60), undefined, raw);
   });
 });

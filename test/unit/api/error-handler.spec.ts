@@ -21,6 +21,14 @@ describe('toAppError', () => {
   it('maps an unreachable database to 503', () => {
     assert.deepEqual(pick(toAppError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }), 10)), [503, 'service_unavailable']);
   });
+  it('maps a full disk (ENOSPC, EDQUOT) to 507 insufficient_storage with Retry-After, without the path in the message', () => {
+    for (const code of ['ENOSPC', 'EDQUOT']) {
+      const error = toAppError(Object.assign(new Error(`${code}: no space left on device, write '/srv/storage/videos/x/source.partial-1-2'`), { code }), 10);
+      assert.deepEqual(pick(error), [507, 'insufficient_storage']);
+      assert.doesNotMatch(error!.message, /\/srv/);
+      assert.equal(error!.retryAfterS, 60);
+    }
+  });
   it('leaves unknown errors to the 500 path', () => {
     assert.equal(toAppError(new TypeError('bug'), 10), undefined);
   });

@@ -73,6 +73,8 @@ function appWithStubs(): Express {
     settings: { maxUploadBytes: 1024, sessionTtlMs: 60_000, cookieSecure: 'auto', analyticsMaxBuckets: 100 },
     // No built web app: these checks are about the API's routes (the web app's files are public, see isPublicRequest).
     webDir: '/nonexistent/vidsense-web',
+    uploadAdmission: { maxConcurrentUploads: 4, maxUploadsPerClient: 4, requestTimeoutMs: 60_000, idleTimeoutMs: 60_000, minFreeBytes: 0 },
+    storageSpace: { freeBytes: async () => undefined },
   });
 }
 

@@ -2,12 +2,31 @@ import assert from 'node:assert/strict';
 import { decodeCheckArgs, frameExtractionArgs } from '../../../src/media/extract-args.ts';
 import { ffprobeArgs } from '../../../src/media/probe.ts';
 
+const DEMUXERS = 'mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,flv,asf,ogg,ivf,h264,hevc,m4v';
+const POLICY = ['-protocol_whitelist', 'file', '-format_whitelist', DEMUXERS];
 const OUTPUT = ['-fps_mode', 'passthrough', '-c:v', 'mjpeg', '-q:v', '3', '-color_range', 'pc', '-strict', 'unofficial', '-f', 'image2pipe', 'pipe:1'];
-const INPUT = ['-nostdin', '-hide_banner', '-nostats', '-loglevel', 'info', '-copyts', '-i', 'file:/data/in.mp4', '-map', '0:V:0', '-an', '-sn', '-dn'];
+const INPUT = ['-nostdin', '-hide_banner', '-nostats', '-loglevel', 'info', '-copyts', ...POLICY, '-i', 'file:/data/in.mp4', '-map', '0:V:0', '-an', '-sn', '-dn'];
 
 describe('media argument builders', () => {
   it('ffprobe: JSON with format and streams, errors only, input as a file: URL', () => {
-    assert.deepEqual(ffprobeArgs('/data/in.mp4'), ['-v', 'error', '-print_format', 'json', '-show_format', '-show_streams', 'file:/data/in.mp4']);
+    assert.deepEqual(ffprobeArgs('/data/in.mp4'), ['-v', 'error', ...POLICY, '-print_format', 'json', '-show_format', '-show_streams', 'file:/data/in.mp4']);
+  });
+
+  it('every run opens its file only, with an allowlisted demuxer, and decoders refuse pictures over MAX_PIXELS (plus a tenth)', () => {
+    const limited = [...POLICY, '-max_pixels', '9732096'];
+    const runs = [
+      ffprobeArgs('/v.mp4', 8_847_360),
+      frameExtractionArgs({ input: '/v.mp4', fps: 1, jpegQuality: 3, maxPixels: 8_847_360 }),
+      decodeCheckArgs({ input: '/v.mp4', maxFrames: 1, maxPixels: 8_847_360 }),
+      decodeCheckArgs({ input: '/v.mp4', fromMs: 5000, maxPixels: 8_847_360 }),
+    ];
+    for (const args of runs) {
+      const input = args.indexOf('file:/v.mp4');
+      // Input options: before the input (ffprobe takes its input last, ffmpeg after -i).
+      const policyAt = args.indexOf('-protocol_whitelist');
+      assert.deepEqual(args.slice(policyAt, policyAt + limited.length), limited, args.join(' '));
+      assert.ok(policyAt < input);
+    }
   });
 
   it('never lets a file name be read as a protocol', () => {
@@ -61,14 +80,14 @@ describe('media argument builders', () => {
   it('decode check of the first frame', () => {
     assert.deepEqual(decodeCheckArgs({ input: '/data/in.mp4', maxFrames: 1 }), [
       '-nostdin', '-hide_banner', '-nostats', '-loglevel', 'error', '-flags2', '+showall',
-      '-i', 'file:/data/in.mp4', '-map', '0:V:0', '-frames:v', '1', '-f', 'framecrc', 'pipe:1',
+      ...POLICY, '-i', 'file:/data/in.mp4', '-map', '0:V:0', '-frames:v', '1', '-f', 'framecrc', 'pipe:1',
     ]);
   });
 
   it('decode check of the tail seeks on the input side', () => {
     assert.deepEqual(decodeCheckArgs({ input: '/data/in.mp4', fromMs: 78_500 }), [
       '-nostdin', '-hide_banner', '-nostats', '-loglevel', 'error', '-flags2', '+showall',
-      '-ss', '78.500', '-i', 'file:/data/in.mp4', '-map', '0:V:0', '-f', 'framecrc', 'pipe:1',
+      '-ss', '78.500', ...POLICY, '-i', 'file:/data/in.mp4', '-map', '0:V:0', '-f', 'framecrc', 'pipe:1',
     ]);
     assert.ok(!decodeCheckArgs({ input: '/data/in.mp4', fromMs: 0 }).includes('-ss'));
   });

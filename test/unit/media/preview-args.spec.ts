@@ -3,7 +3,9 @@ import { previewArgs, previewFormats } from '../../../src/media/preview-args.ts'
 
 const SCALE =
   "scale=w='max(2,trunc(iw*min(1,min(1280/max(iw,ih),720/min(iw,ih)))/2)*2)':h='max(2,trunc(ih*min(1,min(1280/max(iw,ih),720/min(iw,ih)))/2)*2)'";
-const INPUT = ['-nostdin', '-hide_banner', '-nostats', '-loglevel', 'error', '-i', 'file:/data/in.avi', '-map', '0:V:0', '-an', '-sn', '-dn', '-map_metadata', '-1'];
+// The upload is read under the same container and protocol allowlist as every other ffmpeg run.
+const POLICY = ['-protocol_whitelist', 'file', '-format_whitelist', 'mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,flv,asf,ogg,ivf,h264,hevc,m4v'];
+const INPUT = ['-nostdin', '-hide_banner', '-nostats', '-loglevel', 'error', ...POLICY, '-i', 'file:/data/in.avi', '-map', '0:V:0', '-an', '-sn', '-dn', '-map_metadata', '-1'];
 const FILTERS = ['-vf', `${SCALE},format=yuv420p,setpts=PTS-STARTPTS`, '-fps_mode', 'vfr'];
 
 describe('preview argument builder', () => {
@@ -23,6 +25,11 @@ describe('preview argument builder', () => {
       ...['-c:v', 'libvpx-vp9', '-deadline', 'realtime', '-cpu-used', '8', '-row-mt', '1', '-crf', '33', '-b:v', '2M'],
       ...['-force_key_frames', 'expr:gte(t,n_forced*2)', '-fs', '5', '-f', 'webm', 'file:/tmp/p/preview.webm'],
     ]);
+  });
+
+  it('passes MAX_PIXELS to the decoder like the other runs', () => {
+    const args = previewArgs({ input: '/data/in.avi', output: '/tmp/p/preview.mp4', codec: 'h264', maxBytes: 1000, maxPixels: 1000 });
+    assert.ok(args.indexOf('-max_pixels') >= 0 && args.indexOf('-max_pixels') < args.indexOf('-i'), args.join(' '));
   });
 
   it('never lets a file name be read as a protocol, in or out', () => {

@@ -153,4 +153,28 @@ describe('interpretProbe', () => {
       refusal(interpretProbe(json), 'unreadable_video');
     }
   });
+
+  it('accepts only allowlisted containers: none of the demuxers that open other files or URLs', () => {
+    for (const format_name of ['hls', 'dash', 'concat', 'sdp', 'rtsp', 'image2', 'tee', 'ffmetadata', 'mxf', 'lavfi', '']) {
+      const result = interpretProbe({ streams: [h264Stream()], format: mp4Format({ format_name }) });
+      // image2 is a still image first; the rest are not accepted containers.
+      refusal(result, format_name === 'image2' ? 'not_a_video' : 'unsupported_format');
+    }
+    assert.match(refusal(interpretProbe({ streams: [h264Stream()], format: mp4Format({ format_name: 'hls' }) }), 'unsupported_format').message, /\(hls\) is not accepted; accepted: MP4/);
+    for (const format_name of ['mov,mp4,m4a,3gp,3g2,mj2', 'matroska,webm', 'avi', 'mpegts', 'mpeg', 'flv', 'asf', 'ogg', 'ivf', 'h264', 'hevc', 'm4v']) {
+      ok(interpretProbe({ streams: [h264Stream()], format: mp4Format({ format_name }) }));
+    }
+  });
+
+  it('keeps start offsets past 24.8 days (integer milliseconds overflow there), refuses times no double holds exactly', () => {
+    const late = ok(interpretProbe({ streams: [h264Stream({ start_time: '2500000.000000' })], format: mp4Format() }));
+    assert.equal(late.video.startTimeMs, 2_500_000_000);
+    refusal(interpretProbe({ streams: [h264Stream({ start_time: '1e300' })], format: mp4Format() }), 'invalid_timestamps');
+    refusal(interpretProbe({ streams: [h264Stream({ duration: '9007199254741' })], format: mp4Format() }), 'invalid_timestamps');
+  });
+
+  it('treats a frame rate no camera has as unknown (the column is a 4-byte float)', () => {
+    const result = ok(interpretProbe({ streams: [h264Stream({ avg_frame_rate: '1e40/1', r_frame_rate: '1e40/1' })], format: mp4Format() }));
+    assert.equal(result.video.fps, null);
+  });
 });

@@ -49,6 +49,23 @@ describe('showinfo parsing', () => {
     assert.equal(parseShowinfoLine('frame=   10 fps=0.0 q=3.0 size=N/A time=00:00:01.00'), undefined);
   });
 
+  it("computes times from pts and the instance's time base: pts_time has 6 significant digits, too few for a start 2,200,000 s in", () => {
+    const text = [
+      '[Parsed_showinfo_3 @ 0x55b6e51d6f80] config in time_base: 1/5, frame_rate: 5/1',
+      '[Parsed_showinfo_3 @ 0x55b6e51d6f80] n:   0 pts:11000000 pts_time:2.2e+06 pos:       48 fmt:yuv420p sar:1/1 s:160x120 i:P iskey:1 type:I ',
+      '[Parsed_showinfo_3 @ 0x55b6e51d6f80] n:   1 pts:11000001 pts_time:2.2e+06 pos:     1234 fmt:yuv420p sar:1/1 s:160x120 i:P iskey:0 type:P ',
+      // Another instance (a reinit) without its own time base line yet: pts_time, as printed.
+      '[Parsed_showinfo_3 @ 0x66] n:   0 pts:      7 pts_time:1.4 pos: 1',
+      '',
+    ].join('\n');
+    assert.deepEqual(parseInChunks(text, [30, 200]).frames, [
+      { n: 0, ptsTime: 2_200_000 },
+      { n: 1, ptsTime: 2_200_000.2 },
+      { n: 0, ptsTime: 1.4 },
+    ]);
+    assert.deepEqual(parseShowinfoLine('[Parsed_showinfo_1 @ 0x1] n:   3 pts:   1234 pts_time:0.0964063', [1, 12800]), { n: 3, ptsTime: 1234 / 12800 });
+  });
+
   it('sorts stderr into frames and other lines (showinfo detail lines are dropped)', () => {
     const { frames, other } = parseInChunks(STDERR, []);
     assert.deepEqual(frames, EXPECTED);

@@ -15,14 +15,20 @@ const detector: Detector = {
 
 const job: DetectionJob = { id: 'v1:0', videoId: 'v1', frames: [0, 1, 2].map((index) => ({ index, ptsMs: index * 100, key: `videos/v1/frames/00000${index}.jpg` })) };
 
-function setUp(keepFrames: boolean, commit: (frames: FrameResult[]) => Promise<number> = async (frames) => frames.length, failDelete = false, alreadyCommitted: number[] = []) {
+function setUp(
+  keepFrames: boolean,
+  commit: (frames: FrameResult[]) => Promise<number> = async (frames) => frames.length,
+  failDelete = false,
+  alreadyCommitted: number[] = [],
+  video: Partial<VideoRecord> | null = { status: 'processing', framesTotal: 3 },
+) {
   const deleted: string[][] = [];
   const slots: Array<{ batch: Uint8Array; index: number } | undefined> = [];
   const sizes: unknown[] = [];
   const read: string[] = [];
   const warnings: string[] = [];
   const service = new DetectionService(
-    { get: async () => ({ id: 'v1', status: 'processing', capturedAt: new Date(0), source: { width: 768, height: 576 } }) as VideoRecord },
+    { get: async () => (video ? ({ id: 'v1', capturedAt: new Date(0), source: { width: 768, height: 576 }, ...video } as VideoRecord) : undefined) },
     { commitFrames: async (_id, _at, frames) => commit(frames), committedFrames: async () => new Set(alreadyCommitted) },
     {
       read: async (key) => {
@@ -81,6 +87,20 @@ describe('DetectionService frame lifecycle', () => {
     assert.deepEqual(deleted, [job.frames.map((frame) => frame.key)]);
   });
 
+  for (const [what, video] of [
+    ['whose extraction failed', { status: 'failed', framesTotal: null }],
+    ['that no longer exists', null],
+  ] as const) {
+    it(`acknowledges a job of a video ${what} without reading its frames, and deletes them even with KEEP_FRAMES=true`, async () => {
+      let commits = 0;
+      const { service, deleted, read } = setUp(true, async () => (commits += 1), false, [], video);
+      assert.deepEqual(await service.detectAndCommit(await service.prepare(job)), { written: 0, detectMs: 0 });
+      assert.deepEqual(read, []);
+      assert.equal(commits, 0);
+      assert.deepEqual(deleted, [job.frames.map((frame) => frame.key)]);
+    });
+  }
+
   it('keeps the frames with KEEP_FRAMES=true', async () => {
     const { service, deleted } = setUp(true);
     await service.detectAndCommit(await service.prepare(job));
@@ -98,7 +118,7 @@ describe('DetectionService frame lifecycle', () => {
   it('does not fail a committed job when the frames cannot be deleted', async () => {
     const { service, warnings } = setUp(false, undefined, true);
     assert.equal((await service.detectAndCommit(await service.prepare(job))).written, 3);
-    assert.deepEqual(warnings, ['could not delete committed frames']);
+    assert.deepEqual(warnings, ["could not delete a job's frames"]);
   });
 
   it('a redelivered job skips frames already committed: no read, no inference; all its frames are deleted after the commit', async () => {

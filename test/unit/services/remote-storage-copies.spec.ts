@@ -74,7 +74,7 @@ describe('Upload checks and extraction with a storage that has no local files (S
       },
       ...media,
     };
-    const settings = { batchSize: 2, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, extractionConcurrency: 1, probeConcurrency: 2, extractionLeaseMs: 60_000, workDir, keepSourceVideo };
+    const settings = { batchSize: 2, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, extractionConcurrency: 1, probeConcurrency: 2, extractionLeaseMs: 60_000, workDir, keepSourceVideo, limits: { maxDurationS: 3600, maxFrames: 1000, maxPixels: 1_000_000 } };
     const logger = createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true });
     // The preview is made from the same downloaded copy as the frames, before that copy is deleted.
     const previews = {

@@ -85,7 +85,7 @@ class MemoryVideos implements VideoRepository {
   }
 }
 
-const settings: UploadSettings & ExtractionSettings = { batchSize: 4, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, extractionConcurrency: 1, probeConcurrency: 2, extractionLeaseMs: 60_000 };
+const settings: UploadSettings & ExtractionSettings = { batchSize: 4, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, extractionConcurrency: 1, probeConcurrency: 2, extractionLeaseMs: 60_000, limits: { maxDurationS: 3600, maxFrames: 1000, maxPixels: 1_000_000 } };
 const goodProbe = {
   ok: true as const,
   video: { durationMs: 2000, fps: 10, width: 64, height: 48, codec: 'h264', startTimeMs: 0, creationTime: null, frameCountEstimate: 20 },
