@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createClient } from 'redis';
+import { storageKeys } from '../../src/storage/keys.ts';
 import { S3Storage } from '../../src/storage/s3-storage.ts';
 import { apiFetch } from '../helpers/api-client.ts';
 import { createTestDatabase, onlyRow, type TestDatabase } from '../helpers/database.ts';
@@ -98,10 +99,15 @@ describe('pipeline end to end on S3 storage (STORAGE_DRIVER=s3, s3rver): real pr
     assert.equal(frames, 6);
     assert.ok(people >= 5, `people seen in only ${people} of 6 frames`);
 
-    // KEEP_FRAMES=false (default) and KEEP_SOURCE_VIDEO=false: the video's frames and upload are deleted.
-    // The last deletions may land just after the status turns completed.
-    await waitFor('the video to leave the bucket', async () => ((await storage.list(`videos/${id}`)).length === 0 ? true : undefined), 10_000, 100);
-    assert.equal(await s3.objectCount(), 0);
+    // KEEP_FRAMES=false (default) and KEEP_SOURCE_VIDEO=false: the video's frames and upload are deleted;
+    // only its browser preview stays (the web app plays it). The last deletions may land just after the
+    // status turns completed.
+    const preview = storageKeys.preview(id, 'mp4');
+    await waitFor('only the preview to stay in the bucket', async () => {
+      const keys = await storage.list(`videos/${id}`);
+      return keys.length === 1 && keys[0] === preview ? true : undefined;
+    }, 10_000, 100);
+    assert.equal(await s3.objectCount(), 1);
     assert.deepEqual(await s3.multipartUploads().then((u) => u.open), 0);
     // ffmpeg's downloaded copies are gone, and nothing was written to local storage.
     assert.deepEqual(await fs.readdir(path.join(tmp, 'work')), []);
