@@ -7,6 +7,7 @@ import type { ServiceMetrics } from '../metrics/service-metrics.ts';
 import type { AuthService } from '../services/auth.service.ts';
 import type { ProgressHub } from '../services/progress-hub.ts';
 import type { UploadService } from '../services/upload.service.ts';
+import type { VideoLifecycleService } from '../services/video-lifecycle.service.ts';
 import type { VideoStorage } from '../storage/video-storage.ts';
 import type { StorageSpace } from '../storage/video-storage.ts';
 import { adminRoutes, type DeadLetterQueue } from './admin.routes.ts';
@@ -32,6 +33,8 @@ export interface AppSettings {
 
 export interface AppDeps {
   uploads: UploadService;
+  /** Cancel and delete (DELETE /videos/:id, POST /videos/:id/cancel). */
+  lifecycle: Pick<VideoLifecycleService, 'cancel' | 'delete'>;
   catalog: VideoCatalog;
   detections: DetectionRepository;
   storage: VideoStorage;
@@ -73,6 +76,7 @@ export function createApp(deps: AppDeps): Express {
       maxUploadBytes: settings.maxUploadBytes,
       observer: deps.metrics,
       admission: uploadAdmission(deps.uploadAdmission, deps.storageSpace),
+      lifecycle: deps.lifecycle,
     }),
   );
   app.use(eventRoutes(deps.catalog, deps.progress));

@@ -24,6 +24,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   401: 'no key, or an unknown, revoked or expired key or session',
   403: 'the key lacks the scope this operation needs',
   404: 'no such resource, or a video of another key',
+  409: 'the video already completed or failed: only a queued, extracting or processing video can be cancelled (code video_finished)',
   408: 'the upload did not arrive in time (REQUEST_TIMEOUT_MS, IDLE_TIMEOUT_MS); see Retry-After',
   413: 'the upload exceeds MAX_UPLOAD_BYTES',
   415: 'not a decodable video, or a container outside the allowlist (playlists, manifests, concat lists)',
@@ -246,6 +247,20 @@ export const openApiDocument = {
       get: operation('getVideo', 'A video: status, progress with ETA, source metadata, top classes', videoRead, {
         parameters: [idParameter()],
         responses: { '200': json('the video', ref('Video')) },
+      }),
+      delete: operation('deleteVideo', 'Deletes a video: stops its extraction and detection, removes its jobs, files and rows', guarded('upload', 400, 404), {
+        description:
+          "The uploading key's own videos (admin: any), in any status. An unfinished video is cancelled first, so no worker writes to it again and its extraction stops in whichever API process runs it; then its queued and dead-lettered jobs, its source, preview and frames, and its rows (frames, detections) are removed. 204 when done; 404 for a video that does not exist, including one already deleted (a client that retries a DELETE treats 404 as done). Safe to repeat: a DELETE that failed half-way (503) leaves the video in place, cancelled, to be deleted again.",
+        parameters: [idParameter()],
+        responses: { '204': { description: 'deleted, with everything it had' } },
+      }),
+    },
+    '/videos/{id}/cancel': {
+      post: operation('cancelVideo', 'Cancels a queued, extracting or processing video; its results so far stay', guarded('upload', 400, 404, 409), {
+        description:
+          "The uploading key's own videos (admin: any). The status becomes cancelled: extraction stops, queued jobs and unprocessed frames are discarded, and frames recorded before stay readable (jobs workers hold at that moment commit nothing). The source and preview stay (KEEP_SOURCE_VIDEO=false deletes the source). Cancelling a cancelled video again answers 200 with it; a completed or failed one is 409 video_finished.",
+        parameters: [idParameter()],
+        responses: { '200': json('the video, now cancelled', ref('Video')) },
       }),
     },
     '/videos/{id}/events': {

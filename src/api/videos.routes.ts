@@ -5,6 +5,7 @@ import type { ListPosition, VideoCatalog } from '../db/video-catalog.repository.
 import { AppError, errors } from '../errors/app-error.ts';
 import type { PipelineObserver } from '../metrics/observer.ts';
 import type { UploadService } from '../services/upload.service.ts';
+import type { VideoLifecycleService } from '../services/video-lifecycle.service.ts';
 import type { VideoStorage } from '../storage/video-storage.ts';
 import { principalOf, requireScope } from './auth.ts';
 import { parseRange } from './byte-range.ts';
@@ -12,7 +13,7 @@ import { integerParam, numberParam, oneOfParam, stringParam, UUID } from './para
 import { stagedUpload, uploadMiddleware } from './upload.ts';
 import { findVisibleVideo, ownerFilter, presentVideos } from './video-access.ts';
 
-const STATUSES: readonly VideoStatus[] = ['queued', 'extracting', 'processing', 'completed', 'failed'];
+const STATUSES: readonly VideoStatus[] = ['queued', 'extracting', 'processing', 'completed', 'failed', 'cancelled'];
 
 export interface VideoRoutesDeps {
   uploads: UploadService;
@@ -23,9 +24,10 @@ export interface VideoRoutesDeps {
   observer: Pick<PipelineObserver, 'uploadAccepted'>;
   /** Runs before the body is read: upload slots, free space, deadlines (see upload-admission.ts). */
   admission: RequestHandler;
+  lifecycle: Pick<VideoLifecycleService, 'cancel' | 'delete'>;
 }
 
-export function videoRoutes({ uploads, catalog, detections, storage, maxUploadBytes, observer, admission }: VideoRoutesDeps): Router {
+export function videoRoutes({ uploads, catalog, detections, storage, maxUploadBytes, observer, admission, lifecycle }: VideoRoutesDeps): Router {
   const router = Router();
 
   // The scope is checked before multer reads the body: a key that may not upload sends nothing to storage,
@@ -59,6 +61,24 @@ export function videoRoutes({ uploads, catalog, detections, storage, maxUploadBy
     const video = await findVisibleVideo(catalog, req.params.id, principalOf(res));
     const [presented] = await presentVideos(catalog, [video]);
     res.json(presented);
+  });
+
+  // Cancel and delete need the scope that uploads (or admin), and only the uploading key's own videos
+  // (admin: any); another key's video is 404, as for reads.
+  router.post('/videos/:id/cancel', requireScope<{ id: string }>('upload'), async (req, res) => {
+    const video = await findVisibleVideo(catalog, videoIdParam(req.params.id), principalOf(res));
+    const outcome = await lifecycle.cancel(video.id);
+    const current = outcome && (await catalog.get(video.id));
+    if (!current) throw errors.notFound(`video ${video.id}`); // deleted meanwhile
+    const [presented] = await presentVideos(catalog, [current]);
+    res.json(presented);
+  });
+
+  router.delete('/videos/:id', requireScope<{ id: string }>('upload'), async (req, res) => {
+    const video = await findVisibleVideo(catalog, videoIdParam(req.params.id), principalOf(res));
+    // undefined: a concurrent DELETE removed it first; this one then answers like any later one.
+    if (!(await lifecycle.delete(video.id))) throw errors.notFound(`video ${video.id}`);
+    res.status(204).end();
   });
 
   router.get('/videos/:id/detections', requireScope<{ id: string }>('read'), async (req, res) => {
@@ -108,6 +128,12 @@ export function videoRoutes({ uploads, catalog, detections, storage, maxUploadBy
   });
 
   return router;
+}
+
+/** A video id in a path that changes state: anything but a UUID is a malformed request (400), not a missing video. */
+function videoIdParam(id: string): string {
+  if (!UUID.test(id)) throw errors.badRequest('invalid_id', 'the video id must be a UUID, as returned by POST /videos');
+  return id.toLowerCase();
 }
 
 /** Opaque to clients: base64url of "<created_at in epoch microseconds>.<id>" of the page's last video. */

@@ -19,10 +19,11 @@ export class PgDetectionRepository implements DetectionRepository {
   async commitFrames(videoId: string, capturedAt: Date, frames: FrameResult[]): Promise<number> {
     if (frames.length === 0) return 0;
     return this.sql.begin(async (tx) => {
-      // Lock the video row first: commits of one video serialise. A deleted video takes nothing, nor
-      // one whose extraction failed; one that failed because all its frames failed does (a retried dead letter).
+      // Lock the video row first: commits of one video serialise, and a cancel or delete (which need the
+      // same lock) lands entirely before or after this commit. A deleted or cancelled video takes nothing,
+      // nor one whose extraction failed; one that failed because all its frames failed does (a retried dead letter).
       const [video] = await tx<{ status: string; frames_total: number | null }[]>`SELECT status, frames_total FROM videos WHERE id = ${videoId} FOR UPDATE`;
-      if (!video || (video.status === 'failed' && video.frames_total === null)) return 0;
+      if (!video || video.status === 'cancelled' || (video.status === 'failed' && video.frames_total === null)) return 0;
 
       // Frames already recorded (a redelivered job) are skipped; only new frames get detections.
       // The one exception: a success replaces a recorded failure (a dead letter that was retried).

@@ -1,7 +1,10 @@
 import type { Detection } from '../detection/types.ts';
 import type { PreviewFormat } from '../media/preview-args.ts';
 
-export type VideoStatus = 'queued' | 'extracting' | 'processing' | 'completed' | 'failed';
+export type VideoStatus = 'queued' | 'extracting' | 'processing' | 'completed' | 'failed' | 'cancelled';
+
+/** Statuses a video can be cancelled from: it is still being extracted or detected. */
+export const ACTIVE_STATUSES: readonly VideoStatus[] = ['queued', 'extracting', 'processing'];
 
 export interface SourceMetadata {
   durationMs: number | null;
@@ -103,10 +106,20 @@ export interface VideoRepository {
    * 'completed' / 'failed' when every frame is already recorded (or there were none; see commitFrames).
    */
   markExtracted(id: string, framesTotal: number): Promise<VideoRecord>;
+  /** Fails the video, unless it is already completed or cancelled. */
   markFailed(id: string, error: string): Promise<void>;
+  /**
+   * Stops the video where it is: a queued, extracting or processing video becomes 'cancelled' (its
+   * frames recorded so far stay). Waits for a commit of the video in progress (its row lock), so a
+   * commit either lands before and is kept, or after and is refused. Returns the video as it is now
+   * (any status: the caller tells a finished one apart), or undefined when it does not exist.
+   */
+  cancel(id: string): Promise<VideoRecord | undefined>;
+  /** True when the video was cancelled or deleted: its extraction should stop (polled by ExtractionService). */
+  isCancelled(id: string): Promise<boolean>;
   /** Records the video's browser-playable preview. */
   setPreview(id: string, preview: VideoPreview): Promise<void>;
-  /** Removes the video and everything that references it (used when an upload is refused). */
+  /** Removes the video and everything that references it (frames, detections, class counts); a missing video is no error. */
   delete(id: string): Promise<void>;
 }
 

@@ -110,7 +110,7 @@ export class PgVideoRepository implements VideoRepository {
     const row = await this.sql.begin(async (tx) => {
       const updated = await tx`
         UPDATE videos SET frames_total = ${framesTotal}, status = 'processing', completed_at = NULL, updated_at = now()
-        WHERE id = ${id} AND status <> 'failed'
+        WHERE id = ${id} AND status NOT IN ('failed', 'cancelled')
         RETURNING id`;
       if (updated.length === 0) return undefined;
       await settleVideo(tx, id);
@@ -124,7 +124,22 @@ export class PgVideoRepository implements VideoRepository {
   }
 
   async markFailed(id: string, error: string): Promise<void> {
-    await this.sql`UPDATE videos SET status = 'failed', error = ${error}, updated_at = now() WHERE id = ${id} AND status <> 'completed'`;
+    await this.sql`UPDATE videos SET status = 'failed', error = ${error}, updated_at = now() WHERE id = ${id} AND status NOT IN ('completed', 'cancelled')`;
+  }
+
+  async cancel(id: string): Promise<VideoRecord | undefined> {
+    // The UPDATE waits for the row lock a commitFrames in progress holds, and that commit re-reads
+    // the status under its lock: results land entirely before the cancel or not at all.
+    const [row] = await this.sql<VideoRow[]>`
+      UPDATE videos SET status = 'cancelled', updated_at = now(), completed_at = now(), extraction_heartbeat_at = NULL
+      WHERE id = ${id} AND status IN ('queued', 'extracting', 'processing')
+      RETURNING ${this.sql.unsafe(columns)}`;
+    return row ? toRecord(row) : this.get(id);
+  }
+
+  async isCancelled(id: string): Promise<boolean> {
+    const [row] = await this.sql<{ status: VideoStatus }[]>`SELECT status FROM videos WHERE id = ${id}`;
+    return !row || row.status === 'cancelled';
   }
 
   async setPreview(id: string, preview: VideoPreview): Promise<void> {
@@ -142,7 +157,7 @@ export class PgVideoRepository implements VideoRepository {
  * says how many frames failed and the error of the last failed frame, and is cleared when none did.
  * Run in the transaction that changed the counts (it holds the row lock), so a retried dead letter
  * whose frames now succeed settles the video again. A video that failed before extraction ended
- * (frames_total unknown) is left alone.
+ * (frames_total unknown) is left alone, and so is a cancelled one.
  */
 export async function settleVideo(tx: postgres.TransactionSql, id: string): Promise<void> {
   await tx`
@@ -154,7 +169,7 @@ export async function settleVideo(tx: postgres.TransactionSql, id: string): Prom
                      'unknown error') END,
       completed_at = coalesce(completed_at, now()),
       updated_at = now()
-    WHERE id = ${id} AND frames_total IS NOT NULL AND frames_done + frames_failed >= frames_total`;
+    WHERE id = ${id} AND status <> 'cancelled' AND frames_total IS NOT NULL AND frames_done + frames_failed >= frames_total`;
 }
 
 // The read side of the web API (db/video-catalog.repository.ts) selects the same columns.

@@ -21,6 +21,8 @@ export const errors = {
   unauthorized: () => new AppError(401, 'unauthorized', 'send a valid API key (Authorization: Bearer <key>) or sign in'),
   forbidden: (scope: string) => new AppError(403, 'forbidden', `this key lacks the "${scope}" scope`),
   notFound: (what: string) => new AppError(404, 'not_found', `${what} not found`),
+  /** The request contradicts the resource's state (cancelling a finished video). */
+  conflict: (code: string, message: string) => new AppError(409, code, message),
   requestTimeout: (message: string, retryAfterS: number) => new AppError(408, 'request_timeout', message, retryAfterS),
   payloadTooLarge: (limitBytes: number) =>
     new AppError(413, 'file_too_large', `the upload exceeds the limit of ${limitBytes} bytes`),

@@ -16,6 +16,7 @@ import { ExtractionService } from '../services/extraction.service.ts';
 import { PreviewService } from '../services/preview.service.ts';
 import { ProgressHub } from '../services/progress-hub.ts';
 import { UploadService } from '../services/upload.service.ts';
+import { VideoLifecycleService } from '../services/video-lifecycle.service.ts';
 import { DetectionWorker } from '../worker/detection-worker.ts';
 import { announceFirstKey, prepareApiKeys } from './api-keys.ts';
 import { errorMessage } from '../errors/error-message.ts';
@@ -35,11 +36,13 @@ export async function startApi(runtime: Runtime, readiness: ReadinessCheck[]): P
   const previews = new PreviewService(config, runtime.videos, runtime.storage, media, logger);
   const extraction = new ExtractionService(config, runtime.videos, runtime.storage, media, runtime.queue, logger, previews, runtime.metrics);
   const uploads = new UploadService(config, runtime.videos, runtime.storage, media, extraction);
+  const lifecycle = new VideoLifecycleService(runtime.videos, extraction, runtime.queue, runtime.storage, config, logger);
   const auth = new AuthService(runtime.authRepository, { sessionTtlMs: config.sessionTtlMs });
   const firstKey = await prepareApiKeys(auth, config, logger);
   const progress = new ProgressHub(runtime.catalog, config.progressPollMs, logger);
   const app = createApp({
     uploads,
+    lifecycle,
     catalog: runtime.catalog,
     detections: runtime.detections,
     storage: runtime.storage,

@@ -36,6 +36,7 @@ export class ReliableQueue {
     release: new LuaScript('release-4.lua'),
     deadLetter: new LuaScript('dead-letter-2.lua'),
     requeueDeadLetter: new LuaScript('requeue-dead-letter-2.lua'),
+    discardVideoJobs: new LuaScript('discard-video-jobs-2.lua'),
   };
 
   constructor(
@@ -70,6 +71,14 @@ export class ReliableQueue {
     const parsed = parseJob(payload);
     if (!parsed.ok) throw new MalformedJobError(payload, parsed.reason);
     return { job: parsed.job, payload };
+  }
+
+  /**
+   * Removes a video's jobs from pending and from the dead letters in one atomic step (it was cancelled
+   * or deleted); returns how many. Jobs workers hold are left to them: they acknowledge those without writing.
+   */
+  async discardVideoJobs(videoId: string): Promise<number> {
+    return Number(await this.scripts.discardVideoJobs.run(this.client, [this.keys.pending, this.keys.deadLetters], [videoId]));
   }
 
   /** Removes exactly this job (one element) from the worker's processing list. Call only after its results are committed. */

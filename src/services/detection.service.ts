@@ -1,4 +1,4 @@
-import type { DetectionRepository, FrameResult, VideoRepository } from '../db/types.ts';
+import type { DetectionRepository, FrameResult, VideoRecord, VideoRepository } from '../db/types.ts';
 import type { BatchSlot, FrameSize } from '../detection/letterbox.ts';
 import type { DetectOptions, Detector, PreparedFrame } from '../detection/types.ts';
 import { errorMessage } from '../errors/error-message.ts';
@@ -40,7 +40,7 @@ export interface CommitOutcome {
 /** A job whose frames are read, decoded and letterboxed, waiting for the detector. */
 export interface PreparedJob {
   job: DetectionJob;
-  /** undefined when the video is gone or its extraction failed: the job is acknowledged with no work. */
+  /** undefined when the video is gone, cancelled or its extraction failed: the job is acknowledged with no work. */
   capturedAt: Date | undefined;
   /** In job order; a frame that could not be decoded carries its error instead of a tensor. */
   frames: Array<{ ref: FrameRef; prepared?: PreparedFrame; error?: string }>;
@@ -67,9 +67,7 @@ export class DetectionService {
   async prepare(job: DetectionJob): Promise<PreparedJob> {
     if (job.publishedAt !== undefined) this.timings.queueWaitMs += Math.max(0, Date.now() - job.publishedAt);
     const video = await this.videos.get(job.videoId);
-    // A video whose extraction failed takes no results; one that failed because its frames did is
-    // still worked on (a retried dead letter may complete it).
-    if (!video || (video.status === 'failed' && video.framesTotal === null)) return { job, capturedAt: undefined, frames: [] };
+    if (!takesResults(video)) return { job, capturedAt: undefined, frames: [] };
     // A redelivered job skips frames already recorded: no second inference, and no read of frames
     // deleted after that commit. Asked on every delivery, since a redelivery need not carry an
     // attempt (an in-place retry after a failed ack, a job handed back at shutdown).
@@ -108,7 +106,7 @@ export class DetectionService {
    */
   async detectAndCommit(prepared: PreparedJob): Promise<CommitOutcome> {
     if (prepared.capturedAt === undefined) {
-      // The video is gone or its extraction failed: the frames will never be used, whatever KEEP_FRAMES says.
+      // The video is gone, cancelled or its extraction failed: the frames will never be used, whatever KEEP_FRAMES says.
       await this.deleteFrames(prepared.job);
       return { written: 0, detectMs: 0 };
     }
@@ -130,6 +128,7 @@ export class DetectionService {
       ...(error === undefined ? {} : { error }),
     }));
     const insertStarted = performance.now();
+    // Cancelled or deleted since prepare(): commitFrames sees it under the video's row lock and writes nothing.
     const added = await this.detections.commitFrames(prepared.job.videoId, prepared.capturedAt, results);
     const insertMs = performance.now() - insertStarted;
     this.timings.insertMs += insertMs;
@@ -165,11 +164,28 @@ export class DetectionService {
     }
   }
 
-  /** Records every frame of a job the worker gave up on as failed, so the video can still finish. */
-  async recordFailedJob(job: DetectionJob, reason: string): Promise<void> {
+  /**
+   * Records every frame of a job the worker gave up on as failed, so the video can still finish.
+   * Returns false when the video takes no results (deleted, cancelled, its extraction failed): the
+   * job is then acknowledged rather than dead-lettered, since nobody will ever want it.
+   */
+  async recordFailedJob(job: DetectionJob, reason: string): Promise<boolean> {
     const video = await this.videos.get(job.videoId);
-    if (!video) return;
+    if (!takesResults(video)) {
+      await this.deleteFrames(job);
+      return false;
+    }
     await this.detections.commitFrames(job.videoId, video.capturedAt, job.frames.map((ref) => ({ frameIndex: ref.index, ptsMs: ref.ptsMs, detections: [], error: reason, retryable: true })));
     this.observer.jobDeadLettered(job.frames.length);
+    return true;
   }
+}
+
+/**
+ * Whether a video still wants its jobs' results (commitFrames makes the same check under the row lock).
+ * A deleted or cancelled video does not, nor one whose extraction failed; one that failed because its
+ * frames did still does (a retried dead letter may complete it).
+ */
+function takesResults(video: VideoRecord | undefined): video is VideoRecord {
+  return video !== undefined && video.status !== 'cancelled' && !(video.status === 'failed' && video.framesTotal === null);
 }

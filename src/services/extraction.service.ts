@@ -13,6 +13,7 @@ import type { VideoStorage } from '../storage/video-storage.ts';
 import type { PreviewService } from './preview.service.ts';
 import { TaskLimiter } from './task-limiter.ts';
 import type { ExtractionScheduler } from './upload.service.ts';
+import { discardVideoWorkQuietly, type VideoJobDiscarder } from './video-cleanup.ts';
 
 export interface ExtractionSettings {
   batchSize: number;
@@ -31,10 +32,29 @@ export interface ExtractionSettings {
   frameSize?: FrameSize | null;
   /** MAX_FRAMES and MAX_DURATION_S, enforced again as frames appear (a header can lie). */
   limits: { maxFrames: number; maxDurationS: number };
+  /**
+   * How often a running extraction asks PostgreSQL whether its video was cancelled or deleted (by a
+   * request to any API process); default the lesser of 1 s and a third of the lease.
+   */
+  cancelCheckMs?: number;
 }
 
-export interface JobPublisher {
+export interface JobPublisher extends VideoJobDiscarder {
   publish(jobs: DetectionJob[]): Promise<void>;
+}
+
+/** The abort reason of an extraction whose video was cancelled or deleted. */
+export class ExtractionCancelledError extends Error {
+  constructor(readonly videoId: string) {
+    super(`the extraction of video ${videoId} was stopped: the video was cancelled or deleted`);
+    this.name = 'ExtractionCancelledError';
+  }
+}
+
+interface RunningExtraction {
+  controller: AbortController;
+  /** Settles when extract() has returned, its clean-up done. */
+  done: Promise<void>;
 }
 
 export type ExtractionMedia = Pick<MediaRepository, 'extractFrames'>;
@@ -48,10 +68,12 @@ export type PreviewMaker = Pick<PreviewService, 'create'>;
 export class ExtractionService implements ExtractionScheduler {
   private readonly extractions: TaskLimiter;
   private recoveryTimer: NodeJS.Timeout | undefined;
+  /** Extractions running in this process, by video id, so a cancel or delete answered here stops them at once. */
+  private readonly running = new Map<string, RunningExtraction>();
 
   constructor(
     private readonly settings: ExtractionSettings,
-    private readonly videos: Pick<VideoRepository, 'claimExtraction' | 'renewExtraction' | 'findStalledExtractions' | 'markExtracted' | 'markFailed'>,
+    private readonly videos: Pick<VideoRepository, 'claimExtraction' | 'renewExtraction' | 'findStalledExtractions' | 'markExtracted' | 'markFailed' | 'isCancelled' | 'get'>,
     private readonly storage: VideoStorage,
     private readonly media: ExtractionMedia,
     private readonly queue: JobPublisher,
@@ -73,14 +95,34 @@ export class ExtractionService implements ExtractionScheduler {
    * It first claims the video (another process may have it) and renews that lease while it runs.
    * A restart after a crash redoes the whole video: frame keys are the same, and the jobs it publishes
    * again are absorbed by the idempotent commit.
+   *
+   * A cancel or delete stops it: at once when answered by this process (stop()), else within
+   * cancelCheckMs, when the poll below finds the video cancelled or gone. ffmpeg is killed, and the
+   * jobs and frames written meanwhile are discarded here (the API discards them too; whichever runs
+   * last finds what the other missed).
    */
   async extract(video: VideoRecord): Promise<void> {
     if (!(await this.videos.claimExtraction(video.id, this.settings.extractionLeaseMs))) return;
     const started = Date.now();
+    const controller = new AbortController();
+    let finished = () => {};
+    this.running.set(video.id, { controller, done: new Promise<void>((resolve) => (finished = resolve)) });
     const lease = setInterval(() => {
       this.videos.renewExtraction(video.id).catch((error: unknown) => this.logger.warn('could not renew an extraction lease', { videoId: video.id, error: errorMessage(error) }));
     }, Math.max(50, Math.floor(this.settings.extractionLeaseMs / 3)));
     lease.unref();
+    // Polled rather than pushed: it needs nothing but PostgreSQL, and it also reaches an extraction
+    // that a restarted process recovered, whichever API process the cancel went to.
+    const cancelCheck = setInterval(() => {
+      this.videos
+        .isCancelled(video.id)
+        .then((cancelled) => {
+          if (cancelled) controller.abort(new ExtractionCancelledError(video.id));
+        })
+        .catch((error: unknown) => this.logger.warn('could not check whether an extraction was cancelled', { videoId: video.id, error: errorMessage(error) }));
+    }, this.cancelCheckMs());
+    cancelCheck.unref();
+    const { signal } = controller;
     try {
       let pending: FrameRef[] = [];
       const flush = async () => {
@@ -97,7 +139,8 @@ export class ExtractionService implements ExtractionScheduler {
           await this.storage.write(key, frame.jpeg);
           pending.push({ index: frame.index, ptsMs: frame.ptsMs, key });
           if (pending.length >= this.settings.batchSize) await flush();
-        });
+        }, signal);
+        signal.throwIfAborted();
         await flush();
         // A header that promised frames the stream does not have; refused at upload when it tells the truth.
         if (extracted.frames === 0) throw new Error('the video yielded no frame at this sampling rate');
@@ -105,19 +148,64 @@ export class ExtractionService implements ExtractionScheduler {
         // completed video has its preview (or none for good). It never throws: a preview failure
         // leaves the video without one.
         await this.previews.create(video, file);
+        // Stopped while the preview was made: its file goes with the rest below.
+        signal.throwIfAborted();
         return extracted;
       });
       const updated = await this.videos.markExtracted(video.id, frames);
+      if (updated.status === 'cancelled') {
+        // Cancelled after the last frame was published: those jobs must not wait in the queue.
+        await discardVideoWorkQuietly(this.queue, this.storage, video.id, 'frames', this.logger);
+        if (this.settings.keepSourceVideo === false) await this.deleteSource(video);
+        this.logger.info('extraction finished after its video was cancelled', { videoId: video.id, frames });
+        return;
+      }
       this.logger.info('extraction finished', { videoId: video.id, frames, ms: Date.now() - started, status: updated.status });
       this.observer.stage('extraction', (Date.now() - started) / 1000);
       if (this.settings.keepSourceVideo === false) await this.deleteSource(video);
     } catch (error) {
+      // A cancel or delete, seen by the poll, or as whatever it broke first (the source deleted under
+      // the download, markExtracted finding no row): not a failure of the video.
+      if (signal.aborted || (await this.videos.isCancelled(video.id).catch(() => false))) {
+        await this.discardStopped(video);
+        return;
+      }
       await this.videos.markFailed(video.id, `frame extraction failed: ${failureReason(error)}`);
       await discardFailedVideoFrames(this.storage, video.id, this.logger);
       throw error;
     } finally {
       clearInterval(lease);
+      clearInterval(cancelCheck);
+      this.running.delete(video.id);
+      finished();
     }
+  }
+
+  /**
+   * Stops this process's extraction of the video, if it runs one (its ffmpeg is killed), and resolves
+   * when that extraction has cleaned up after itself; false when this process runs none. The caller has
+   * already cancelled or deleted the video in PostgreSQL: an extraction elsewhere stops by its poll.
+   */
+  async stop(videoId: string): Promise<boolean> {
+    const running = this.running.get(videoId);
+    if (!running) return false;
+    running.controller.abort(new ExtractionCancelledError(videoId));
+    await running.done;
+    return true;
+  }
+
+  /** A cancelled video keeps its source and preview (as a finished one does); a deleted one keeps nothing. */
+  private async discardStopped(video: VideoRecord): Promise<void> {
+    // null: PostgreSQL did not answer, so only what is surely unwanted goes (the API's delete takes the rest).
+    const current = await this.videos.get(video.id).catch(() => null);
+    const deleted = current === undefined;
+    await discardVideoWorkQuietly(this.queue, this.storage, video.id, deleted ? 'everything' : 'frames', this.logger);
+    if (current && this.settings.keepSourceVideo === false) await this.deleteSource(video);
+    this.logger.info('extraction stopped: the video was cancelled or deleted', { videoId: video.id, deleted });
+  }
+
+  private cancelCheckMs(): number {
+    return Math.max(20, this.settings.cancelCheckMs ?? Math.min(1000, Math.floor(this.settings.extractionLeaseMs / 3)));
   }
 
   /** Where FRAME_SIZE stores this video's frames smaller than the source; undefined when they fit already. */

@@ -221,7 +221,12 @@ export class DetectionWorker {
     for (let outage = 1; this.running; outage += 1) {
       try {
         // Failed frames first: if we die before the move below, the job is reclaimed and nothing is lost.
-        await this.detection.recordFailedJob(job, reason);
+        if (!(await this.detection.recordFailedJob(job, reason))) {
+          // Its video was deleted or cancelled meanwhile: no dead letter, which nobody would retry.
+          await this.queue.ack(this.id, reserved);
+          this.logger.info('job of a stopped video acknowledged instead of dead-lettered', { jobId: job.id, videoId: job.videoId });
+          return;
+        }
       } catch (error) {
         if (isTransientError(error)) {
           await this.holdThroughOutage(job, outage, 'recording the failed frames', error);

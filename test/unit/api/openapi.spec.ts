@@ -60,6 +60,7 @@ function appWithStubs(): Express {
   const unused = new Proxy({}, { get: (_target, name) => () => Promise.reject(new Error(`unexpected call: ${String(name)}`)) });
   return createApp({
     uploads: unused as never,
+    lifecycle: unused as never,
     catalog: unused as never,
     detections: unused as never,
     storage: unused as never,

@@ -59,6 +59,8 @@ describe('Upload checks and extraction with a storage that has no local files (S
       renewExtraction: async () => {},
       markExtracted: async (id: string, framesTotal: number) => Object.assign(rows.get(id)!, { framesTotal, status: 'processing' }),
       markFailed: async (id: string, error: string) => void Object.assign(rows.get(id)!, { status: 'failed', error }),
+      isCancelled: async () => false,
+      get: async (id: string) => rows.get(id),
     } as unknown as VideoRepository;
     const seen: string[] = [];
     const fullMedia: UploadMedia & ExtractionMedia = {
@@ -83,7 +85,7 @@ describe('Upload checks and extraction with a storage that has no local files (S
         return true;
       },
     };
-    const extraction = new ExtractionService(settings, videos, storage, fullMedia, { publish: async () => {} }, logger, previews);
+    const extraction = new ExtractionService(settings, videos, storage, fullMedia, { publish: async () => {}, discardVideoJobs: async () => 0 }, logger, previews);
     const service = new UploadService(settings, videos, storage, fullMedia, extraction);
     return { service, extraction, storage, rows, seen };
   }

@@ -48,6 +48,14 @@ class MemoryStorage implements VideoStorage {
   }
 }
 
+/** What ReliableQueue.discardVideoJobs does to pending: the video's jobs leave, the others stay in order. */
+function discardJobs(published: DetectionJob[], videoId: string): number {
+  const kept = published.filter((job) => job.videoId !== videoId);
+  const removed = published.length - kept.length;
+  published.splice(0, published.length, ...kept);
+  return removed;
+}
+
 class MemoryVideos implements VideoRepository {
   readonly rows = new Map<string, VideoRecord>();
   async create(video: NewVideo): Promise<VideoRecord> {
@@ -75,7 +83,17 @@ class MemoryVideos implements VideoRepository {
     return row;
   }
   async markFailed(id: string, error: string) {
-    Object.assign(this.rows.get(id)!, { status: 'failed', error });
+    const row = this.rows.get(id);
+    if (row && row.status !== 'completed' && row.status !== 'cancelled') Object.assign(row, { status: 'failed', error });
+  }
+  async cancel(id: string) {
+    const row = this.rows.get(id);
+    if (row && ['queued', 'extracting', 'processing'].includes(row.status)) row.status = 'cancelled';
+    return row;
+  }
+  async isCancelled(id: string) {
+    const row = this.rows.get(id);
+    return !row || row.status === 'cancelled';
   }
   async setPreview(id: string, preview: VideoPreview) {
     Object.assign(this.rows.get(id)!, { preview });
@@ -114,7 +132,7 @@ function setUp(media: Partial<UploadMedia & ExtractionMedia> = {}, overrides: Pa
     ...media,
   };
   const logger = createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true });
-  const extraction = new ExtractionService({ ...settings, ...overrides }, videos, storage, fullMedia, { publish: async (jobs) => void published.push(...jobs) }, logger, previews);
+  const extraction = new ExtractionService({ ...settings, ...overrides }, videos, storage, fullMedia, { publish: async (jobs) => void published.push(...jobs), discardVideoJobs: async (videoId) => discardJobs(published, videoId) }, logger, previews);
   const service = new UploadService({ ...settings, ...overrides }, videos, storage, fullMedia, extraction);
   return { service, extraction, storage, videos, published, previewCalls };
 }
