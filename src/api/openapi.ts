@@ -30,7 +30,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   415: 'not a decodable video, or a container outside the allowlist (playlists, manifests, concat lists)',
   422: 'a video that cannot be used (truncated, zero dimensions) or over a limit (MAX_PIXELS, MAX_DURATION_S, MAX_FRAMES, no frame sampled, MEDIA_MEMORY_LIMIT_BYTES)',
   429: 'MAX_UPLOADS_PER_CLIENT uploads of this client in progress; see Retry-After',
-  503: 'PostgreSQL or Redis is unreachable, or MAX_CONCURRENT_UPLOADS uploads in progress (server_busy, with Retry-After)',
+  503: 'PostgreSQL or Redis is unreachable, MAX_CONCURRENT_UPLOADS uploads in progress (server_busy, with Retry-After), or a cancel or delete could not remove all of the video\'s jobs and files yet (cleanup_incomplete: send it again)',
   507: 'storage full, or below MIN_FREE_BYTES free; see Retry-After',
 };
 const errorResponses = (...statuses: number[]) => Object.fromEntries(statuses.map((status) => [String(status), json(ERROR_DESCRIPTIONS[status]!, ref('Error'))]));

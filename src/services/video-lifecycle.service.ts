@@ -4,7 +4,7 @@ import { errors } from '../errors/app-error.ts';
 import { errorMessage } from '../errors/error-message.ts';
 import type { Logger } from '../logger.ts';
 import type { VideoStorage } from '../storage/video-storage.ts';
-import { discardVideoWork, type VideoJobDiscarder } from './video-cleanup.ts';
+import { discardVideoWork, type CleanupScope, type VideoJobDiscarder } from './video-cleanup.ts';
 
 /** This process's extractions (ExtractionService.stop): stops one and resolves once it has cleaned up. */
 export interface ExtractionStopper {
@@ -54,15 +54,16 @@ export class VideoLifecycleService {
       throw errors.conflict('video_finished', `video ${videoId} is already ${video.status}; only a ${ACTIVE_STATUSES.join(', ')} video can be cancelled (DELETE removes it)`);
     }
     await this.stopExtraction(videoId);
-    const { jobs } = await discardVideoWork(this.queue, this.storage, videoId, 'frames');
-    // Extraction deletes the upload once the frames are out; a video cancelled before that would keep it.
-    if (!this.settings.keepSourceVideo) await this.storage.delete([video.storageKey]);
+    const { jobs } = await this.cleanUp(videoId, 'frames', async () => {
+      // Extraction deletes the upload once the frames are out; a video cancelled before that would keep it.
+      if (!this.settings.keepSourceVideo) await this.storage.delete([video.storageKey]);
+    });
     this.logger.info('video cancelled', { videoId, jobsDiscarded: jobs, framesDone: video.framesDone });
     return { video, jobs };
   }
 
   /**
-   * DELETE /videos/:id. False when the video does not exist (never did, or a concurrent delete won).
+   * DELETE /videos/:id. Undefined when the video does not exist (never did, or a concurrent delete won).
    * Whatever its status: an unfinished video is cancelled first, which stops its workers and extraction.
    */
   async delete(videoId: string): Promise<StopOutcome | undefined> {
@@ -70,7 +71,7 @@ export class VideoLifecycleService {
     if (!video) return undefined;
     await this.stopExtraction(videoId);
     // Files before rows: if storage fails, the row is still there and the delete can be sent again.
-    const { jobs } = await discardVideoWork(this.queue, this.storage, videoId, 'everything');
+    const { jobs } = await this.cleanUp(videoId, 'everything');
     await this.videos.delete(videoId);
     // Once more after the row is gone. An extraction in another API process may still have been writing
     // (a frame, its preview) between the pass above and its poll; it cleans up after itself too, but it
@@ -83,6 +84,21 @@ export class VideoLifecycleService {
     }
     this.logger.info('video deleted', { videoId, status: video.status, jobsDiscarded: jobs });
     return { video, jobs };
+  }
+
+  /**
+   * discardVideoWork, with a failure of storage or Redis answered 503: the video is cancelled already,
+   * and sending the request again finishes the job.
+   */
+  private async cleanUp(videoId: string, scope: CleanupScope, more?: () => Promise<void>): Promise<{ jobs: number }> {
+    try {
+      const outcome = await discardVideoWork(this.queue, this.storage, videoId, scope);
+      await more?.();
+      return outcome;
+    } catch (error) {
+      this.logger.warn('could not remove the jobs or files of a stopped video', { videoId, scope, error: errorMessage(error) });
+      throw errors.unavailable(`video ${videoId} is stopped, but its jobs or files could not all be removed yet; send the request again`, 'cleanup_incomplete', 5);
+    }
   }
 
   /** Waits (boundedly) for this process's extraction of the video to stop; one elsewhere stops by its poll. */

@@ -107,7 +107,9 @@ export class LocalStorage implements VideoStorage, StorageSpace {
   }
 
   async deletePrefix(prefix: string): Promise<void> {
-    await fs.rm(this.resolve(prefix), { recursive: true, force: true });
+    // A process still writing into the directory (an extraction that has not seen its video deleted
+    // yet) makes rm fail with ENOTEMPTY; it stops within a second, so rm tries again meanwhile.
+    await fs.rm(this.resolve(prefix), { recursive: true, force: true, maxRetries: 8, retryDelay: 50 });
   }
 
   async list(prefix: string): Promise<string[]> {

@@ -78,7 +78,9 @@ class MemoryVideos implements VideoRepository {
     return true;
   }
   async markExtracted(id: string, framesTotal: number) {
-    const row = this.rows.get(id)!;
+    const row = this.rows.get(id);
+    if (!row) throw new Error(`video ${id} no longer exists`);
+    if (row.status === 'failed' || row.status === 'cancelled') return row;
     Object.assign(row, { framesTotal, status: framesTotal === row.framesDone ? 'completed' : 'processing' });
     return row;
   }
@@ -319,5 +321,79 @@ describe('UploadService and ExtractionService', () => {
     const row = videos.rows.get(video.id)!;
     assert.equal(row.status, 'failed');
     assert.match(row.error ?? '', /Invalid data/);
+  });
+
+  describe('a video cancelled or deleted during its extraction', () => {
+    /** An ffmpeg that yields a frame every few ms until its signal aborts, then rejects as the real one does. */
+    const endless: Partial<ExtractionMedia> = {
+      extractFrames: async (_path, _options, onFrame, signal) => {
+        for (let index = 0; index < 100_000; index += 1) {
+          signal?.throwIfAborted();
+          await onFrame({ index, ptsMs: index * 200, jpeg: Buffer.from([index % 256]) });
+          await new Promise((resolve) => setTimeout(resolve, 2));
+        }
+        return { frames: 100_000 };
+      },
+    };
+    const framesOf = (storage: MemoryStorage, id: string) => [...storage.objects.keys()].filter((key) => key.startsWith(`videos/${id}/frames/`));
+    const until = async (condition: () => boolean) => {
+      while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2));
+    };
+
+    it('stop() kills it at once: no failure, its jobs and frames discarded, the source kept', async () => {
+      const { service, extraction, storage, videos, published } = setUp(endless);
+      const video = await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('bytes')])), undefined);
+      await until(() => published.length >= 2);
+      await videos.cancel(video.id);
+      assert.equal(await extraction.stop(video.id), true);
+      assert.equal(videos.rows.get(video.id)!.status, 'cancelled');
+      assert.deepEqual(published, []);
+      assert.deepEqual(framesOf(storage, video.id), []);
+      assert.ok(storage.objects.has(`videos/${video.id}/source`));
+      assert.equal(await extraction.stop(video.id), false, 'nothing runs any more');
+      await extraction.idle();
+    });
+
+    it('cancelled through another process: its poll stops it within cancelCheckMs', async () => {
+      const { service, extraction, storage, videos, published } = setUp(endless, { cancelCheckMs: 10 });
+      const video = await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('bytes')])), undefined);
+      await until(() => published.length >= 2);
+      await videos.cancel(video.id); // only the row changes, as a request to another API process does
+      await extraction.idle();
+      assert.equal(videos.rows.get(video.id)!.status, 'cancelled');
+      assert.deepEqual(published, []);
+      assert.deepEqual(framesOf(storage, video.id), []);
+      assert.ok(storage.objects.has(`videos/${video.id}/source`));
+    });
+
+    it('deleted through another process: everything under its prefix goes, source included', async () => {
+      const { service, extraction, storage, videos, published } = setUp(endless, { cancelCheckMs: 10 });
+      const video = await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('bytes')])), undefined);
+      await until(() => published.length >= 2);
+      await videos.delete(video.id);
+      await extraction.idle();
+      assert.deepEqual(published, []);
+      assert.deepEqual([...storage.objects.keys()].filter((key) => key.startsWith(`videos/${video.id}/`)), []);
+    });
+
+    it('cancelled after its last frame: the jobs it published are discarded, the video stays cancelled', async () => {
+      const { service, extraction, storage, videos, published } = setUp({
+        extractFrames: async (_path, _options, onFrame) => {
+          for (let index = 0; index < 6; index += 1) await onFrame({ index, ptsMs: index * 200, jpeg: Buffer.from([index]) });
+          return { frames: 6 };
+        },
+      });
+      // The cancel lands after the last frame was published, just before markExtracted (too late for the poll).
+      const video = await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('bytes')])), undefined);
+      const markExtracted = videos.markExtracted.bind(videos);
+      videos.markExtracted = async (id, total) => {
+        await videos.cancel(id);
+        return markExtracted(id, total);
+      };
+      await extraction.idle();
+      assert.equal(videos.rows.get(video.id)!.status, 'cancelled');
+      assert.deepEqual(published, []);
+      assert.deepEqual(framesOf(storage, video.id), []);
+    });
   });
 });

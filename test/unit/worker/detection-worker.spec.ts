@@ -125,7 +125,7 @@ function setUp(faults: Faults | ((frames: FrameResult[]) => Promise<number>)) {
     { heartbeatTtlMs: 1000, reclaimIntervalMs: 1000, reserveTimeoutSeconds: 0.01, maxAttempts, retryBaseMs: 5, retryMaxMs: 20, ...settings },
     workerLogger,
   );
-  return { queue, worker, committed };
+  return { queue, worker, committed, video };
 }
 
 async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
@@ -187,6 +187,36 @@ describe('DetectionWorker', () => {
     assert.deepEqual(failures.map((f) => f.frameIndex), [0, 1]);
     assert.match(failures[0]!.error!, /^dead-lettered after 3 attempts: ENOENT/);
     assert.ok(reads >= 6, 'each attempt read the frames again');
+  });
+
+  it('a job whose video is cancelled while it fails is acknowledged, not dead-lettered, and records nothing', async () => {
+    let reads = 0;
+    const { queue, worker, committed, video } = setUp({
+      read: async (key) => {
+        reads += 1;
+        // The frames were deleted with the video: reading fails until the attempts run out.
+        if (reads === 2) video.status = 'cancelled';
+        throw Object.assign(new Error(`ENOENT: no such file, open '${key}'`), { code: 'ENOENT' });
+      },
+      maxAttempts: 2,
+    });
+    queue.pending.push(job('orphan', [0]));
+    await worker.start();
+    await until(() => queue.acked.length === 1);
+    await worker.stop();
+    assert.deepEqual(queue.acked, ['orphan']);
+    assert.deepEqual(queue.deadLettered, []);
+    assert.deepEqual(committed, []);
+  });
+
+  it('a job of a cancelled or deleted video is acknowledged without reading frames or writing rows', async () => {
+    const { queue, worker, committed, video } = setUp({ read: async () => assert.fail('read a frame of a cancelled video') });
+    video.status = 'cancelled';
+    queue.pending.push(job('late', [0, 1]));
+    await worker.start();
+    await until(() => queue.acked.length === 1);
+    await worker.stop();
+    assert.deepEqual(committed, []);
   });
 
   it('dead-letters at once a job that already used its attempts (workers died holding it)', async () => {
