@@ -36,7 +36,7 @@ export async function startApi(runtime: Runtime, readiness: ReadinessCheck[]): P
   const previews = new PreviewService(config, runtime.videos, runtime.storage, media, logger);
   const extraction = new ExtractionService(config, runtime.videos, runtime.storage, media, runtime.queue, logger, previews, runtime.metrics);
   const uploads = new UploadService(config, runtime.videos, runtime.storage, media, extraction);
-  const lifecycle = new VideoLifecycleService(runtime.videos, extraction, runtime.queue, runtime.storage, config, logger);
+  const lifecycle = new VideoLifecycleService(runtime.videos, extraction, runtime.queue, runtime.storage, config, logger, runtime.metrics);
   const auth = new AuthService(runtime.authRepository, { sessionTtlMs: config.sessionTtlMs });
   const firstKey = await prepareApiKeys(auth, config, logger);
   const progress = new ProgressHub(runtime.catalog, config.progressPollMs, logger);

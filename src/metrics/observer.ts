@@ -24,3 +24,11 @@ export const noopObserver: PipelineObserver = {
   jobDeadLettered() {},
   uploadAccepted() {},
 };
+
+/** What cancel and delete tell the metrics (issue 9.6): kept apart from the pipeline's stages. */
+export interface LifecycleObserver {
+  /** A video was cancelled or deleted; jobsDiscarded: its queued or dead-lettered jobs removed then. */
+  videoStopped(action: 'cancelled' | 'deleted', jobsDiscarded: number): void;
+}
+
+export const noopLifecycleObserver: LifecycleObserver = { videoStopped() {} };

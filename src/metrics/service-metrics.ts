@@ -1,6 +1,6 @@
 import type { RequestHandler } from 'express';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { PipelineObserver, Stage } from './observer.ts';
+import type { LifecycleObserver, PipelineObserver, Stage } from './observer.ts';
 
 /** Jobs waiting, held by workers, and dead-lettered; read from Redis when Prometheus scrapes. */
 export interface QueueDepthSource {
@@ -22,7 +22,7 @@ const HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 3
  * The Prometheus metrics of one process (API, worker, or both in one): a registry of its own, the
  * pipeline observer the services call, an HTTP middleware, and gauges read at scrape time.
  */
-export class ServiceMetrics implements PipelineObserver {
+export class ServiceMetrics implements PipelineObserver, LifecycleObserver {
   readonly registry = new Registry();
   private readonly stages: Histogram<'stage'>;
   private readonly jobs: Counter<'outcome'>;
@@ -31,6 +31,8 @@ export class ServiceMetrics implements PipelineObserver {
   private readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   private readonly httpDuration: Histogram<'method' | 'route'>;
   private readonly detectorInfo: Gauge<keyof DetectorLabels>;
+  private readonly videosStopped: Counter<'action'>;
+  private readonly jobsDiscarded: Counter;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -42,10 +44,18 @@ export class ServiceMetrics implements PipelineObserver {
     this.httpRequests = new Counter({ name: 'vidsense_http_requests_total', help: 'HTTP requests by Express route pattern and status', labelNames: ['method', 'route', 'status'], registers });
     this.httpDuration = new Histogram({ name: 'vidsense_http_request_duration_seconds', help: 'HTTP request duration by Express route pattern (event streams last as long as they are open)', labelNames: ['method', 'route'], buckets: HTTP_BUCKETS, registers });
     this.detectorInfo = new Gauge({ name: 'vidsense_detector_info', help: 'The detector this worker runs (value 1)', labelNames: ['engine', 'backend', 'device', 'model'], registers });
+    this.videosStopped = new Counter({ name: 'vidsense_videos_stopped_total', help: 'Videos cancelled (POST /videos/:id/cancel) or deleted (DELETE /videos/:id) through this process', labelNames: ['action'], registers });
+    this.jobsDiscarded = new Counter({ name: 'vidsense_jobs_discarded_total', help: 'Queued or dead-lettered jobs removed because their video was cancelled or deleted', registers });
     // Every series present from the start (at 0), so a rate() or an alert sees it before its first event.
     for (const stage of ['read', 'decode_letterbox', 'inference', 'nms', 'insert', 'extraction'] satisfies Stage[]) this.stages.zero({ stage });
     for (const outcome of ['committed', 'failed']) this.jobs.labels(outcome).inc(0);
     for (const outcome of ['processed', 'failed']) this.frames.labels(outcome).inc(0);
+    for (const action of ['cancelled', 'deleted']) this.videosStopped.labels(action).inc(0);
+  }
+
+  videoStopped(action: 'cancelled' | 'deleted', jobsDiscarded: number): void {
+    this.videosStopped.labels(action).inc();
+    this.jobsDiscarded.inc(jobsDiscarded);
   }
 
   stage(stage: Stage, seconds: number): void {

@@ -3,6 +3,7 @@ import { ACTIVE_STATUSES, type VideoRecord, type VideoRepository } from '../db/t
 import { errors } from '../errors/app-error.ts';
 import { errorMessage } from '../errors/error-message.ts';
 import type { Logger } from '../logger.ts';
+import { noopLifecycleObserver, type LifecycleObserver } from '../metrics/observer.ts';
 import type { VideoStorage } from '../storage/video-storage.ts';
 import { discardVideoWork, type CleanupScope, type VideoJobDiscarder } from './video-cleanup.ts';
 
@@ -41,6 +42,7 @@ export class VideoLifecycleService {
     private readonly storage: Pick<VideoStorage, 'deletePrefix' | 'delete'>,
     private readonly settings: LifecycleSettings,
     private readonly logger: Pick<Logger, 'info' | 'warn'>,
+    private readonly observer: LifecycleObserver = noopLifecycleObserver,
   ) {}
 
   /**
@@ -59,6 +61,7 @@ export class VideoLifecycleService {
       if (!this.settings.keepSourceVideo) await this.storage.delete([video.storageKey]);
     });
     this.logger.info('video cancelled', { videoId, jobsDiscarded: jobs, framesDone: video.framesDone });
+    this.observer.videoStopped('cancelled', jobs);
     return { video, jobs };
   }
 
@@ -83,6 +86,7 @@ export class VideoLifecycleService {
       this.logger.warn('the second clean-up pass of a deleted video failed', { videoId, error: errorMessage(error) });
     }
     this.logger.info('video deleted', { videoId, status: video.status, jobsDiscarded: jobs });
+    this.observer.videoStopped('deleted', jobs);
     return { video, jobs };
   }
 

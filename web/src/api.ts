@@ -114,6 +114,9 @@ export const api = {
   videos: (cursor: string | null, limit = 50) =>
     request<{ items: Video[]; nextCursor: string | null }>(`/videos?limit=${limit}${cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`}`),
   video: (id: string) => request<Video>(videoPath(id)),
+  /** 409 video_finished when it already completed or failed. */
+  cancelVideo: (id: string) => request<Video>(`${videoPath(id)}/cancel`, { method: 'POST' }),
+  deleteVideo: (id: string) => request<void>(videoPath(id), { method: 'DELETE' }),
   detections: (id: string, cursor: number | null, signal?: AbortSignal) =>
     request<{ frames: Frame[]; nextCursor: number | null }>(`${videoPath(id)}/detections?limit=1000${cursor === null ? '' : `&cursor=${cursor}`}`, { signal }),
   summary: (id: string, bucketSeconds: number) => request<Summary>(`${videoPath(id)}/summary?bucket=${bucketSeconds}`),

@@ -24,6 +24,8 @@ export function VideoPage({ id }: { id: string }) {
   const [player, setPlayer] = useState<HTMLVideoElement | null>(null);
   // Bumped when processing ends, so detections and the summary are read again in full.
   const [resultsVersion, setResultsVersion] = useState(0);
+  // A cancel or delete request in flight: its buttons are disabled meanwhile.
+  const [stopping, setStopping] = useState(false);
 
   const reloadVideo = async () => {
     try {
@@ -83,6 +85,35 @@ export function VideoPage({ id }: { id: string }) {
   }
   if (!loaded) return <p class="muted">Loading…</p>;
 
+  const cancel = async () => {
+    setStopping(true);
+    try {
+      setVideo(await api.cancelVideo(id));
+      setResultsVersion((version) => version + 1);
+      setError(null);
+    } catch (failure) {
+      setError(`Could not cancel: ${(failure as Error).message}`);
+      void reloadVideo();
+    } finally {
+      setStopping(false);
+    }
+  };
+
+  const remove = async () => {
+    if (!window.confirm(`Delete "${video.originalName}" with its preview and all its detections? This cannot be undone.`)) return;
+    setStopping(true);
+    try {
+      await api.deleteVideo(id);
+      window.location.hash = routeHash({ page: 'videos' });
+    } catch (failure) {
+      // 404: deleted meanwhile (another tab, another client): what was asked for is done.
+      if (failure instanceof ApiError && failure.status === 404) window.location.hash = routeHash({ page: 'videos' });
+      else setError(`Could not delete: ${(failure as Error).message}`);
+    } finally {
+      setStopping(false);
+    }
+  };
+
   const toggle = (className: string) => {
     const next = new Set(hidden);
     if (next.has(className)) next.delete(className);
@@ -107,9 +138,11 @@ export function VideoPage({ id }: { id: string }) {
             <Player src={video.preview.url} mimeType={video.preview.mimeType} source={video.source} frames={frames} filter={filter} video={player} videoRef={setPlayer} />
           ) : (
             <div class="no-preview">
-              {finished
-                ? 'No preview: this video could not be converted to a format browsers play. Its detections are below and in the downloads.'
-                : 'Preparing the preview…'}
+              {video.status === 'cancelled'
+                ? 'No preview: the video was cancelled before it was made. Its detections so far are below and in the downloads.'
+                : finished
+                  ? 'No preview: this video could not be converted to a format browsers play. Its detections are below and in the downloads.'
+                  : 'Preparing the preview…'}
             </div>
           )}
           <h2>Timeline</h2>
@@ -179,6 +212,17 @@ export function VideoPage({ id }: { id: string }) {
             <a class="button secondary" href={exportUrl(video.id, 'json')} download>
               Download JSON
             </a>
+          </div>
+          <div class="card manage">
+            <h2>Manage</h2>
+            {!finished && (
+              <button type="button" class="secondary" disabled={stopping} onClick={() => void cancel()}>
+                Cancel processing
+              </button>
+            )}
+            <button type="button" class="danger" disabled={stopping} onClick={() => void remove()}>
+              Delete video
+            </button>
           </div>
         </aside>
       </div>
