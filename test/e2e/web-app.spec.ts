@@ -354,6 +354,24 @@ describe("web app end to end in Debian's Chromium (real API, worker, Redis, Post
     await shot('dashboard');
   });
 
+  it('deletes the video from its page once confirmed, and the list no longer shows it', async () => {
+    await page.goto(`${stack.baseUrl}/#/videos/${videoId}`);
+    await page.getByRole('heading', { name: 'pedestrians.avi' }).waitFor();
+    // A completed video cannot be cancelled: only Delete is offered.
+    assert.equal(await page.getByRole('button', { name: 'Cancel processing' }).count(), 0);
+    const dialogs: string[] = [];
+    page.once('dialog', (dialog) => {
+      dialogs.push(dialog.message());
+      void dialog.accept();
+    });
+    await page.getByRole('button', { name: 'Delete video' }).click();
+    await page.waitForURL(/#\/videos$/);
+    assert.match(dialogs[0] ?? '', /^Delete "pedestrians\.avi"/);
+    await page.getByRole('heading', { name: 'Videos' }).waitFor();
+    assert.equal(await page.locator(`tr[data-video-id="${videoId}"]`).count(), 0);
+    assert.equal((await apiFetch(`${stack.baseUrl}/videos/${videoId}`)).status, 404);
+  });
+
   it('loaded nothing from another origin and logged no errors (no CSP violation either)', () => {
     assert.deepEqual(foreignRequests, []);
     assert.deepEqual(problems, []);

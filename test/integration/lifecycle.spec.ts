@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { storageKeys } from '../../src/storage/keys.ts';
 import { apiFetch, TEST_API_KEY } from '../helpers/api-client.ts';
+import { readEventStream, type ReceivedEvent } from '../helpers/event-stream.ts';
 import { storedFiles } from '../helpers/leftovers.ts';
 import { cutClip, VTEST_AVI } from '../helpers/media-fixtures.ts';
 import { TestS3Server } from '../helpers/s3-server.ts';
@@ -99,6 +100,17 @@ async function freezeHoldingJobs(stack: Stack, worker: ServiceProcess, id: strin
   }, 120_000, 20);
 }
 
+/**
+ * Opens the video's live progress stream; `all` resolves with its events once the server ends it (after a
+ * terminal status, or when the video is gone). Wrapped in an object: an async function returning the
+ * promise itself would wait for the stream's end.
+ */
+async function progressStream(baseUrl: string, id: string): Promise<{ all: Promise<ReceivedEvent[]> }> {
+  const res = await apiFetch(`${baseUrl}/videos/${id}/events`);
+  assert.equal(res.status, 200);
+  return { all: readEventStream(res) };
+}
+
 async function newKey(baseUrl: string, name: string, scopes: string[]): Promise<string> {
   const res = await apiFetch(`${baseUrl}/admin/keys`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name, scopes }) });
   assert.equal(res.status, 201, await res.clone().text());
@@ -145,6 +157,10 @@ describe('cancel and delete on real processes (issue 9.6)', function () {
       if (worker?.alive) worker.kill('SIGCONT');
       await stack?.stop();
     });
+    afterEach(function () {
+      if (this.currentTest?.state !== 'failed') return;
+      for (const process of stack.processes) console.log(`--- ${process.role} (last 40 lines)\n${process.logs.slice(-40).join('\n')}`);
+    });
 
     it('DELETE during extraction: ffmpeg stops, 204, nothing left, and the next upload completes', async () => {
       const id = await stack.upload(long, '50');
@@ -171,6 +187,7 @@ describe('cancel and delete on real processes (issue 9.6)', function () {
 
     it('DELETE while the worker holds its jobs: they are acknowledged without rows, and nothing is left', async () => {
       const id = await stack.upload(clip, '5');
+      const events = await progressStream(stack.baseUrl, id);
       const held = await freezeHoldingJobs(stack, worker, id);
       try {
         assert.ok(held > 0);
@@ -187,6 +204,7 @@ describe('cancel and delete on real processes (issue 9.6)', function () {
       }
       // The worker resumes with jobs of a video that no longer exists: it acknowledges them and writes nothing.
       await assertNothingLeft(stack, id);
+      assert.equal((await events.all).at(-1)?.event, 'end', 'an open progress stream ends when its video is deleted');
       assert.equal(await stack.redis.lLen(stack.keys.processing(stack.workerId(worker))), 0);
       await assertHealthy(stack);
       assert.ok(!worker.logs.some((line) => line.includes('dead-lettered') && line.includes(id)));
@@ -195,6 +213,7 @@ describe('cancel and delete on real processes (issue 9.6)', function () {
     it('POST /cancel mid-run: cancelled, the rows so far stay, jobs and frames go, and no row appears after', async () => {
       const id = await stack.upload(clip, '5');
       await stack.waitFor('first commits', (v) => v.framesDone >= 4, id);
+      const events = await progressStream(stack.baseUrl, id);
       await freezeHoldingJobs(stack, worker, id);
       let kept: number;
       try {
@@ -220,6 +239,10 @@ describe('cancel and delete on real processes (issue 9.6)', function () {
       assert.deepEqual([video.status, video.framesDone], ['cancelled', kept]);
       const page = (await (await apiFetch(`${stack.baseUrl}/videos/${id}/detections?limit=1000`)).json()) as { frames: unknown[] };
       assert.equal(page.frames.length, kept, 'the results so far stay readable');
+      // Live progress reports the cancel, then ends the stream.
+      const received = await events.all;
+      assert.deepEqual(received.slice(-2).map((event) => event.event), ['progress', 'end']);
+      assert.equal((JSON.parse(received.at(-2)!.data) as { status: string }).status, 'cancelled');
 
       // Cancelling again is idempotent; a cancelled video is then deleted like any other.
       const again = await cancelVideo(stack.baseUrl, id);
@@ -280,9 +303,15 @@ describe('cancel and delete on real processes (issue 9.6)', function () {
       assert.ok((await traces(stack, id)).videos === 1, 'the refused requests changed nothing');
 
       // The owner deletes its own video; the admin key (the tests' default) deletes the owner's other one.
+      const deleted = async () => {
+        const text = await (await apiFetch(`${stack.baseUrl}/metrics`)).text();
+        return Number(/^vidsense_videos_stopped_total\{action="deleted"\} (\d+)$/m.exec(text)?.[1]);
+      };
+      const before = await deleted();
       assert.equal((await deleteVideo(stack.baseUrl, id, owner)).status, 204);
       assert.equal((await deleteVideo(stack.baseUrl, mine)).status, 204);
       for (const gone of [id, mine]) await assertNothingLeft(stack, gone);
+      assert.equal((await deleted()) - before, 2, 'vidsense_videos_stopped_total counts the deletes');
       await assertHealthy(stack);
     });
   });
