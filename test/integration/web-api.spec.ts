@@ -253,6 +253,14 @@ describe('web API end to end: live progress, analytics, OpenAPI conformance and 
     assert.equal(answered.series.filter((s) => s.className === 'person').reduce((sum, s) => sum + s.count, 0), people);
     await call('GET', '/analytics/counts?tz=Not/AZone');
 
+    // Cancel and delete: the refusals, then a video of their own cancelled (200) and deleted (204).
+    await call('POST', `/videos/${videoId}/cancel`);
+    await call('POST', '/videos/not-a-uuid/cancel');
+    await call('DELETE', `/videos/${missing}`);
+    const doomed = await uploadClip();
+    assert.equal((await call('POST', `/videos/${doomed}/cancel`)).res.status, 200);
+    assert.equal((await call('DELETE', `/videos/${doomed}`)).res.status, 204);
+
     await call('GET', '/admin/dead-letters?limit=10');
     await call('POST', '/admin/dead-letters/no-such-job/retry');
     await call('DELETE', '/admin/dead-letters/no-such-job');
