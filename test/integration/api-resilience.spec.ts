@@ -219,7 +219,7 @@ describe('API resilience (real processes)', function () {
     assert.equal(discarded.status, 204);
     const listed = (await (await apiFetch(`${stack.baseUrl}/admin/dead-letters`)).json()) as { total: number; items: Array<{ job: { id: string } }> };
     assert.deepEqual([listed.total, listed.items.map((item) => item.job.id)], [1, [kept.job.id]]);
-    assert.equal(await stack.redis.lLen(stack.keys.pending), 0, 'a discarded job must not be queued');
+    assert.equal(await stack.redis.lLen(stack.keys.pending.detect), 0, 'a discarded job must not be queued');
 
     const again = await apiFetch(url, { method: 'DELETE' });
     assert.equal(again.status, 404);

@@ -238,7 +238,7 @@ describe('multi-host: stores, api and two worker hosts in network namespaces on 
     const keys = queueKeys(PREFIX);
     await waitFor('the queue to empty', async () => {
       const processing = await redis!.keys(keys.processingPattern);
-      const lengths = await Promise.all([keys.pending, ...processing].map((key) => redis!.lLen(key)));
+      const lengths = await Promise.all([...Object.values(keys.pending), ...processing].map((key) => redis!.lLen(key)));
       return lengths.every((n) => n === 0) ? true : undefined;
     }, 30_000, 100);
   }
