@@ -104,7 +104,12 @@ export interface VideoRepository {
    * 'completed' / 'failed' when every frame is already recorded (or there were none; see commitFrames).
    */
   markExtracted(id: string, framesTotal: number): Promise<VideoRecord>;
-  markFailed(id: string, error: string): Promise<void>;
+  /**
+   * The video's extraction failed: it becomes 'failed' with this error if it is still being extracted
+   * ('queued' or 'extracting'). False when it is not (another delivery of its extraction job finished it
+   * meanwhile): it is left as it is, frames and all.
+   */
+  markFailed(id: string, error: string): Promise<boolean>;
   /** Records the video's browser-playable preview. */
   setPreview(id: string, preview: VideoPreview): Promise<void>;
   /** Removes the video and everything that references it (used when an upload is refused). */

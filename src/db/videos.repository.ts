@@ -122,8 +122,9 @@ export class PgVideoRepository implements VideoRepository {
     return current;
   }
 
-  async markFailed(id: string, error: string): Promise<void> {
-    await this.sql`UPDATE videos SET status = 'failed', error = ${error}, updated_at = now() WHERE id = ${id} AND status <> 'completed'`;
+  async markFailed(id: string, error: string): Promise<boolean> {
+    const rows = await this.sql`UPDATE videos SET status = 'failed', error = ${error}, updated_at = now() WHERE id = ${id} AND status IN ('queued', 'extracting') RETURNING id`;
+    return rows.length === 1;
   }
 
   async setPreview(id: string, preview: VideoPreview): Promise<void> {

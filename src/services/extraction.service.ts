@@ -86,8 +86,7 @@ export class ExtractionService {
 
   /** The job was dead-lettered (it kept killing workers, or kept failing): the video fails. */
   async recordFailedJob(job: Pick<ExtractionJob, 'videoId'>, reason: string): Promise<void> {
-    await this.videos.markFailed(job.videoId, `frame extraction failed: ${reason}`);
-    await discardFailedVideoFrames(this.storage, job.videoId, this.logger);
+    if (await this.videos.markFailed(job.videoId, `frame extraction failed: ${reason}`)) await discardFailedVideoFrames(this.storage, job.videoId, this.logger);
     await this.queue.extractionFinished(job.videoId);
   }
 
@@ -137,8 +136,9 @@ export class ExtractionService {
       // The worker is stopping, or a service is briefly away: the job is held or handed back, and resumes.
       if (signal?.aborted || isTransientError(error)) throw error;
       this.logger.warn('extraction failed', { videoId: video.id, error: errorMessage(error) });
-      await this.videos.markFailed(video.id, `frame extraction failed: ${failureReason(error)}`);
-      await discardFailedVideoFrames(this.storage, video.id, this.logger);
+      // Only while it is still being extracted: a stalled delivery whose job was reclaimed and finished
+      // elsewhere (its source then perhaps deleted) must not fail a video that is being detected.
+      if (await this.videos.markFailed(video.id, `frame extraction failed: ${failureReason(error)}`)) await discardFailedVideoFrames(this.storage, video.id, this.logger);
     }
   }
 

@@ -265,8 +265,11 @@ describe('PostgreSQL repositories (real database)', () => {
     await videos.markExtracted(video.id, 10);
     assert.equal(await videos.startExtraction(video.id), undefined, 'an extracted video is not extracted again');
     const failed = await videos.create(newVideo());
-    await videos.markFailed(failed.id, 'frame extraction failed: x');
+    assert.equal(await videos.markFailed(failed.id, 'frame extraction failed: x'), true);
     assert.equal(await videos.startExtraction(failed.id), undefined);
+    // A late failure of a second delivery never fails a video its extraction already finished.
+    assert.equal(await videos.markFailed(video.id, 'frame extraction failed: source gone'), false);
+    assert.deepEqual([(await videos.get(video.id))!.status, (await videos.get(video.id))!.error], ['processing', null]);
     assert.equal(await videos.startExtraction(randomUUID()), undefined);
     const columns = await db.sql`SELECT column_name FROM information_schema.columns WHERE table_name = 'videos' AND column_name = 'extraction_heartbeat_at'`;
     assert.equal(columns.length, 0, 'the extraction lease is gone');

@@ -60,7 +60,7 @@ describe('Upload checks and extraction with a storage that has no local files (S
       startExtraction: async (id: string) => (rows.get(id)!.status = 'extracting', 0),
       recordFramesPublished: async () => {},
       markExtracted: async (id: string, framesTotal: number) => Object.assign(rows.get(id)!, { framesTotal, status: 'processing' }),
-      markFailed: async (id: string, error: string) => void Object.assign(rows.get(id)!, { status: 'failed', error }),
+      markFailed: async (id: string, error: string) => (Object.assign(rows.get(id)!, { status: 'failed', error }), true),
     } as unknown as VideoRepository;
     const seen: string[] = [];
     const fullMedia: UploadMedia & ExtractionMedia = {

@@ -106,7 +106,10 @@ class MemoryVideos implements VideoRepository {
     return row;
   }
   async markFailed(id: string, error: string) {
-    Object.assign(this.rows.get(id)!, { status: 'failed', error });
+    const row = this.rows.get(id);
+    if (!row || (row.status !== 'queued' && row.status !== 'extracting')) return false;
+    Object.assign(row, { status: 'failed', error });
+    return true;
   }
   async setPreview(id: string, preview: VideoPreview) {
     Object.assign(this.rows.get(id)!, { preview });
@@ -414,6 +417,17 @@ describe('UploadService and ExtractionService', () => {
     assert.deepEqual(queue.extractions, [ids[0], ids[2], ids[1]]);
     assert.equal(await extraction.sweepUnqueued(0), 0, 'a second sweep finds it queued');
     assert.equal(videos.rows.size, 3);
+  });
+
+  it('a failing delivery leaves a video another delivery extracted meanwhile as it is, frames and all', async () => {
+    const { service, extraction, drain, storage, videos } = setUp();
+    const video = await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('bytes')])), undefined);
+    await drain();
+    const frames = await storage.list(`videos/${video.id}/frames`);
+    // A stalled delivery, reclaimed and finished elsewhere, gives up on its dead-letter path.
+    await extraction.recordFailedJob({ videoId: video.id }, 'workers died 5 times while holding it');
+    assert.equal(videos.rows.get(video.id)!.status, 'processing');
+    assert.deepEqual(await storage.list(`videos/${video.id}/frames`), frames);
   });
 
   it('a job delivered for a video already extracted, failed or deleted does nothing', async () => {
