@@ -16,7 +16,7 @@ import { ExtractionService } from '../services/extraction.service.ts';
 import { PreviewService } from '../services/preview.service.ts';
 import { ProgressHub } from '../services/progress-hub.ts';
 import { UploadService } from '../services/upload.service.ts';
-import { detectHandler, extractHandler, handlerRegistry, type JobHandler } from '../worker/job-handlers.ts';
+import { detectHandler, extractHandler, type HandlerRegistry } from '../worker/job-handlers.ts';
 import { QueueWorker } from '../worker/queue-worker.ts';
 import { announceFirstKey, prepareApiKeys } from './api-keys.ts';
 import { errorMessage } from '../errors/error-message.ts';
@@ -87,7 +87,7 @@ export interface WorkerRole {
 export async function startWorker(runtime: Runtime, detector?: Detector): Promise<WorkerRole> {
   const { config, logger } = runtime;
   const roles = config.workerRoles;
-  const handlers: JobHandler[] = [];
+  const handlers: { -readonly [K in keyof HandlerRegistry]: HandlerRegistry[K] } = {};
   let choice: EngineChoice | undefined;
   let model: Detector | undefined;
   let detection: DetectionService | undefined;
@@ -114,7 +114,7 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
       iouThreshold: config.iouThreshold,
     }, { keepFrames: config.keepFrames, logger }, runtime.metrics);
     runtime.metrics.setDetector({ engine: model.engine, backend: model.backend, device: model.device, model: path.basename(config.modelPath) });
-    handlers.push(detectHandler(detection, config, logger));
+    handlers.detect = detectHandler(detection, config, logger);
   }
   if (roles.includes('extract')) {
     // ffmpeg and prlimit are looked up now: a worker image without them fails here, before taking a job.
@@ -122,9 +122,9 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
     const previews = new PreviewService(config, runtime.videos, runtime.storage, media, logger);
     const extraction = new ExtractionService(config, runtime.videos, runtime.storage, media, runtime.queue, logger, previews, runtime.metrics);
     // Uploads publish their job right after their row commits; the grace only keeps the sweep off those in flight.
-    handlers.push(extractHandler(extraction, { concurrency: config.extractionConcurrency, sweepGraceMs: 2 * config.heartbeatTtlMs }, logger));
+    handlers.extract = extractHandler(extraction, { concurrency: config.extractionConcurrency, sweepGraceMs: 2 * config.heartbeatTtlMs }, logger);
   }
-  const worker = new QueueWorker(runtime.queue, handlerRegistry(handlers), roles, config, logger);
+  const worker = new QueueWorker(runtime.queue, handlers, roles, config, logger);
   // A worker has no API of its own; orchestrators (Docker HEALTHCHECK, Kubernetes probes) need one to ask.
   let healthServer: Server | undefined;
   if (config.workerHealthPort !== undefined) {

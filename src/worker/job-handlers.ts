@@ -31,16 +31,23 @@ export interface JobHandler<J extends QueueJob = QueueJob, P = unknown> {
   sweep?(): Promise<number>;
 }
 
-/** The one place a job kind meets its code. */
-export type HandlerRegistry = ReadonlyMap<JobKind, JobHandler>;
+/** The job type of each kind. */
+export interface JobOfKind {
+  extract: ExtractionJob;
+  detect: DetectionJob;
+}
 
-export function handlerRegistry(handlers: JobHandler[]): HandlerRegistry {
-  const registry = new Map<JobKind, JobHandler>();
-  for (const handler of handlers) {
-    if (registry.has(handler.kind)) throw new Error(`two handlers for ${handler.kind} jobs`);
-    registry.set(handler.kind, handler);
-  }
-  return registry;
+/**
+ * The one place a job kind meets its code: at most one handler per kind, typed for that kind's jobs. A
+ * process registers the kinds it can run (an extract-only worker has no detector, so no detect handler).
+ */
+export type HandlerRegistry = { readonly [K in JobKind]?: JobHandler<JobOfKind[K]> };
+
+/** The registry's handler for a kind, or undefined when this process has none. */
+export function handlerFor(registry: HandlerRegistry, kind: JobKind): JobHandler | undefined {
+  const handler = registry[kind] as JobHandler | undefined;
+  if (handler && handler.kind !== kind) throw new Error(`the ${kind} entry of the registry handles ${handler.kind} jobs`);
+  return handler;
 }
 
 /** Detection: read and decode a batch of frames (prepared while the previous batch infers), detect, commit. */

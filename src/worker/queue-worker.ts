@@ -6,7 +6,7 @@ import { MalformedJobError } from '../queue/reliable-queue.ts';
 import { jobKind, type JobKind, type QueueJob, type ReservedJob } from '../queue/types.ts';
 import { errorMessage } from '../errors/error-message.ts';
 import { isTransientError } from '../errors/transient-error.ts';
-import type { HandlerRegistry, JobHandler } from './job-handlers.ts';
+import { handlerFor, type HandlerRegistry, type JobHandler } from './job-handlers.ts';
 
 /** Reclaim passes per SCAN sweep for unregistered processing lists (a minute at the default 5 s interval). */
 const UNREGISTERED_SWEEP_EVERY = 12;
@@ -78,11 +78,11 @@ export class QueueWorker {
     private readonly logger: Logger,
   ) {
     if (roles.length === 0) throw new Error('a worker needs at least one role');
-    for (const kind of roles) if (!handlers.has(kind)) throw new Error(`no handler for ${kind} jobs`);
+    for (const kind of roles) if (!handlerFor(handlers, kind)) throw new Error(`no handler for ${kind} jobs`);
   }
 
   private get served(): JobHandler[] {
-    return this.roles.map((kind) => this.handlers.get(kind)!);
+    return this.roles.map((kind) => handlerFor(this.handlers, kind)!);
   }
 
   /** True from start() until stop(): the worker is taking jobs. */

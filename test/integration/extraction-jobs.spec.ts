@@ -49,9 +49,9 @@ describe('extraction jobs and worker roles (real processes)', function () {
     assert.deepEqual([video.status, video.framesTotal, video.framesDone, video.framesFailed, video.error], ['completed', 20, 20, 0, null]);
     await stack.assertExactlyOnce(id, 20);
     // Each worker did only its own kind of job: the extractor never loaded the model, the detector never ran ffmpeg.
-    assert.ok(extractor.logs.some((line) => line.includes('"extraction finished"')));
-    assert.ok(!extractor.logs.some((line) => line.includes('detector ready')));
-    assert.ok(!detector.logs.some((line) => line.includes('extraction')));
+    assert.ok(extractor.logs.some((line) => line.includes('"extraction finished"')), 'the extractor did not extract');
+    assert.ok(!extractor.logs.some((line) => line.includes('detector ready')), 'the extractor loaded the model');
+    assert.ok(!detector.logs.some((line) => line.includes('extraction')), 'the detector extracted');
     assert.equal(await stack.redis.sCard(stack.keys.extractionsEnqueued), 0, 'the finished extraction is no longer marked queued');
   });
 

@@ -4,7 +4,7 @@ import { MalformedJobError, ReliableQueue } from '../../src/queue/reliable-queue
 import type { DetectionJob } from '../../src/queue/types.ts';
 import { createLogger } from '../../src/logger.ts';
 import type { DetectionService, PreparedJob } from '../../src/services/detection.service.ts';
-import { detectHandler, handlerRegistry } from '../../src/worker/job-handlers.ts';
+import { detectHandler } from '../../src/worker/job-handlers.ts';
 import { QueueWorker } from '../../src/worker/queue-worker.ts';
 import { deleteKeys, uniquePrefix } from '../helpers/redis.ts';
 import { sleep, waitFor } from '../helpers/service.ts';
@@ -265,7 +265,7 @@ describe('ReliableQueue (real Redis)', () => {
     const logger = createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true });
     // A long TTL keeps the periodic heartbeat out of the way: only the one before each reserve can re-register.
     const settings = { heartbeatTtlMs: 60_000, reclaimIntervalMs: 60_000, reserveTimeoutSeconds: 0.05, maxAttempts: 5, retryBaseMs: 10, retryMaxMs: 10 };
-    const worker = new QueueWorker(queue, handlerRegistry([detectHandler(detection, settings, logger)]), ['detect'], settings, logger);
+    const worker = new QueueWorker(queue, { detect: detectHandler(detection, settings, logger) }, ['detect'], settings, logger);
     await worker.start();
     try {
       // It stalls past its TTL and a reclaimer unregisters it (what reclaim-5.lua does, done here

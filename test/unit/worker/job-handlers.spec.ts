@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { loadConfig, parseWorkerRoles } from '../../../src/config.ts';
 import { createLogger } from '../../../src/logger.ts';
 import { jobKind, type JobKind, type QueueJob, type ReservedJob } from '../../../src/queue/types.ts';
-import { handlerRegistry, type JobHandler } from '../../../src/worker/job-handlers.ts';
+import type { HandlerRegistry, JobHandler } from '../../../src/worker/job-handlers.ts';
 import { QueueWorker, type WorkerQueue } from '../../../src/worker/queue-worker.ts';
 
 const logger = createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true });
@@ -119,17 +119,17 @@ describe('job handler registry and WORKER_ROLES', () => {
     assert.ok(loadConfig({ EXTRACTION_LEASE_MS: '1500' }).warnings.some((warning) => /EXTRACTION_LEASE_MS is no longer used/.test(warning)));
   });
 
-  it('has one handler per kind, and a worker refuses a role without one', () => {
+  it('a worker refuses a role without a handler, a handler under another kind\'s name, and no role at all', () => {
     const extract = gatedHandler('extract', 1).handler;
-    assert.throws(() => handlerRegistry([extract, gatedHandler('extract', 1).handler]), /two handlers for extract/);
-    assert.throws(() => new QueueWorker(new KindQueue(), handlerRegistry([extract]), ['extract', 'detect'], settings, logger), /no handler for detect/);
-    assert.throws(() => new QueueWorker(new KindQueue(), handlerRegistry([extract]), [], settings, logger), /at least one role/);
+    assert.throws(() => new QueueWorker(new KindQueue(), { extract }, ['extract', 'detect'], settings, logger), /no handler for detect/);
+    assert.throws(() => new QueueWorker(new KindQueue(), { detect: extract } as HandlerRegistry, ['detect'], settings, logger), /the detect entry of the registry handles extract jobs/);
+    assert.throws(() => new QueueWorker(new KindQueue(), { extract }, [], settings, logger), /at least one role/);
   });
 
   it('a detect-only worker never asks for extract jobs, and an extract-only worker never for detect jobs', async () => {
     for (const role of ['detect', 'extract'] as const) {
       const queue = new KindQueue();
-      const handlers = handlerRegistry([gatedHandler('extract', 2).handler, gatedHandler('detect', 1).handler]);
+      const handlers = { extract: gatedHandler('extract', 2).handler, detect: gatedHandler('detect', 1).handler };
       const worker = new QueueWorker(queue, handlers, [role], settings, logger);
       await worker.start();
       await until(() => queue.reservedKinds.size > 0);
@@ -143,7 +143,7 @@ describe('job handler registry and WORKER_ROLES', () => {
     const queue = new KindQueue();
     const extract = gatedHandler('extract', 2);
     const detect = gatedHandler('detect', 1);
-    const worker = new QueueWorker(queue, handlerRegistry([extract.handler, detect.handler]), ['extract', 'detect'], settings, logger);
+    const worker = new QueueWorker(queue, { extract: extract.handler, detect: detect.handler }, ['extract', 'detect'], settings, logger);
     queue.pending.extract.push(extractJob('a'), extractJob('b'), extractJob('c'));
     queue.pending.detect.push(detectJob('d1'), detectJob('d2'));
     await worker.start();

@@ -4,7 +4,7 @@ import type { Detector, PreparedFrame } from '../../../src/detection/types.ts';
 import { createLogger, type Logger } from '../../../src/logger.ts';
 import type { DetectionJob, JobKind, ReservedJob } from '../../../src/queue/types.ts';
 import { DetectionService } from '../../../src/services/detection.service.ts';
-import { detectHandler, handlerRegistry } from '../../../src/worker/job-handlers.ts';
+import { detectHandler } from '../../../src/worker/job-handlers.ts';
 import { QueueWorker, type WorkerQueue, type WorkerSettings } from '../../../src/worker/queue-worker.ts';
 
 const logger = createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true });
@@ -128,7 +128,7 @@ function setUp(faults: Faults | ((frames: FrameResult[]) => Promise<number>)) {
   );
   const queue = new FakeQueue();
   const workerSettings = { heartbeatTtlMs: 1000, reclaimIntervalMs: 1000, reserveTimeoutSeconds: 0.01, maxAttempts, retryBaseMs: 5, retryMaxMs: 20, ...settings };
-  const worker = new QueueWorker(queue, handlerRegistry([detectHandler(service, workerSettings, workerLogger)]), ['detect'], workerSettings, workerLogger);
+  const worker = new QueueWorker(queue, { detect: detectHandler(service, workerSettings, workerLogger) }, ['detect'], workerSettings, workerLogger);
   return { queue, worker, committed };
 }
 
