@@ -95,8 +95,12 @@ export interface VideoRepository {
    * undefined when the video is no longer to be extracted (failed, extracted, or gone).
    */
   startExtraction(id: string): Promise<number | undefined>;
-  /** Checkpoint: the frames below this index are stored and their detection jobs published. Never moves back. */
-  recordFramesPublished(id: string, frames: number): Promise<void>;
+  /**
+   * Checkpoint: the frames below this index are stored and their detection jobs published. Never moves
+   * back. False when the video is no longer 'extracting' (deleted, cancelled, failed or extracted by
+   * another delivery): the extraction stops there.
+   */
+  recordFramesPublished(id: string, frames: number): Promise<boolean>;
   /** Videos still 'queued' that were created over olderThanMs ago, oldest first, after a keyset cursor. */
   listQueued(olderThanMs: number, after: { createdAt: Date; id: string } | undefined, limit: number): Promise<Array<{ id: string; createdAt: Date }>>;
   /**

@@ -88,8 +88,9 @@ export class PgVideoRepository implements VideoRepository {
     return row?.frames_published;
   }
 
-  async recordFramesPublished(id: string, frames: number): Promise<void> {
-    await this.sql`UPDATE videos SET frames_published = greatest(frames_published, ${frames}) WHERE id = ${id}`;
+  async recordFramesPublished(id: string, frames: number): Promise<boolean> {
+    const rows = await this.sql`UPDATE videos SET frames_published = greatest(frames_published, ${frames}) WHERE id = ${id} AND status = 'extracting' RETURNING id`;
+    return rows.length === 1;
   }
 
   async listQueued(olderThanMs: number, after: { createdAt: Date; id: string } | undefined, limit: number): Promise<Array<{ id: string; createdAt: Date }>> {

@@ -104,7 +104,7 @@ export class ExtractionService {
         pending = [];
         await this.queue.publish([{ kind: 'detect', id: `${video.id}:${frames[0]!.index}`, videoId: video.id, frames, publishedAt: Date.now() }]);
         // After the publish: a crash between the two publishes this batch again, never loses it.
-        await this.videos.recordFramesPublished(video.id, frames.at(-1)!.index + 1);
+        if (!(await this.videos.recordFramesPublished(video.id, frames.at(-1)!.index + 1))) throw new ExtractionStopped();
       };
       const limits = { maxFrames: this.settings.limits.maxFrames, maxDurationMs: this.settings.limits.maxDurationS * 1000 };
       const options = { fps: video.sampleFps, jpegQuality: this.settings.jpegQuality, startTimeMs: video.source.startTimeMs, scale: this.frameScale(video), limits };
@@ -135,6 +135,13 @@ export class ExtractionService {
     } catch (error) {
       // The worker is stopping, or a service is briefly away: the job is held or handed back, and resumes.
       if (signal?.aborted || isTransientError(error)) throw error;
+      if (error instanceof ExtractionStopped) {
+        // Deleted (or cancelled, or finished by another delivery) while extracted: nothing more to do here,
+        // but frames written after a deletion would stay behind with no video to delete them.
+        this.logger.info('extraction stopped: the video is no longer being extracted', { videoId: video.id });
+        if (!(await this.videos.get(video.id))) await discardFailedVideoFrames(this.storage, video.id, this.logger);
+        return;
+      }
       this.logger.warn('extraction failed', { videoId: video.id, error: errorMessage(error) });
       // Only while it is still being extracted: a stalled delivery whose job was reclaimed and finished
       // elsewhere (its source then perhaps deleted) must not fail a video that is being detected.
@@ -175,6 +182,14 @@ export class ExtractionService {
     } catch (error) {
       this.logger.warn('could not delete the source video after extraction', { videoId: video.id, error: errorMessage(error) });
     }
+  }
+}
+
+/** The video left 'extracting' under a running extraction (see recordFramesPublished). */
+class ExtractionStopped extends Error {
+  constructor() {
+    super('the video is no longer being extracted');
+    this.name = 'ExtractionStopped';
   }
 }
 

@@ -259,11 +259,12 @@ describe('PostgreSQL repositories (real database)', () => {
     const video = await videos.create(newVideo());
     assert.equal(await videos.startExtraction(video.id), 0);
     assert.equal((await videos.get(video.id))!.status, 'extracting');
-    await videos.recordFramesPublished(video.id, 8);
+    assert.equal(await videos.recordFramesPublished(video.id, 8), true);
     await videos.recordFramesPublished(video.id, 4); // a late write of an older batch never moves it back
     assert.equal(await videos.startExtraction(video.id), 8, 'a redelivered job resumes after the checkpoint');
     await videos.markExtracted(video.id, 10);
     assert.equal(await videos.startExtraction(video.id), undefined, 'an extracted video is not extracted again');
+    assert.equal(await videos.recordFramesPublished(video.id, 12), false, 'a running extraction learns its video left extracting');
     const failed = await videos.create(newVideo());
     assert.equal(await videos.markFailed(failed.id, 'frame extraction failed: x'), true);
     assert.equal(await videos.startExtraction(failed.id), undefined);

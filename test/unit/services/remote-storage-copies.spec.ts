@@ -58,7 +58,7 @@ describe('Upload checks and extraction with a storage that has no local files (S
       get: async (id: string) => rows.get(id),
       delete: async (id: string) => void rows.delete(id),
       startExtraction: async (id: string) => (rows.get(id)!.status = 'extracting', 0),
-      recordFramesPublished: async () => {},
+      recordFramesPublished: async () => true,
       markExtracted: async (id: string, framesTotal: number) => Object.assign(rows.get(id)!, { framesTotal, status: 'processing' }),
       markFailed: async (id: string, error: string) => (Object.assign(rows.get(id)!, { status: 'failed', error }), true),
     } as unknown as VideoRepository;

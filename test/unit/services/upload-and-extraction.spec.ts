@@ -93,7 +93,9 @@ class MemoryVideos implements VideoRepository {
     return this.checkpoints.get(id) ?? 0;
   }
   async recordFramesPublished(id: string, frames: number) {
+    if (this.rows.get(id)?.status !== 'extracting') return false;
     this.checkpoints.set(id, Math.max(frames, this.checkpoints.get(id) ?? 0));
+    return true;
   }
   async listQueued(_olderThanMs: number, after: { createdAt: Date; id: string } | undefined, limit: number) {
     const queued = [...this.rows.values()].filter((row) => row.status === 'queued').sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id));
@@ -428,6 +430,23 @@ describe('UploadService and ExtractionService', () => {
     await extraction.recordFailedJob({ videoId: video.id }, 'workers died 5 times while holding it');
     assert.equal(videos.rows.get(video.id)!.status, 'processing');
     assert.deepEqual(await storage.list(`videos/${video.id}/frames`), frames);
+  });
+
+  it('stops an extraction at its next batch once its video is deleted, and deletes the frames it wrote', async () => {
+    const { service, drain, storage, videos, published } = setUp({
+      extractFrames: async (_path, _options, onFrame) => {
+        for (let index = 0; index < 10; index += 1) {
+          if (index === 5) videos.rows.delete(videoId); // DELETE /videos/:id while frames are being extracted
+          await onFrame({ index, ptsMs: index * 200, jpeg: Buffer.from([index]) });
+        }
+        return { frames: 10 };
+      },
+    });
+    const video = await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('bytes')])), undefined);
+    const videoId = video.id;
+    await drain();
+    assert.deepEqual(published.map((job) => job.frames.map((frame) => frame.index)), [[0, 1, 2, 3], [4, 5, 6, 7]], 'the batch in hand is published, then it stops');
+    assert.deepEqual(await storage.list(`videos/${videoId}/frames`), []);
   });
 
   it('a job delivered for a video already extracted, failed or deleted does nothing', async () => {
