@@ -197,7 +197,8 @@ export class QueueWorker {
    * Runs one job to a commit. An unreachable PostgreSQL or Redis is not the job's fault: the job is
    * held and retried until the service returns, without counting. Any other failure (a frame that
    * cannot be read, a detector error) counts as an attempt; after maxAttempts the job is dead-lettered
-   * and its frames are recorded as failed, so the rest of the video still completes.
+   * and its handler records the failure (a detect job's frames as failed, so the rest of the video still
+   * completes; an extract job's video as failed).
    */
   private async complete({ reserved, handler, prepared }: Reserved): Promise<void> {
     const { job } = reserved;
