@@ -508,7 +508,7 @@ describe('Helm chart deploy/helm/vidsense: rendered, validated against the Kuber
     }
 
     it('what the renderer refuses, Go refuses too', async () => {
-      for (const overrides of [{ storage: { s3: { forcePathStyle: 'false' } } }, { workers: { cpu: { autoscaling: { minReplicas: 0 } } } }, { settings: { PORT: '1' } }, { storage: { s3: { bucket: '' } } }] as Values[]) {
+      for (const overrides of [{ storage: { s3: { forcePathStyle: 'false' } } }, { workers: { cpu: { autoscaling: { minReplicas: 0 } } } }, { settings: { PORT: '1' } }, { storage: { s3: { bucket: '' } } }, { workers: { cpu: { roles: ['transcode'] } } }, { workers: { cpu: { roles: [] } } }, { workers: { cpu: { roles: 'detect' } } }] as Values[]) {
         const values = withRequired(overrides);
         assert.throws(() => renderTemplates(CHART, values));
         await assert.rejects(renderWithGo(values), Error, JSON.stringify(overrides));
