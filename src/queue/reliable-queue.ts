@@ -1,7 +1,7 @@
 import { queueKeys, type QueueKeys } from './keys.ts';
 import { LuaScript, type RedisClient } from './lua-script.ts';
 import { parseJob } from './parse-job.ts';
-import type { DeadLetter, DetectionJob, ReservedJob } from './types.ts';
+import { extractionJob, JOB_KINDS, jobKind, type DeadLetter, type JobKind, type QueueJob, type ReservedJob } from './types.ts';
 
 export type { RedisClient } from './lua-script.ts';
 
@@ -19,7 +19,7 @@ export class MalformedJobError extends Error {
 /**
  * The reliable-queue pattern: a job moves atomically from pending to the worker's own processing
  * list (BLMOVE) and leaves it only when acknowledged, after its results are committed. Jobs held by
- * workers whose heartbeat expired go back to the front of pending (reclaimOrphanedJobs), so
+ * workers whose heartbeat expired go back to the front of their kind's pending list (reclaimOrphanedJobs), so
  * delivery is at least once; consumers must commit idempotently.
  *
  * Wiring: BLMOVE holds its connection until a job arrives or the timeout passes, and anything else
@@ -30,13 +30,15 @@ export class MalformedJobError extends Error {
  */
 export class ReliableQueue {
   readonly keys: QueueKeys;
+  private readonly prefix: string;
   private readonly scripts = {
     heartbeat: new LuaScript('heartbeat-2.lua'),
-    reclaim: new LuaScript('reclaim-4.lua'),
-    release: new LuaScript('release-4.lua'),
+    reclaim: new LuaScript('reclaim-5.lua'),
+    release: new LuaScript('release-5.lua'),
+    enqueueOnce: new LuaScript('enqueue-once-2.lua'),
     deadLetter: new LuaScript('dead-letter-2.lua'),
     requeueDeadLetter: new LuaScript('requeue-dead-letter-2.lua'),
-    discardVideoJobs: new LuaScript('discard-video-jobs-2.lua'),
+    discardVideoJobs: new LuaScript('discard-video-jobs-5.lua'),
   };
 
   constructor(
@@ -44,6 +46,7 @@ export class ReliableQueue {
     private readonly blockingClient: RedisClient,
     prefix: string,
   ) {
+    this.prefix = prefix;
     this.keys = queueKeys(prefix);
   }
 
@@ -52,11 +55,54 @@ export class ReliableQueue {
     await Promise.all(Object.values(this.scripts).map((script) => script.load(this.client)));
   }
 
-  /** Enqueues jobs in one round trip; they are reserved in the order given. */
-  async publish(jobs: DetectionJob[]): Promise<void> {
-    if (jobs.length === 0) return;
-    // LPUSH of several values pushes each to the left in turn; consumers take from the right.
-    await this.client.lPush(this.keys.pending, jobs.map((job) => JSON.stringify(job)));
+  /** Another handle on this queue with a blocking connection of its own, for one more concurrent reserve(). */
+  async openLane(): Promise<ReliableQueue & { closeLane(): Promise<void> }> {
+    const blocking = this.blockingClient.duplicate();
+    blocking.on('error', () => {}); // the shared connections report outages; reserve() reports this one's failures
+    await blocking.connect();
+    return Object.assign(new ReliableQueue(this.client, blocking, this.prefix), {
+      closeLane: async () => void (await blocking.quit().catch(() => undefined)),
+    });
+  }
+
+  /** Enqueues jobs, each on its kind's pending list; of one kind they are reserved in the order given. */
+  async publish(jobs: QueueJob[]): Promise<void> {
+    for (const kind of JOB_KINDS) {
+      const ofKind = jobs.filter((job) => jobKind(job) === kind);
+      // LPUSH of several values pushes each to the left in turn; consumers take from the right.
+      if (ofKind.length > 0) await this.client.lPush(this.keys.pending[kind], ofKind.map((job) => JSON.stringify(job)));
+    }
+  }
+
+  /**
+   * Queues the extraction of an accepted video unless it is already queued or held (the upload and the
+   * sweep for videos whose upload died before publishing may both ask). True when this call queued it.
+   */
+  async enqueueExtraction(videoId: string): Promise<boolean> {
+    const queued = await this.scripts.enqueueOnce.run(this.client, [this.keys.extractionsEnqueued, this.keys.pending.extract], [videoId, JSON.stringify(extractionJob(videoId))]);
+    return Number(queued) === 1;
+  }
+
+  /** Of these videos, those whose extraction job is queued or held. */
+  async extractionsEnqueued(videoIds: string[]): Promise<Set<string>> {
+    if (videoIds.length === 0) return new Set();
+    const flags = await this.client.smIsMember(this.keys.extractionsEnqueued, videoIds);
+    return new Set(videoIds.filter((_, i) => Boolean(flags[i])));
+  }
+
+  /** The extraction job of this video is over (before its ack): a later enqueueExtraction queues one again. */
+  async extractionFinished(videoId: string): Promise<void> {
+    await this.client.sRem(this.keys.extractionsEnqueued, videoId);
+  }
+
+  /**
+   * Moves detection jobs from the pending list of versions before job kinds onto pending.detect, to the
+   * consuming end in their order, so an upgrade loses none. Returns how many moved.
+   */
+  async adoptLegacyPending(): Promise<number> {
+    let moved = 0;
+    while ((await this.client.lMove(this.keys.legacyPending, this.keys.pending.detect, 'LEFT', 'RIGHT')) !== null) moved += 1;
+    return moved;
   }
 
   /**
@@ -65,20 +111,22 @@ export class ReliableQueue {
    * throws MalformedJobError carrying the payload, which stays in the processing list until the
    * caller acks it: the worker logs and drops it instead of crashing or losing it silently.
    */
-  async reserve(workerId: string, timeoutSeconds: number): Promise<ReservedJob | null> {
-    const payload = await this.blockingClient.blMove(this.keys.pending, this.keys.processing(workerId), 'RIGHT', 'LEFT', timeoutSeconds);
+  async reserve(workerId: string, kind: JobKind, timeoutSeconds: number): Promise<ReservedJob | null> {
+    const payload = await this.blockingClient.blMove(this.keys.pending[kind], this.keys.processing(workerId), 'RIGHT', 'LEFT', timeoutSeconds);
     if (payload === null) return null;
     const parsed = parseJob(payload);
     if (!parsed.ok) throw new MalformedJobError(payload, parsed.reason);
+    if (jobKind(parsed.job) !== kind) throw new MalformedJobError(payload, `a ${jobKind(parsed.job)} job on the ${kind} list`);
     return { job: parsed.job, payload };
   }
 
   /**
-   * Removes a video's jobs from pending and from the dead letters in one atomic step (it was cancelled
-   * or deleted); returns how many. Jobs workers hold are left to them: they acknowledge those without writing.
+   * Removes a video's jobs of every kind from pending and from the dead letters in one atomic step (it was
+   * cancelled or deleted); returns how many. Jobs workers hold are left to them: they acknowledge those without writing.
    */
   async discardVideoJobs(videoId: string): Promise<number> {
-    return Number(await this.scripts.discardVideoJobs.run(this.client, [this.keys.pending, this.keys.deadLetters], [videoId]));
+    const keys = [this.keys.pending.extract, this.keys.pending.detect, this.keys.legacyPending, this.keys.deadLetters, this.keys.extractionsEnqueued];
+    return Number(await this.scripts.discardVideoJobs.run(this.client, keys, [videoId]));
   }
 
   /** Removes exactly this job (one element) from the worker's processing list. Call only after its results are committed. */
@@ -164,21 +212,25 @@ export class ReliableQueue {
     for (const raw of await this.client.lRange(this.keys.deadLetters, 0, -1)) {
       const entry = JSON.parse(raw) as DeadLetter;
       if (entry.job.id !== jobId) continue;
-      const taken = await this.scripts.requeueDeadLetter.run(this.client, [this.keys.deadLetters, this.keys.pending], [raw, nextPayload(entry)]);
+      const taken = await this.scripts.requeueDeadLetter.run(this.client, [this.keys.deadLetters, this.keys.pending[jobKind(entry.job)]], [raw, nextPayload(entry)]);
       return Number(taken) === 1;
     }
     return false;
   }
 
-  /** Jobs waiting, and jobs held by registered workers. */
-  async counts(): Promise<{ pending: number; processing: number }> {
+  /** Jobs waiting (of every kind, and per kind), and jobs held by registered workers. */
+  async counts(): Promise<{ pending: number; pendingByKind: Record<JobKind, number>; processing: number }> {
     const workers = await this.client.sMembers(this.keys.workers);
-    const [pending, ...held] = await Promise.all([this.client.lLen(this.keys.pending), ...workers.map((id) => this.client.lLen(this.keys.processing(id)))]);
-    return { pending: pending ?? 0, processing: held.reduce((sum, n) => sum + n, 0) };
+    const [extract, detect, ...held] = await Promise.all([
+      this.client.lLen(this.keys.pending.extract),
+      this.client.lLen(this.keys.pending.detect),
+      ...workers.map((id) => this.client.lLen(this.keys.processing(id))),
+    ]);
+    return { pending: extract + detect, pendingByKind: { extract, detect }, processing: held.reduce((sum, n) => sum + n, 0) };
   }
 
-  /** KEYS of reclaim-4.lua and release-4.lua, in their order. */
+  /** KEYS of reclaim-5.lua and release-5.lua, in their order. */
   private workerKeys(workerId: string): string[] {
-    return [this.keys.workers, this.keys.heartbeat(workerId), this.keys.processing(workerId), this.keys.pending];
+    return [this.keys.workers, this.keys.heartbeat(workerId), this.keys.processing(workerId), this.keys.pending.extract, this.keys.pending.detect];
   }
 }

@@ -7,7 +7,11 @@ import { noopLifecycleObserver, type LifecycleObserver } from '../metrics/observ
 import type { VideoStorage } from '../storage/video-storage.ts';
 import { discardVideoWork, type CleanupScope, type VideoJobDiscarder } from './video-cleanup.ts';
 
-/** This process's extractions (ExtractionService.stop): stops one and resolves once it has cleaned up. */
+/**
+ * Extractions running in this process, if any (ExtractionService.stop): stops one and resolves once it has
+ * cleaned up. Extraction runs in workers (extract jobs), so an API process has none; each extraction stops
+ * by its own poll of the video's status.
+ */
 export interface ExtractionStopper {
   stop(videoId: string): Promise<boolean>;
 }
@@ -37,7 +41,7 @@ export interface StopOutcome {
 export class VideoLifecycleService {
   constructor(
     private readonly videos: Pick<VideoRepository, 'cancel' | 'delete'>,
-    private readonly extraction: ExtractionStopper,
+    private readonly extraction: ExtractionStopper | undefined,
     private readonly queue: VideoJobDiscarder,
     private readonly storage: Pick<VideoStorage, 'deletePrefix' | 'delete'>,
     private readonly settings: LifecycleSettings,
@@ -107,10 +111,12 @@ export class VideoLifecycleService {
 
   /** Waits (boundedly) for this process's extraction of the video to stop; one elsewhere stops by its poll. */
   private async stopExtraction(videoId: string): Promise<void> {
+    if (!this.extraction) return;
+    const extraction = this.extraction;
     const waitMs = this.settings.stopWaitMs ?? 10_000;
     const gaveUp = new AbortController();
     const stopped = await Promise.race([
-      this.extraction.stop(videoId).finally(() => gaveUp.abort()),
+      extraction.stop(videoId).finally(() => gaveUp.abort()),
       delay(waitMs, 'timeout' as const, { signal: gaveUp.signal }).catch(() => false),
     ]);
     if (stopped === 'timeout') this.logger.warn('the extraction of a stopped video is still finishing; it cleans up after itself', { videoId, waitedMs: waitMs });

@@ -10,13 +10,13 @@ import { PgDetectionRepository } from '../../src/db/detections.repository.ts';
 import { PgVideoRepository } from '../../src/db/videos.repository.ts';
 import type { FrameResult, NewVideo } from '../../src/db/types.ts';
 import { ReliableQueue } from '../../src/queue/reliable-queue.ts';
-import type { DeadLetter, DetectionJob } from '../../src/queue/types.ts';
+import type { DeadLetter, DetectionJob, QueueJob } from '../../src/queue/types.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { deleteKeys, uniquePrefix } from '../helpers/redis.ts';
 import { sleep } from '../helpers/service.ts';
 
 function job(id: string, videoId: string): DetectionJob {
-  return { id, videoId, frames: [{ index: 0, ptsMs: 0, key: `videos/${videoId}/frames/000000.jpg` }] };
+  return { kind: 'detect', id, videoId, frames: [{ index: 0, ptsMs: 0, key: `videos/${videoId}/frames/000000.jpg` }] };
 }
 
 describe('ReliableQueue.discardVideoJobs (real Redis)', () => {
@@ -33,20 +33,27 @@ describe('ReliableQueue.discardVideoJobs (real Redis)', () => {
   });
   afterEach(() => deleteKeys(client, prefix));
 
-  const ids = async (key: string) => (await client.lRange(key, 0, -1)).map((payload) => (JSON.parse(payload) as DetectionJob).id);
+  const ids = async (key: string) => (await client.lRange(key, 0, -1)).map((payload) => (JSON.parse(payload) as QueueJob).id);
 
-  it("removes one video's pending and dead-lettered jobs, keeping every other entry in its order", async () => {
+  it("removes one video's pending jobs of every kind and its dead letters, keeping every other entry in its order", async () => {
     await queue.publish([job('a1', 'a'), job('b1', 'b'), job('a2', 'a'), job('b2', 'b'), job('a3', 'a')]);
-    await client.lPush(queue.keys.pending, 'not json'); // a malformed entry is not the video's: it stays for the worker to drop
+    await client.lPush(queue.keys.pending.detect, 'not json'); // a malformed entry is not the video's: it stays for the worker to drop
+    assert.ok(await queue.enqueueExtraction('a'));
+    assert.ok(await queue.enqueueExtraction('b'));
+    // A pending list from before job kinds, not adopted yet.
+    await client.lPush(queue.keys.legacyPending, [JSON.stringify({ id: 'a-old', videoId: 'a', frames: [] }), JSON.stringify({ id: 'b-old', videoId: 'b', frames: [] })]);
     const dead = (j: DetectionJob): DeadLetter => ({ job: j, error: 'x', attempts: 5, failedAt: new Date(0).toISOString() });
     await client.lPush(queue.keys.deadLetters, [JSON.stringify(dead(job('a0', 'a'))), JSON.stringify(dead(job('b0', 'b')))]);
     const worker = 'w1';
     await client.lPush(queue.keys.processing(worker), JSON.stringify(job('a-held', 'a')));
 
-    assert.equal(await queue.discardVideoJobs('a'), 4);
-    assert.deepEqual(await client.lRange(queue.keys.pending, 0, 0), ['not json']);
-    await client.lPop(queue.keys.pending);
-    assert.deepEqual(await ids(queue.keys.pending), ['b2', 'b1']);
+    assert.equal(await queue.discardVideoJobs('a'), 6);
+    assert.deepEqual(await client.lRange(queue.keys.pending.detect, 0, 0), ['not json']);
+    await client.lPop(queue.keys.pending.detect);
+    assert.deepEqual(await ids(queue.keys.pending.detect), ['b2', 'b1']);
+    assert.deepEqual(await ids(queue.keys.pending.extract), ['extract:b']);
+    assert.deepEqual(await ids(queue.keys.legacyPending), ['b-old']);
+    assert.deepEqual([...(await queue.extractionsEnqueued(['a', 'b']))], ['b'], "the video's extraction is no longer marked queued");
     assert.deepEqual((await queue.listDeadLetters()).items.map((entry) => entry.job.id), ['b0']);
     // A held job stays with its worker, which acknowledges it without writing.
     assert.deepEqual(await ids(queue.keys.processing(worker)), ['a-held']);
@@ -59,7 +66,7 @@ describe('ReliableQueue.discardVideoJobs (real Redis)', () => {
     const jobs = Array.from({ length: 5000 }, (_, i) => job(`j${i}`, i % 5 === 0 ? 'gone' : 'kept'));
     await queue.publish(jobs);
     assert.equal(await queue.discardVideoJobs('gone'), 1000);
-    const left = await ids(queue.keys.pending);
+    const left = await ids(queue.keys.pending.detect);
     assert.deepEqual(left, jobs.filter((_, i) => i % 5 !== 0).map((j) => j.id).reverse());
   });
 });
@@ -88,7 +95,7 @@ describe('cancel and delete against commits (real PostgreSQL)', () => {
       probe: {},
     };
     await videos.create(video);
-    assert.ok(await videos.claimExtraction(video.id, 60_000));
+    assert.equal(await videos.startExtraction(video.id), 0);
     return video.id;
   }
 

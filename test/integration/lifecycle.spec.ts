@@ -14,13 +14,13 @@ import { readEventStream, type ReceivedEvent } from '../helpers/event-stream.ts'
 import { storedFiles } from '../helpers/leftovers.ts';
 import { cutClip, VTEST_AVI } from '../helpers/media-fixtures.ts';
 import { TestS3Server } from '../helpers/s3-server.ts';
-import { freePort, ServiceProcess, waitFor } from '../helpers/service.ts';
+import { ServiceProcess, sleep, waitFor } from '../helpers/service.ts';
 import { PREFIX, Stack } from '../helpers/stack.ts';
 
 /** What a video has in each store. */
 interface Traces {
   files: string[];
-  /** Entries of any queue list (pending, processing, dead letters) that name the video. */
+  /** Entries of any queue list (pending, processing, dead letters) that name the video, and its mark of a queued extraction. */
   jobs: number;
   videos: number;
   frames: number;
@@ -38,6 +38,7 @@ async function traces(stack: Stack, id: string, files?: () => Promise<string[]>)
       for (const entry of await stack.redis.lRange(key, 0, -1)) if (entry.includes(id)) jobs += 1;
     }
   }
+  if (await stack.redis.sIsMember(stack.keys.extractionsEnqueued, id)) jobs += 1;
   const [rows] = await stack.db.sql<Omit<Traces, 'files' | 'jobs'>[]>`
     SELECT (SELECT count(*) FROM videos WHERE id = ${id})::int AS videos,
            (SELECT count(*) FROM frames WHERE video_id = ${id})::int AS frames,
@@ -162,7 +163,7 @@ describe('cancel and delete on real processes (issue 9.6)', function () {
       for (const process of stack.processes) console.log(`--- ${process.role} (last 40 lines)\n${process.logs.slice(-40).join('\n')}`);
     });
 
-    it('DELETE during extraction: ffmpeg stops, 204, nothing left, and the next upload completes', async () => {
+    it('DELETE during extraction (in the worker): 204, the worker kills its ffmpeg within its poll, nothing left, and the next upload completes', async () => {
       const id = await stack.upload(long, '50');
       await waitFor('frames to be extracted', async () => ((await stack.storedFrames(id)).length >= 20 ? true : undefined), 120_000, 50);
       assert.ok((await ffmpegRunsOf(id)).length > 0, 'no ffmpeg extracting the video: the test proves nothing');
@@ -170,12 +171,12 @@ describe('cancel and delete on real processes (issue 9.6)', function () {
 
       const res = await deleteVideo(stack.baseUrl, id);
       assert.equal(res.status, 204, await res.text());
-      // The API process ran the extraction: it answered only once that had stopped.
-      assert.deepEqual(await ffmpegRunsOf(id), []);
       assert.equal((await apiFetch(`${stack.baseUrl}/videos/${id}`)).status, 404);
+      // The worker extracting it asks PostgreSQL every second whether its video is still wanted.
+      await waitFor('the worker to kill its ffmpeg', async () => ((await ffmpegRunsOf(id)).length === 0 ? true : undefined), 30_000, 50);
+      await worker.waitForLog('extraction stopped: the video was cancelled or deleted');
       await assertNothingLeft(stack, id);
-      assert.ok(stack.processes[0]!.logs.some((line) => line.includes('extraction stopped: the video was cancelled or deleted') && line.includes(id)));
-      assert.ok(!stack.processes[0]!.logs.some((line) => line.includes('"extraction failed"') && line.includes(id)), 'a delete is not an extraction failure');
+      assert.ok(!worker.logs.some((line) => line.includes('"extraction failed"') && line.includes(id)), 'a delete is not an extraction failure');
 
       await assertHealthy(stack);
       const next = await stack.upload(clip, '2');
@@ -224,7 +225,7 @@ describe('cancel and delete on real processes (issue 9.6)', function () {
         kept = await stack.framesCommitted(id);
         assert.ok(kept >= 4 && kept < 40, `frames recorded at the cancel: ${kept}`);
         assert.equal(body.framesDone, kept);
-        assert.equal(await stack.redis.lLen(stack.keys.pending), 0, 'no queued job of the video is left');
+        assert.equal(await stack.redis.lLen(stack.keys.pending.detect), 0, 'no queued job of the video is left');
       } finally {
         worker.kill('SIGCONT');
       }
@@ -316,7 +317,7 @@ describe('cancel and delete on real processes (issue 9.6)', function () {
     });
   });
 
-  describe('an extraction in another API process', () => {
+  describe('an extraction job still queued (no worker running)', () => {
     let stack: Stack;
 
     before(async () => {
@@ -325,24 +326,28 @@ describe('cancel and delete on real processes (issue 9.6)', function () {
     });
     after(() => stack?.stop());
 
-    it('DELETE sent to one API process stops the ffmpeg of another within its cancel poll, and nothing is left', async () => {
-      const port = await freePort();
-      const otherUrl = `http://127.0.0.1:${port}`;
-      const other = ServiceProcess.start('api', { ...stack.env, PORT: String(port) });
-      stack.processes.push(other);
-      await other.waitForLog('api listening');
+    it('DELETE removes the queued extraction job and its mark, the source and the row; cancel of another leaves it cancelled with no job', async () => {
+      const deleted = await stack.upload(clip, '5');
+      const cancelled = await stack.upload(clip, '5');
+      assert.equal(await stack.redis.lLen(stack.keys.pending.extract), 2, 'both extraction jobs wait');
+      assert.ok(await stack.redis.sIsMember(stack.keys.extractionsEnqueued, deleted));
 
-      const id = await uploadAs(otherUrl, long, '50');
-      await waitFor('frames to be extracted', async () => ((await stack.storedFrames(id)).length >= 20 ? true : undefined), 120_000, 50);
-      assert.ok((await ffmpegRunsOf(id)).length > 0, 'no ffmpeg extracting the video: the test proves nothing');
+      assert.equal((await deleteVideo(stack.baseUrl, deleted)).status, 204);
+      await assertNothingLeft(stack, deleted);
+      const res = await cancelVideo(stack.baseUrl, cancelled);
+      assert.equal(res.status, 200);
+      assert.equal(((await res.json()) as { status: string }).status, 'cancelled');
+      const left = await traces(stack, cancelled);
+      assert.deepEqual({ jobs: left.jobs, files: left.files, videos: left.videos }, { jobs: 0, files: ['source'], videos: 1 });
 
-      const res = await deleteVideo(stack.baseUrl, id);
-      assert.equal(res.status, 204, await res.text());
-      await waitFor('the other process to kill its ffmpeg', async () => ((await ffmpegRunsOf(id)).length === 0 ? true : undefined), 30_000, 50);
-      await other.waitForLog('extraction stopped: the video was cancelled or deleted');
-      await assertNothingLeft(stack, id);
+      // A worker that starts now finds nothing to do for either.
+      const worker = await stack.startWorker();
+      await sleep(1000);
+      assert.equal((await stack.video(cancelled)).status, 'cancelled');
+      assert.ok(!worker.logs.some((line) => line.includes(deleted) || line.includes(cancelled)), 'the worker touched neither video');
+      assert.equal((await deleteVideo(stack.baseUrl, cancelled)).status, 204);
+      await assertNothingLeft(stack, cancelled);
       await assertHealthy(stack);
-      await assertHealthy(stack, otherUrl);
     });
   });
 

@@ -1,11 +1,15 @@
 --[[
-  Removes every job of one video from the pending list and the dead-letter list, atomically, keeping
-  the order of the others (a deleted or cancelled video's work is never done). Jobs held in workers'
-  processing lists stay: their workers acknowledge them without writing (the video takes no results).
-  KEYS[1] pending list (job JSON with a videoId)
-  KEYS[2] dead-letter list (entry JSON with job.videoId)
+  Removes every job of one video from the pending lists and the dead-letter list, atomically, keeping
+  the order of the others (a deleted or cancelled video's work is never done), and forgets that its
+  extraction job is queued. Jobs held in workers' processing lists stay: their workers acknowledge them
+  without writing (the video takes no results).
+  KEYS[1] pending list of extract jobs (job JSON with a videoId)
+  KEYS[2] pending list of detect jobs
+  KEYS[3] pending list of versions before job kinds (detect jobs)
+  KEYS[4] dead-letter list (entry JSON with job.videoId)
+  KEYS[5] set of video ids whose extraction job is queued or held
   ARGV[1] the video id
-  Returns the number of entries removed from both lists. An entry that is not JSON is kept.
+  Returns the number of list entries removed. An entry that is not JSON is kept.
   One pass over each list: each list is read once and, only when it holds a match, rewritten with the
   kept entries in their order (O(n) however many match, where an LREM per match would be O(n * m)).
 ]]
@@ -35,4 +39,7 @@ local function discard(key, dead)
   return removed
 end
 
-return discard(KEYS[1], false) + discard(KEYS[2], true)
+local removed = discard(KEYS[1], false) + discard(KEYS[2], false) + discard(KEYS[3], false) + discard(KEYS[4], true)
+-- A held extraction job removes the id again when it ends; one removed here can no longer be queued twice.
+redis.call('SREM', KEYS[5], ARGV[1])
+return removed
