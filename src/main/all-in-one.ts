@@ -9,7 +9,7 @@ main('all-in-one', async (runtime) => {
     ...baseReadiness(runtime),
     ...(worker.detector ? [detectorReadiness(worker.detector, worker.choice)] : []),
     storageReadiness(runtime.storage, runtime.config.limits.minFreeBytes),
-  ]);
+  ], worker.extraction);
   return {
     async stop() {
       await api.stop();

@@ -16,7 +16,7 @@ import { ExtractionService } from '../services/extraction.service.ts';
 import { PreviewService } from '../services/preview.service.ts';
 import { ProgressHub } from '../services/progress-hub.ts';
 import { UploadService } from '../services/upload.service.ts';
-import { VideoLifecycleService } from '../services/video-lifecycle.service.ts';
+import { VideoLifecycleService, type ExtractionStopper } from '../services/video-lifecycle.service.ts';
 import { detectHandler, extractHandler, type HandlerRegistry } from '../worker/job-handlers.ts';
 import { QueueWorker } from '../worker/queue-worker.ts';
 import { announceFirstKey, prepareApiKeys } from './api-keys.ts';
@@ -31,12 +31,13 @@ export interface ApiRole {
 }
 
 /** The API accepts uploads (probe and limits) and queues their extraction; workers extract (WORKER_ROLES). */
-export async function startApi(runtime: Runtime, readiness: ReadinessCheck[]): Promise<ApiRole> {
+export async function startApi(runtime: Runtime, readiness: ReadinessCheck[], localExtractions?: ExtractionStopper): Promise<ApiRole> {
   const { config, logger } = runtime;
   const media = await createMedia(config);
   const uploads = new UploadService(config, runtime.videos, runtime.storage, media, runtime.queue);
-  // Extractions run in workers: each stops by its own poll of the video's status (see ExtractionService).
-  const lifecycle = new VideoLifecycleService(runtime.videos, undefined, runtime.queue, runtime.storage, config, logger, runtime.metrics);
+  // Extractions run in workers and each stops by its own poll of the video's status (see ExtractionService);
+  // one in this process (all-in-one: `localExtractions`) is stopped at once, and the request waits for it.
+  const lifecycle = new VideoLifecycleService(runtime.videos, localExtractions, runtime.queue, runtime.storage, config, logger, runtime.metrics);
   const auth = new AuthService(runtime.authRepository, { sessionTtlMs: config.sessionTtlMs });
   const firstKey = await prepareApiKeys(auth, config, logger);
   const progress = new ProgressHub(runtime.catalog, config.progressPollMs, logger);
@@ -84,6 +85,8 @@ export interface WorkerRole {
   choice: EngineChoice | undefined;
   /** Serves /healthz and /readyz when WORKER_HEALTH_PORT is set. */
   healthServer: Server | undefined;
+  /** Present when the worker takes extract jobs: the extractions it runs, for an API in the same process to stop. */
+  extraction: ExtractionService | undefined;
   stop(): Promise<void>;
 }
 
@@ -95,6 +98,7 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
   let choice: EngineChoice | undefined;
   let model: Detector | undefined;
   let detection: DetectionService | undefined;
+  let extraction: ExtractionService | undefined;
   if (roles.includes('detect')) {
     const modelPath = detector ? config.modelPath : await modelForPrecision(runtime);
     model = detector ?? (await createDetector({
@@ -124,7 +128,7 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
     // ffmpeg and prlimit are looked up now: a worker image without them fails here, before taking a job.
     const media = await createMedia(config);
     const previews = new PreviewService(config, runtime.videos, runtime.storage, media, logger);
-    const extraction = new ExtractionService(config, runtime.videos, runtime.storage, media, runtime.queue, logger, previews, runtime.metrics);
+    extraction = new ExtractionService(config, runtime.videos, runtime.storage, media, runtime.queue, logger, previews, runtime.metrics);
     // Uploads publish their job right after their row commits; the grace only keeps the sweep off those in flight.
     handlers.extract = extractHandler(extraction, { concurrency: config.extractionConcurrency, sweepGraceMs: 2 * config.heartbeatTtlMs }, logger);
   }
@@ -155,6 +159,7 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
     detector: model,
     choice,
     healthServer,
+    extraction,
     async stop() {
       await worker.stop();
       if (detection) logger.info('detection stage timings', { stageTimings: detection.timings });

@@ -351,6 +351,31 @@ describe('cancel and delete on real processes (issue 9.6)', function () {
     });
   });
 
+  describe('all-in-one (the API and a worker in one process)', () => {
+    let stack: Stack;
+
+    before(async () => {
+      stack = await Stack.start(tmp);
+      const process = ServiceProcess.start('all-in-one', stack.env);
+      stack.processes.push(process);
+      await process.waitForLog('api listening', 60_000);
+    });
+    after(() => stack?.stop());
+
+    it('DELETE during extraction stops the extraction of its own process before it answers 204', async () => {
+      const id = await stack.upload(long, '50');
+      await waitFor('frames to be extracted', async () => ((await stack.storedFrames(id)).length >= 20 ? true : undefined), 120_000, 50);
+      assert.ok((await ffmpegRunsOf(id)).length > 0, 'no ffmpeg extracting the video: the test proves nothing');
+      const res = await deleteVideo(stack.baseUrl, id);
+      assert.equal(res.status, 204, await res.text());
+      // Stopped and cleaned up by the time of the answer, not a poll later.
+      assert.deepEqual(await ffmpegRunsOf(id), []);
+      assert.ok(stack.processes[0]!.logs.some((line) => line.includes('extraction stopped: the video was cancelled or deleted') && line.includes(id)));
+      await assertNothingLeft(stack, id);
+      await assertHealthy(stack);
+    });
+  });
+
   describe('S3 storage (s3rver)', () => {
     let stack: Stack;
     let s3: TestS3Server;
