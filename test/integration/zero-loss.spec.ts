@@ -34,8 +34,12 @@ describe('zero message loss under real process failures', function () {
     // The production default: frames are deleted after their commit, so a redelivery must not need them.
     stack = await Stack.start(tmp, { KEEP_FRAMES: 'false' });
     await stack.startApi();
-    const doomed = await stack.startWorker();
+    // Extracted first, by an extract-only worker: this is about a kill in the middle of detection (one
+    // mid-extraction is case 7), and every frame is stored before the detector deletes any.
+    await stack.startExtractor();
     const id = await stack.upload(clip, '5');
+    await stack.waitFor('extraction', (v) => v.framesTotal !== null, id);
+    const doomed = await stack.startWorker({ WORKER_ROLES: 'detect' });
     await stack.waitFor('first commits', (v) => v.framesDone >= 8, id);
     // The emptiness checked at the end is only meaningful if this finds the frames where they are.
     assert.ok((await stack.storedFrames(id)).length > 0, 'no frame files found in storage while the video was processing');
@@ -81,9 +85,13 @@ describe('zero message loss under real process failures', function () {
     const proxy = await TcpProxy.start({ host: pg.hostname, port: Number(pg.port) });
     try {
       await stack.startApi();
-      // Only the worker reaches PostgreSQL through the proxy, so the API keeps answering status.
-      const worker = await stack.startWorker({ DATABASE_URL: proxy.url(base.db.url) });
+      // Extracted first, by an extract-only worker, so every frame is queued before detection starts: the
+      // outage then always meets detection with frames left, however busy the machine.
+      await stack.startExtractor();
       const id = await stack.upload(clip, '5');
+      await stack.waitFor('extraction', (v) => v.framesTotal !== null, id);
+      // Only the detecting worker reaches PostgreSQL through the proxy, so the API keeps answering status.
+      const worker = await stack.startWorker({ DATABASE_URL: proxy.url(base.db.url), WORKER_ROLES: 'detect' });
       const workerId = stack.workerId(worker);
       const all = Array.from({ length: 40 }, (_, i) => i);
       // Every frame is committed or still owned by Redis at every sample: nothing was acked early. Redis
