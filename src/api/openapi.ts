@@ -250,7 +250,7 @@ export const openApiDocument = {
       }),
       delete: operation('deleteVideo', 'Deletes a video: stops its extraction and detection, removes its jobs, files and rows', guarded('upload', 400, 404), {
         description:
-          "The uploading key's own videos (admin: any), in any status. An unfinished video is cancelled first, so no worker writes to it again and its extraction stops in whichever API process runs it; then its queued and dead-lettered jobs, its source, preview and frames, and its rows (frames, detections) are removed. 204 when done; 404 for a video that does not exist, including one already deleted (a client that retries a DELETE treats 404 as done). Safe to repeat: a DELETE that failed half-way (503) leaves the video in place, cancelled, to be deleted again.",
+          "The uploading key's own videos (admin: any), in any status. An unfinished video is cancelled first, so no worker writes to it again and its extraction stops within a second in whichever worker runs it; then its queued and dead-lettered jobs, its source, preview and frames, and its rows (frames, detections) are removed. 204 when done; 404 for a video that does not exist, including one already deleted (a client that retries a DELETE treats 404 as done). Safe to repeat: a DELETE that failed half-way (503) leaves the video in place, cancelled, to be deleted again.",
         parameters: [idParameter()],
         responses: { '204': { description: 'deleted, with everything it had' } },
       }),

@@ -33,9 +33,9 @@ export interface StopOutcome {
 /**
  * Cancel and delete (issue 9.6). Both start the same way: the video becomes 'cancelled' in PostgreSQL
  * unless it had finished. From then on nothing writes to it: a worker's commit re-reads the status
- * under the video's row lock and writes nothing, an extraction in any API process stops (here at once,
- * elsewhere by its poll), and the video's queued jobs and frames are discarded. A delete then removes
- * the rest of its files and its rows. Every step is idempotent, so a request that failed half-way (storage
+ * under the video's row lock and writes nothing, an extraction in any worker stops (at once when it
+ * runs in this process, all-in-one; elsewhere by its poll), and the video's queued jobs and frames are
+ * discarded. A delete then removes the rest of its files and its rows. Every step is idempotent, so a request that failed half-way (storage
  * unreachable) is simply sent again; the video stays until its files are gone.
  */
 export class VideoLifecycleService {
@@ -80,7 +80,7 @@ export class VideoLifecycleService {
     // Files before rows: if storage fails, the row is still there and the delete can be sent again.
     const { jobs } = await this.cleanUp(videoId, 'everything');
     await this.videos.delete(videoId);
-    // Once more after the row is gone. An extraction in another API process may still have been writing
+    // Once more after the row is gone. An extraction in a worker may still have been writing
     // (a frame, its preview) between the pass above and its poll; it cleans up after itself too, but it
     // keeps the source and preview of a video it still saw cancelled rather than deleted. From here on
     // it sees no row and removes everything itself.
