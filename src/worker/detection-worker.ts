@@ -13,14 +13,14 @@ const UNREGISTERED_SWEEP_EVERY = 12;
 
 export interface WorkerQueue {
   reserve(workerId: string, timeoutSeconds: number): Promise<ReservedJob | null>;
-  ack(workerId: string, reserved: Pick<ReservedJob, 'payload'>): Promise<void>;
+  ack(workerId: string, reserved: Pick<ReservedJob, 'payload' | 'shard'>): Promise<void>;
   heartbeat(workerId: string, ttlMs: number): Promise<void>;
   reclaimOrphanedJobs(): Promise<number>;
   /** Reclaims processing lists of unregistered dead workers (a SCAN; run rarely). */
   reclaimUnregisteredJobs(): Promise<number>;
   /** Returns how many held jobs went back to pending. */
   releaseWorker(workerId: string): Promise<number>;
-  deadLetter(workerId: string, reserved: Pick<ReservedJob, 'payload' | 'job'>, error: string, attempts: number): Promise<boolean>;
+  deadLetter(workerId: string, reserved: Pick<ReservedJob, 'payload' | 'job' | 'shard'>, error: string, attempts: number): Promise<boolean>;
 }
 
 export interface WorkerSettings {
@@ -137,7 +137,7 @@ export class DetectionWorker {
       if (error instanceof MalformedJobError) {
         // Not a job we could ever run: log it and drop it rather than let it block the list.
         this.logger.error('dropping a malformed job', { error: error.message });
-        await this.queue.ack(this.id, { payload: error.payload }).catch(() => undefined);
+        await this.queue.ack(this.id, { payload: error.payload, shard: error.shard }).catch(() => undefined);
         return undefined;
       }
       this.logger.warn('reserving a job failed; retrying', { error: errorMessage(error) });
