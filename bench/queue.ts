@@ -19,18 +19,23 @@
  * Each system also reports publish→ack latency percentiles, and whether every job was acknowledged exactly
  * once with nothing left in Redis (`exactlyOnce`); a test runs this with a few jobs and checks that.
  *
+ * Then (unless BENCH_CLUSTER=false) ours on a private Redis Cluster, three primaries with a replica each,
+ * QUEUE_SHARDS=BENCH_SHARDS, with and without WAIT for a replica (see benchCluster).
+ *
  * The Redis is private (own port and directory, started and removed here) with AOF on, appendfsync
  * BENCH_APPENDFSYNC (default always, as docker/redis.conf ships) and noeviction: the zero-loss settings.
  *
  * Environment: BENCH_JOBS (default 20000), BENCH_PRODUCERS (4), BENCH_CONSUMERS (8), BENCH_ROUNDS (2),
- * BENCH_APPENDFSYNC (always | everysec).
+ * BENCH_APPENDFSYNC (always | everysec), BENCH_CLUSTER (true | false), BENCH_SHARDS (3).
  */
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import { Queue, Worker, type Job } from 'bullmq';
 import { createClient } from 'redis';
-import { ReliableQueue, type RedisClient } from '../src/queue/reliable-queue.ts';
+import { createQueueRedis, forEachPrimary, type QueueRedis, type RedisClient } from '../src/queue/redis-connection.ts';
+import { ReliableQueue, type QueueOptions } from '../src/queue/reliable-queue.ts';
 import type { DetectionJob } from '../src/queue/types.ts';
+import { RedisCluster } from '../test/helpers/redis-cluster.ts';
 import { RedisServer } from '../test/helpers/redis-server.ts';
 
 const jobs = positiveInteger('BENCH_JOBS', 20_000);
@@ -38,6 +43,8 @@ const producers = positiveInteger('BENCH_PRODUCERS', 4);
 const consumers = positiveInteger('BENCH_CONSUMERS', 8);
 const rounds = positiveInteger('BENCH_ROUNDS', 2);
 const appendfsync = process.env.BENCH_APPENDFSYNC === 'everysec' ? 'everysec' : 'always';
+const withCluster = process.env.BENCH_CLUSTER !== 'false';
+const clusterShards = positiveInteger('BENCH_SHARDS', 3);
 
 function positiveInteger(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -115,19 +122,26 @@ class Tally {
   }
 }
 
-/** Our queue: `consumers` reserve → ack loops, each with a blocking connection and worker id of its own. */
-async function benchVidsense(client: RedisClient, prefix: string): Promise<RoundResult> {
-  const queue = new ReliableQueue(client, client, prefix);
+/** Our queue: `consumers` reserve → ack loops, each with a blocking connection (on a cluster, a cluster client) and worker id of its own. */
+async function benchVidsense(client: QueueRedis, prefix: string, options: QueueOptions = {}): Promise<RoundResult> {
+  const queue = new ReliableQueue(client, client, prefix, options);
   await queue.load();
   const tally = new Tally();
-  const blocking = await Promise.all(Array.from({ length: consumers }, () => client.duplicate().connect()));
+  const blocking: QueueRedis[] = await Promise.all(
+    Array.from({ length: consumers }, async () => {
+      const connection = client.duplicate();
+      connection.on('error', () => undefined);
+      await connection.connect();
+      return connection;
+    }),
+  );
   let stop = false;
   let published = 0;
   try {
     const started = performance.now();
     const consuming = blocking.map(async (connection, i) => {
       const workerId = `bench-${i}`;
-      const own = new ReliableQueue(client, connection, prefix);
+      const own = new ReliableQueue(client, connection, prefix, options);
       await own.heartbeat(workerId, 60_000);
       while (!stop) {
         const reserved = await own.reserve(workerId, 0.2);
@@ -150,7 +164,7 @@ async function benchVidsense(client: RedisClient, prefix: string): Promise<Round
     return tally.result(ms, published, left);
   } finally {
     stop = true;
-    await Promise.allSettled(blocking.map((connection) => connection.quit()));
+    await Promise.allSettled(blocking.map((connection) => connection.close()));
   }
 }
 
@@ -188,11 +202,14 @@ async function benchBullmq(client: RedisClient, prefix: string): Promise<RoundRe
   }
 }
 
-/** Keys under the prefix other than the queue's bookkeeping of workers (none should be left). */
-async function keysUnder(client: RedisClient, prefix: string): Promise<number> {
-  let count = 0;
-  for await (const batch of client.scanIterator({ MATCH: `${prefix}:*`, COUNT: 1000 })) count += [batch].flat().length;
-  return count;
+/** Keys under the prefix (every primary of a cluster) but the shard-count record: none should be left. */
+async function keysUnder(client: QueueRedis, prefix: string): Promise<number> {
+  const counts = await forEachPrimary(client, async (node) => {
+    let count = 0;
+    for await (const batch of node.scanIterator({ MATCH: `${prefix}:*`, COUNT: 1000 })) count += [batch].flat().filter((key) => key !== `${prefix}:queue:shards`).length;
+    return count;
+  });
+  return counts.reduce((sum, n) => sum + n, 0);
 }
 
 function round(value: number, digits = 1): number {
@@ -205,6 +222,31 @@ function summary(results: RoundResult[]): { jobsPerSecond: number; rounds: Round
     rounds: results,
     exactlyOnce: results.every((r) => r.published === jobs && r.acked === jobs && r.duplicates === 0 && r.missing === 0 && r.leftInRedis === 0),
   };
+}
+
+/**
+ * Our queue on a private Redis Cluster (three primaries with a replica each, AOF always), BENCH_SHARDS
+ * shards (default 3: one a primary), without WAIT and with WAIT for one replica (QUEUE_WAIT_REPLICAS=1,
+ * the cluster default), alternating round by round. BullMQ is not run here: a BullMQ queue lives in one
+ * hash slot, so on a cluster it is one primary's throughput.
+ */
+async function benchCluster() {
+  const cluster = await RedisCluster.start({ masters: 3, replicasPerMaster: 1 });
+  const client = createQueueRedis({ redisUrl: '', redisCluster: { nodes: cluster.nodes.map((node) => ({ host: node.host, port: node.port })), tls: false, username: undefined, password: undefined } });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    const noWait: RoundResult[] = [];
+    const wait: RoundResult[] = [];
+    for (let i = 0; i < rounds; i += 1) {
+      noWait.push(await benchVidsense(client, `bench-cluster-${i}`, { shards: clusterShards, waitReplicas: 0 }));
+      wait.push(await benchVidsense(client, `bench-cluster-wait-${i}`, { shards: clusterShards, waitReplicas: 1 }));
+    }
+    return { primaries: 3, replicasPerPrimary: 1, shards: clusterShards, vidsense: summary(noWait), vidsenseWait1: summary(wait) };
+  } finally {
+    await client.close().catch(() => undefined);
+    await cluster.stop();
+  }
 }
 
 async function main(): Promise<void> {
@@ -223,6 +265,7 @@ async function main(): Promise<void> {
     }
     const ours = summary(vidsense);
     const theirs = summary(bullmq);
+    const clusterFigures = withCluster ? await benchCluster() : undefined;
     console.log(
       JSON.stringify({
         jobs,
@@ -236,6 +279,7 @@ async function main(): Promise<void> {
           bullmq: theirs,
           ratio: round(ours.jobsPerSecond / theirs.jobsPerSecond, 2),
         },
+        ...(clusterFigures ? { cluster: clusterFigures } : {}),
         cpus: os.cpus().length,
         loadAverage: { before: loadBefore.map((v) => round(v, 2)), after: os.loadavg().map((v) => round(v, 2)) },
       }),

@@ -5,8 +5,9 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
-// npm run bench:queue with a few jobs: its one JSON line has the figures of both queues side by side,
-// and each queue's own bookkeeping shows every job acknowledged exactly once with nothing left in Redis.
+// npm run bench:queue with a few jobs: its one JSON line has the figures of both queues side by side on one
+// Redis, and ours on a three-primary cluster, and each run's own bookkeeping shows every job acknowledged
+// exactly once with nothing left in Redis.
 // Timings are printed, never asserted (the host is shared).
 describe('npm run bench:queue (a few jobs)', function () {
   this.timeout(180_000);
@@ -22,8 +23,9 @@ describe('npm run bench:queue (a few jobs)', function () {
     const result = JSON.parse(lines[0]!) as Record<string, any>;
     assert.equal(result.jobs, 150);
     assert.equal(result.consumers, 4);
-    for (const system of ['vidsense', 'bullmq'] as const) {
-      const figures = result.single[system];
+    const systems = { vidsense: result.single.vidsense, bullmq: result.single.bullmq, 'vidsense on the cluster': result.cluster.vidsense, 'vidsense on the cluster, WAIT 1': result.cluster.vidsenseWait1 };
+    assert.equal(result.cluster.shards, 3);
+    for (const [system, figures] of Object.entries(systems)) {
       assert.equal(figures.rounds.length, 1, system);
       const [round] = figures.rounds;
       assert.deepEqual(
