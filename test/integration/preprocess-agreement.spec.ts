@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
 import * as ort from 'onnxruntime-node';
 import { createDetector } from '../../src/detection/create-detector.ts';
 import { scaledFrameSize, type FrameSize } from '../../src/detection/letterbox-geometry.ts';
@@ -34,16 +38,19 @@ describe('preprocessing at native speed keeps the detections of ONNX Runtime on 
   let reference: ort.InferenceSession;
   let detector: Detector;
   let media: MediaRepository;
+  let tmp: string;
 
   before(async () => {
     if (!existsSync(MODEL)) throw new Error(`${MODEL} is missing: run \`npm run fetch-model\``);
     reference = await ort.InferenceSession.create(MODEL);
     detector = await createDetector({ modelPath: MODEL });
     media = new MediaRepository(await resolveMediaBinaries({}));
+    tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'vidsense-preprocess-'));
   });
   after(async () => {
     await reference?.release();
     await detector?.close();
+    if (tmp) await fs.rm(tmp, { recursive: true, force: true });
   });
 
   async function referenceDetections(frames: PreparedFrame[]): Promise<Detection[][]> {
@@ -62,6 +69,16 @@ describe('preprocessing at native speed keeps the detections of ONNX Runtime on 
     const jpegs: Buffer[] = [];
     await media.extractFrames(file, { fps, jpegQuality: 3, startTimeMs: 0, scale: to && { from: source, to } }, async (frame) => void jpegs.push(frame.jpeg));
     return jpegs;
+  }
+
+  /**
+   * Extraction opens video containers only (the upload format allowlist has no image demuxers): the photo
+   * goes in a one-frame Matroska file by stream copy, so extraction decodes exactly the photo's pixels.
+   */
+  async function asOneFrameVideo(photo: string): Promise<string> {
+    const file = path.join(tmp, `${path.basename(photo)}.mkv`);
+    await execa('ffmpeg', ['-nostdin', '-v', 'error', '-y', '-i', photo, '-c:v', 'copy', '-f', 'matroska', file]);
+    return file;
   }
 
   function report(label: string, agreement: Agreement): void {
@@ -96,7 +113,7 @@ describe('preprocessing at native speed keeps the detections of ONNX Runtime on 
       const bytes = readFileSync(photo);
       const original = await prepareFrame(bytes, imgsz);
       const source = { width: original.sourceWidth, height: original.sourceHeight };
-      const [stored] = await extract(photo, null, source, true);
+      const [stored] = await extract(await asOneFrameVideo(photo), null, source, true);
       expected.push(...(await referenceDetections([original])));
       ours.push(...(await detector.detectBatch([await prepareFrame(stored!, imgsz, undefined, source)], OPTIONS)));
     }

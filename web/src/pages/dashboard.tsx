@@ -9,9 +9,9 @@ const RANGES = [
   { value: '30d', label: 'Last 30 days', ms: 30 * 86_400_000, bucket: '1d' },
 ] as const;
 const BUCKETS = [
-  { value: '1m', label: 'Minute' },
-  { value: '1h', label: 'Hour' },
-  { value: '1d', label: 'Day' },
+  { value: '1m', label: 'Minute', ms: 60_000 },
+  { value: '1h', label: 'Hour', ms: 3_600_000 },
+  { value: '1d', label: 'Day', ms: 86_400_000 },
 ] as const;
 
 /** The zones offered: the browser's own and UTC first, then every zone the browser knows. */
@@ -34,8 +34,11 @@ export function DashboardPage() {
   const [reloads, setReloads] = useState(0);
 
   useEffect(() => {
-    const to = new Date();
-    const from = new Date(to.getTime() - RANGES.find((entry) => entry.value === range)!.ms);
+    // The range runs one bucket past now: a video's capture times are its upload time (when the file has
+    // no creation time) plus each frame's offset, so a clip that just finished reaches seconds ahead of now.
+    const now = Date.now();
+    const from = new Date(now - RANGES.find((entry) => entry.value === range)!.ms);
+    const to = new Date(now + BUCKETS.find((entry) => entry.value === bucket)!.ms);
     let current = true;
     setError(null);
     api.counts({ className: className === '' ? null : className, from, to, bucket, tz }).then(
