@@ -100,8 +100,9 @@ async function main(): Promise<void> {
 
     const workerRssMb = await peakRssMb(worker.child.pid!);
     await Promise.all([worker.stop(), api.stop()]);
-    const stages = logField<StageTimings>(worker.logs, 'worker stopped', 'stageTimings');
-    const extractMs = logField<number>(api.logs, 'extraction finished', 'ms');
+    const stages = logField<StageTimings>(worker.logs, 'detection stage timings', 'stageTimings');
+    // Extraction is a job for the worker (WORKER_ROLES, both kinds by default), beside its detection.
+    const extractMs = logField<number>(worker.logs, 'extraction finished', 'ms');
 
     // The bare detector on the same stored frames, same batch size, in this process, with the engine's
     // default threads (its best alone). Two measures: inference + postprocess on already letterboxed

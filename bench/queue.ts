@@ -144,10 +144,10 @@ async function benchVidsense(client: QueueRedis, prefix: string, options: QueueO
       const own = new ReliableQueue(client, connection, prefix, options);
       await own.heartbeat(workerId, 60_000);
       while (!stop) {
-        const reserved = await own.reserve(workerId, 0.2);
+        const reserved = await own.reserve(workerId, 'detect', 0.2);
         if (reserved === null) continue;
         await own.ack(workerId, reserved);
-        tally.acked(reserved.job);
+        tally.acked(reserved.job as DetectionJob);
       }
       await own.releaseWorker(workerId);
     });

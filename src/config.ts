@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { PreviewCodec } from './media/preview-args.ts';
+import { JOB_KINDS, type JobKind } from './queue/types.ts';
 
 /**
  * The only reader of process.env. Everything else receives a frozen Config.
@@ -60,11 +61,12 @@ export interface Config {
   /** Default frames per second sampled from an upload; null means every frame. */
   readonly defaultFps: number | null;
   readonly maxFps: number;
+  /** Extraction jobs one worker runs at once (each an ffmpeg process), when it takes extract jobs. */
   readonly extractionConcurrency: number;
   /** Uploads checked with ffprobe and ffmpeg at once per API process (each check runs up to three processes). */
   readonly probeConcurrency: number;
-  /** An extraction whose API process stops renewing its lease for this long is restarted by another. */
-  readonly extractionLeaseMs: number;
+  /** WORKER_ROLES: the job kinds a worker process takes (extract: ffmpeg frame extraction; detect: the model). */
+  readonly workerRoles: readonly JobKind[];
   readonly confidenceThreshold: number;
   readonly iouThreshold: number;
   readonly jpegQuality: number;
@@ -244,7 +246,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxFps,
     extractionConcurrency: read.integer('EXTRACTION_CONCURRENCY', 2, { min: 1, max: 64 }),
     probeConcurrency: read.integer('PROBE_CONCURRENCY', 4, { min: 1, max: 64 }),
-    extractionLeaseMs: read.integer('EXTRACTION_LEASE_MS', 60_000, { min: 300 }),
+    workerRoles: parseWorkerRoles(env.WORKER_ROLES, problems),
     confidenceThreshold: read.number('CONFIDENCE_THRESHOLD', 0.25, { min: 0, max: 1 }),
     iouThreshold: read.number('IOU_THRESHOLD', 0.7, { min: 0, max: 1 }),
     jpegQuality: read.integer('JPEG_QUALITY', 3, { min: 2, max: 31 }),
@@ -279,6 +281,7 @@ export function loadConfig(env: Env = process.env): Config {
     calibrationFrames: read.integer('CALIBRATION_FRAMES', 32, { min: 1, max: 1000 }),
     limits: readHostileInputLimits(read, problems),
   };
+  if (env.EXTRACTION_LEASE_MS) warnings.push('EXTRACTION_LEASE_MS is no longer used: extraction is a queued job, reclaimed after HEARTBEAT_TTL_MS like any other');
   if (config.modelPrecision === 'int8' && config.detectorEngine !== 'onnx') {
     problems.push(`MODEL_PRECISION=int8 runs on ONNX Runtime only: it needs DETECTOR_ENGINE=onnx (got "${config.detectorEngine}")`);
   }
@@ -404,6 +407,27 @@ function readApiKey(env: Env, problems: string[], warnings: string[]): string | 
     problems.push(`${name} must be 16 to 512 printable characters without spaces (got ${key.length} characters)`);
   }
   return key;
+}
+
+/**
+ * WORKER_ROLES: a comma-separated list of job kinds (extract, detect), each at most once; default both.
+ * An extract-only worker never loads the model; a detect-only worker never runs ffmpeg.
+ */
+export function parseWorkerRoles(raw: string | undefined, problems: string[]): readonly JobKind[] {
+  const value = (raw ?? '').trim();
+  if (value === '') return JOB_KINDS;
+  const roles = value.split(',').map((role) => role.trim());
+  const unknown = roles.filter((role) => !(JOB_KINDS as readonly string[]).includes(role));
+  if (unknown.length > 0 || roles.length === 0) {
+    problems.push(`WORKER_ROLES must be a comma-separated list of ${JOB_KINDS.join(', ')} (got "${raw}")`);
+    return JOB_KINDS;
+  }
+  if (new Set(roles).size !== roles.length) {
+    problems.push(`WORKER_ROLES names a role twice (got "${raw}")`);
+    return JOB_KINDS;
+  }
+  // In a fixed order, so logs and checks read the same whatever order the setting lists them in.
+  return Object.freeze(JOB_KINDS.filter((kind) => roles.includes(kind)));
 }
 
 /** FRAME_SIZE: "source", a side N (an N x N box) or WIDTHxHEIGHT, each 32 to 8192 px; default 640 (the stock models' input). */

@@ -90,20 +90,30 @@ export interface VideoRepository {
   create(video: NewVideo): Promise<VideoRecord>;
   get(id: string): Promise<VideoRecord | undefined>;
   /**
-   * Takes the extraction of a video for this process: true when it was still queued, or when the
-   * process extracting it stopped renewing its lease for leaseMs. Of several claimers one wins.
+   * An extraction job starts (or resumes) on a queued or extracting video: the status becomes
+   * 'extracting'. Returns the checkpoint, frames already stored and published (0 on a first run), or
+   * undefined when the video is no longer to be extracted (failed, extracted, or gone).
    */
-  claimExtraction(id: string, leaseMs: number): Promise<boolean>;
-  /** Renews the extraction lease while frames are being extracted. */
-  renewExtraction(id: string): Promise<void>;
-  /** Accepted videos whose extraction never started or stalled (no lease renewal for leaseMs). */
-  findStalledExtractions(leaseMs: number, limit: number): Promise<VideoRecord[]>;
+  startExtraction(id: string): Promise<number | undefined>;
+  /**
+   * Checkpoint: the frames below this index are stored and their detection jobs published. Never moves
+   * back. False when the video is no longer 'extracting' (deleted, cancelled, failed or extracted by
+   * another delivery): the extraction stops there.
+   */
+  recordFramesPublished(id: string, frames: number): Promise<boolean>;
+  /** Videos still 'queued' that were created over olderThanMs ago, oldest first, after a keyset cursor. */
+  listQueued(olderThanMs: number, after: { createdAt: Date; id: string } | undefined, limit: number): Promise<Array<{ id: string; createdAt: Date }>>;
   /**
    * Extraction is over: frames_total is known. The status becomes 'processing', or at once
    * 'completed' / 'failed' when every frame is already recorded (or there were none; see commitFrames).
    */
   markExtracted(id: string, framesTotal: number): Promise<VideoRecord>;
-  markFailed(id: string, error: string): Promise<void>;
+  /**
+   * The video's extraction failed: it becomes 'failed' with this error if it is still being extracted
+   * ('queued' or 'extracting'). False when it is not (another delivery of its extraction job finished it
+   * meanwhile): it is left as it is, frames and all.
+   */
+  markFailed(id: string, error: string): Promise<boolean>;
   /** Records the video's browser-playable preview. */
   setPreview(id: string, preview: VideoPreview): Promise<void>;
   /** Removes the video and everything that references it (used when an upload is refused). */

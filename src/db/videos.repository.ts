@@ -80,28 +80,28 @@ export class PgVideoRepository implements VideoRepository {
     return row ? toRecord(row) : undefined;
   }
 
-  async claimExtraction(id: string, leaseMs: number): Promise<boolean> {
-    // Atomic: of several processes trying, one sees the row still unclaimed (or its lease expired).
-    const rows = await this.sql`
-      UPDATE videos SET status = 'extracting', extraction_heartbeat_at = now(), updated_at = now()
-      WHERE id = ${id}
-        AND (status = 'queued' OR (status = 'extracting' AND extraction_heartbeat_at < now() - ${leaseMs} * interval '1 millisecond'))
-      RETURNING id`;
+  async startExtraction(id: string): Promise<number | undefined> {
+    const [row] = await this.sql<{ frames_published: number }[]>`
+      UPDATE videos SET status = 'extracting', updated_at = now()
+      WHERE id = ${id} AND status IN ('queued', 'extracting')
+      RETURNING frames_published`;
+    return row?.frames_published;
+  }
+
+  async recordFramesPublished(id: string, frames: number): Promise<boolean> {
+    const rows = await this.sql`UPDATE videos SET frames_published = greatest(frames_published, ${frames}) WHERE id = ${id} AND status = 'extracting' RETURNING id`;
     return rows.length === 1;
   }
 
-  async renewExtraction(id: string): Promise<void> {
-    await this.sql`UPDATE videos SET extraction_heartbeat_at = now() WHERE id = ${id} AND status = 'extracting'`;
-  }
-
-  async findStalledExtractions(leaseMs: number, limit: number): Promise<VideoRecord[]> {
-    const rows = await this.sql<VideoRow[]>`
-      SELECT ${this.sql.unsafe(columns)} FROM videos
-      WHERE status IN ('queued', 'extracting')
-        AND coalesce(extraction_heartbeat_at, created_at) < now() - ${leaseMs} * interval '1 millisecond'
-      ORDER BY created_at
+  async listQueued(olderThanMs: number, after: { createdAt: Date; id: string } | undefined, limit: number): Promise<Array<{ id: string; createdAt: Date }>> {
+    // Keyed on milliseconds: the cursor comes back as a JavaScript Date, which drops PostgreSQL's microseconds.
+    const rows = await this.sql<{ id: string; created_at: Date }[]>`
+      SELECT id, date_trunc('milliseconds', created_at) AS created_at FROM videos
+      WHERE status = 'queued' AND created_at < now() - ${olderThanMs} * interval '1 millisecond'
+        ${after ? this.sql`AND (date_trunc('milliseconds', created_at), id) > (${after.createdAt}::timestamptz, ${after.id}::uuid)` : this.sql``}
+      ORDER BY date_trunc('milliseconds', created_at), id
       LIMIT ${limit}`;
-    return rows.map(toRecord);
+    return rows.map((row) => ({ id: row.id, createdAt: row.created_at }));
   }
 
   async markExtracted(id: string, framesTotal: number): Promise<VideoRecord> {
@@ -123,8 +123,9 @@ export class PgVideoRepository implements VideoRepository {
     return current;
   }
 
-  async markFailed(id: string, error: string): Promise<void> {
-    await this.sql`UPDATE videos SET status = 'failed', error = ${error}, updated_at = now() WHERE id = ${id} AND status <> 'completed'`;
+  async markFailed(id: string, error: string): Promise<boolean> {
+    const rows = await this.sql`UPDATE videos SET status = 'failed', error = ${error}, updated_at = now() WHERE id = ${id} AND status IN ('queued', 'extracting') RETURNING id`;
+    return rows.length === 1;
   }
 
   async setPreview(id: string, preview: VideoPreview): Promise<void> {

@@ -1,4 +1,4 @@
-// Ingestion API only: uploads, extraction, status and results. Run workers separately.
+// Ingestion API only: uploads (queued for extraction), status and results. Run workers separately: they extract and detect.
 import { main } from './lifecycle.ts';
 import { baseReadiness, storageReadiness } from './readiness.ts';
 import { startApi } from './roles.ts';

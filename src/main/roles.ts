@@ -16,7 +16,8 @@ import { ExtractionService } from '../services/extraction.service.ts';
 import { PreviewService } from '../services/preview.service.ts';
 import { ProgressHub } from '../services/progress-hub.ts';
 import { UploadService } from '../services/upload.service.ts';
-import { DetectionWorker } from '../worker/detection-worker.ts';
+import { detectHandler, extractHandler, type HandlerRegistry } from '../worker/job-handlers.ts';
+import { QueueWorker } from '../worker/queue-worker.ts';
 import { announceFirstKey, prepareApiKeys } from './api-keys.ts';
 import { errorMessage } from '../errors/error-message.ts';
 import { baseReadiness, detectorReadiness } from './readiness.ts';
@@ -25,16 +26,14 @@ import { createMedia, type Runtime } from './runtime.ts';
 export interface ApiRole {
   server: Server;
   uploads: UploadService;
-  extraction: ExtractionService;
   stop(): Promise<void>;
 }
 
+/** The API accepts uploads (probe and limits) and queues their extraction; workers extract (WORKER_ROLES). */
 export async function startApi(runtime: Runtime, readiness: ReadinessCheck[]): Promise<ApiRole> {
   const { config, logger } = runtime;
   const media = await createMedia(config);
-  const previews = new PreviewService(config, runtime.videos, runtime.storage, media, logger);
-  const extraction = new ExtractionService(config, runtime.videos, runtime.storage, media, runtime.queue, logger, previews, runtime.metrics);
-  const uploads = new UploadService(config, runtime.videos, runtime.storage, media, extraction);
+  const uploads = new UploadService(config, runtime.videos, runtime.storage, media, runtime.queue);
   const auth = new AuthService(runtime.authRepository, { sessionTtlMs: config.sessionTtlMs });
   const firstKey = await prepareApiKeys(auth, config, logger);
   const progress = new ProgressHub(runtime.catalog, config.progressPollMs, logger);
@@ -58,64 +57,82 @@ export async function startApi(runtime: Runtime, readiness: ReadinessCheck[]): P
   const server = createHttpServer(app, config.limits);
   await listen(server, config.port, config.host);
   sweepStalePartials(runtime);
-  extraction.startRecovery();
   logger.info('api listening', { port: portOf(server) });
   if (firstKey) await announceFirstKey(firstKey, config, portOf(server) ?? config.port, logger);
   return {
     server,
     uploads,
-    extraction,
     async stop() {
-      extraction.stopRecovery();
       // Event streams never end by themselves; closing them lets server.close() finish.
       progress.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      await extraction.idle();
     },
   };
 }
 
 export interface WorkerRole {
-  worker: DetectionWorker;
-  detection: DetectionService;
-  detector: Detector;
-  /** How createDetector picked the engine; undefined when the detector was passed in. */
+  worker: QueueWorker;
+  /** Present when the worker takes detect jobs (WORKER_ROLES). */
+  detection: DetectionService | undefined;
+  /** Present when the worker takes detect jobs; an extract-only worker never loads the model. */
+  detector: Detector | undefined;
+  /** How createDetector picked the engine; undefined when the detector was passed in or none was loaded. */
   choice: EngineChoice | undefined;
   /** Serves /healthz and /readyz when WORKER_HEALTH_PORT is set. */
   healthServer: Server | undefined;
   stop(): Promise<void>;
 }
 
+/** A queue worker for the job kinds in WORKER_ROLES: extract (ffmpeg), detect (the model), or both. */
 export async function startWorker(runtime: Runtime, detector?: Detector): Promise<WorkerRole> {
   const { config, logger } = runtime;
+  const roles = config.workerRoles;
+  const handlers: { -readonly [K in keyof HandlerRegistry]: HandlerRegistry[K] } = {};
   let choice: EngineChoice | undefined;
-  const modelPath = detector ? config.modelPath : await modelForPrecision(runtime);
-  const model = detector ?? (await createDetector({
-      engine: config.detectorEngine,
-      modelPath,
-      threads: config.ortThreads,
-      onnxFramesPerRun: config.onnxFramesPerRun,
-      onOnnxFixedBatch: (reason) => logger.warn('ONNX model keeps its fixed batch: ONNX_FRAMES_PER_RUN has no effect', { reason }),
-      onOnnxFloatInput: (reason) => logger.warn('ONNX model keeps its float input: frames are normalised in JavaScript', { reason }),
-      tfjs: { modelDir: config.tfjsModelDir, backend: config.tfjsBackend },
-      onChoice: (picked) => {
-        choice = picked;
-        logger.info('detector engine chosen', { requested: config.detectorEngine, engine: picked.engine, backend: picked.backend, reason: picked.reason });
-      },
-    }));
-  logger.info('detector ready', { engine: model.engine, backend: model.backend, device: model.device, classes: model.modelInfo.names.length, modelPath, precision: config.modelPrecision });
-  // One libvips thread per frame (a job's frames decode in parallel on libuv's threads) and no libvips cache.
-  tuneImageDecoding(1);
-  const detection = new DetectionService(runtime.videos, runtime.detections, runtime.storage, model, prepareFrame, {
-    confidenceThreshold: config.confidenceThreshold,
-    iouThreshold: config.iouThreshold,
-  }, { keepFrames: config.keepFrames, logger }, runtime.metrics);
-  runtime.metrics.setDetector({ engine: model.engine, backend: model.backend, device: model.device, model: path.basename(config.modelPath) });
-  const worker = new DetectionWorker(runtime.queue, detection, config, logger);
+  let model: Detector | undefined;
+  let detection: DetectionService | undefined;
+  if (roles.includes('detect')) {
+    const modelPath = detector ? config.modelPath : await modelForPrecision(runtime);
+    model = detector ?? (await createDetector({
+        engine: config.detectorEngine,
+        modelPath,
+        threads: config.ortThreads,
+        onnxFramesPerRun: config.onnxFramesPerRun,
+        onOnnxFixedBatch: (reason) => logger.warn('ONNX model keeps its fixed batch: ONNX_FRAMES_PER_RUN has no effect', { reason }),
+        onOnnxFloatInput: (reason) => logger.warn('ONNX model keeps its float input: frames are normalised in JavaScript', { reason }),
+        tfjs: { modelDir: config.tfjsModelDir, backend: config.tfjsBackend },
+        onChoice: (picked) => {
+          choice = picked;
+          logger.info('detector engine chosen', { requested: config.detectorEngine, engine: picked.engine, backend: picked.backend, reason: picked.reason });
+        },
+      }));
+    logger.info('detector ready', { engine: model.engine, backend: model.backend, device: model.device, classes: model.modelInfo.names.length, modelPath, precision: config.modelPrecision });
+    // One libvips thread per frame (a job's frames decode in parallel on libuv's threads) and no libvips cache.
+    tuneImageDecoding(1);
+    detection = new DetectionService(runtime.videos, runtime.detections, runtime.storage, model, prepareFrame, {
+      confidenceThreshold: config.confidenceThreshold,
+      iouThreshold: config.iouThreshold,
+    }, { keepFrames: config.keepFrames, logger }, runtime.metrics);
+    runtime.metrics.setDetector({ engine: model.engine, backend: model.backend, device: model.device, model: path.basename(config.modelPath) });
+    handlers.detect = detectHandler(detection, config, logger);
+  }
+  if (roles.includes('extract')) {
+    // ffmpeg and prlimit are looked up now: a worker image without them fails here, before taking a job.
+    const media = await createMedia(config);
+    const previews = new PreviewService(config, runtime.videos, runtime.storage, media, logger);
+    const extraction = new ExtractionService(config, runtime.videos, runtime.storage, media, runtime.queue, logger, previews, runtime.metrics);
+    // Uploads publish their job right after their row commits; the grace only keeps the sweep off those in flight.
+    handlers.extract = extractHandler(extraction, { concurrency: config.extractionConcurrency, sweepGraceMs: 2 * config.heartbeatTtlMs }, logger);
+  }
+  const worker = new QueueWorker(runtime.queue, handlers, roles, config, logger);
   // A worker has no API of its own; orchestrators (Docker HEALTHCHECK, Kubernetes probes) need one to ask.
   let healthServer: Server | undefined;
   if (config.workerHealthPort !== undefined) {
-    const checks = [...baseReadiness(runtime), detectorReadiness(model, choice), { name: 'worker', check: async () => ({ ok: worker.isRunning, detail: { id: worker.id } }) }];
+    const checks = [
+      ...baseReadiness(runtime),
+      ...(model ? [detectorReadiness(model, choice)] : []),
+      { name: 'worker', check: async () => ({ ok: worker.isRunning, detail: { id: worker.id, roles } }) },
+    ];
     const app = express();
     app.disable('x-powered-by');
     app.use(healthRoutes(checks));
@@ -136,8 +153,9 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
     healthServer,
     async stop() {
       await worker.stop();
+      if (detection) logger.info('detection stage timings', { stageTimings: detection.timings });
       if (healthServer) await new Promise<void>((resolve) => healthServer.close(() => resolve()));
-      await model.close();
+      await model?.close();
     },
   };
 }

@@ -1,14 +1,29 @@
+import { JOB_KINDS, type JobKind } from './types.ts';
+
 /** Every Redis key of the queue; nothing else builds key strings (Lua scripts receive them in KEYS). */
 export interface QueueKeys {
   /** The shard these keys belong to (0 when the queue has one). */
   readonly shard: number;
-  /** Jobs waiting for a worker; LPUSH in, BLMOVE out from the right (FIFO). */
-  readonly pending: string;
+  /**
+   * Jobs waiting for a worker, one list per job kind so a worker that does not take a kind never pops
+   * its jobs; LPUSH in, BLMOVE out from the right (FIFO).
+   */
+  readonly pending: Readonly<Record<JobKind, string>>;
+  /**
+   * The single pending list of versions before job kinds (detection jobs only); workers move it to
+   * pending.detect. Untagged: it only ever existed in the one-shard, one-Redis layout.
+   */
+  readonly legacyPending: string;
+  /**
+   * Set of video ids (of this shard) whose extraction job is queued or held: publishing one a second time
+   * (the upload endpoint and the sweep for uploads that died before publishing) finds it here and adds nothing.
+   */
+  readonly extractionsEnqueued: string;
   /** Jobs that failed MAX_ATTEMPTS times, newest first, with their last error (see DeadLetter). */
   readonly deadLetters: string;
   /** Set of worker ids that may hold jobs in this shard; reclaimers check each one's heartbeat. */
   readonly workers: string;
-  /** Jobs a worker holds (from this shard) until their results are committed. */
+  /** Jobs a worker holds (from this shard, all kinds it takes, in one list) until their results are committed. */
   processing(workerId: string): string;
   /** Present while the worker is alive (refreshed with a TTL); one per shard, so a script sees it in its slot. */
   heartbeat(workerId: string): string;
@@ -35,7 +50,8 @@ export interface QueueLayout {
 
 /**
  * The keys of one shard. With one shard on a single Redis they are the original, untagged
- * `<prefix>:queue:*` keys, so an existing deployment's queue carries over unchanged. Otherwise every key
+ * `<prefix>:queue:*` keys, so an existing deployment's queue carries over unchanged (its one pending list,
+ * legacyPending, is moved to pending.detect by the workers). Otherwise every key
  * of shard s is `<prefix>:queue:{<tag>}:*`: Redis Cluster hashes only the part in braces, so a shard's
  * pending list, processing lists, heartbeats, worker set and dead letters share one slot, as every
  * multi-key script and BLMOVE needs. The prefix stays first, so `<prefix>:*` still finds every key.
@@ -47,7 +63,9 @@ export function queueKeys(prefix: string, shard = 0, layout: QueueLayoutOptions 
   const base = tagged ? `${prefix}:queue:{${shardTag(shard, layout.shards)}}` : `${prefix}:queue`;
   return Object.freeze({
     shard,
-    pending: `${base}:pending`,
+    pending: Object.freeze(Object.fromEntries(JOB_KINDS.map((kind) => [kind, `${base}:pending:${kind}`])) as Record<JobKind, string>),
+    legacyPending: `${prefix}:queue:pending`,
+    extractionsEnqueued: `${base}:extractions`,
     workers: `${base}:workers`,
     deadLetters: `${base}:dead`,
     processing: (workerId: string) => `${base}:processing:${workerId}`,

@@ -10,7 +10,7 @@ const scriptsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'scri
 
 /**
  * One Lua script from src/queue/scripts, read once at start-up. The file name ends in the number
- * of keys the script takes (`reclaim-4.lua`), which run() checks so a caller cannot pass too few.
+ * of keys the script takes (`reclaim-5.lua`), which run() checks so a caller cannot pass too few.
  */
 export class LuaScript {
   readonly name: string;

@@ -1,7 +1,7 @@
-import type { DetectionJob } from './types.ts';
+import type { QueueJob } from './types.ts';
 
 /** Validates a job read from Redis: anything else in the list must not crash a worker. */
-export function parseJob(payload: string): { ok: true; job: DetectionJob } | { ok: false; reason: string } {
+export function parseJob(payload: string): { ok: true; job: QueueJob } | { ok: false; reason: string } {
   let value: unknown;
   try {
     value = JSON.parse(payload);
@@ -11,6 +11,11 @@ export function parseJob(payload: string): { ok: true; job: DetectionJob } | { o
   if (typeof value !== 'object' || value === null) return { ok: false, reason: 'not an object' };
   const job = value as Record<string, unknown>;
   if (typeof job.id !== 'string' || typeof job.videoId !== 'string') return { ok: false, reason: 'missing id or videoId' };
+  if (job.publishedAt !== undefined && typeof job.publishedAt !== 'number') return { ok: false, reason: 'bad publishedAt' };
+  if (job.attempts !== undefined && !(Number.isInteger(job.attempts) && (job.attempts as number) >= 0)) return { ok: false, reason: 'bad attempts' };
+  if (job.kind === 'extract') return { ok: true, job: job as unknown as QueueJob };
+  // No kind: a detection job published before job kinds existed.
+  if (job.kind !== undefined && job.kind !== 'detect') return { ok: false, reason: 'unknown kind' };
   if (!Array.isArray(job.frames) || job.frames.length === 0) return { ok: false, reason: 'no frames' };
   for (const frame of job.frames as unknown[]) {
     const f = frame as Record<string, unknown> | null;
@@ -18,7 +23,5 @@ export function parseJob(payload: string): { ok: true; job: DetectionJob } | { o
       return { ok: false, reason: 'bad frame entry' };
     }
   }
-  if (job.publishedAt !== undefined && typeof job.publishedAt !== 'number') return { ok: false, reason: 'bad publishedAt' };
-  if (job.attempts !== undefined && !(Number.isInteger(job.attempts) && (job.attempts as number) >= 0)) return { ok: false, reason: 'bad attempts' };
-  return { ok: true, job: job as unknown as DetectionJob };
+  return { ok: true, job: job as unknown as QueueJob };
 }

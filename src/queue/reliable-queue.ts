@@ -2,7 +2,7 @@ import { keySlot, queueKeys, queueLayout, type QueueKeys, type QueueLayout } fro
 import { LuaScript } from './lua-script.ts';
 import { parseJob } from './parse-job.ts';
 import { forEachPrimary, isCluster, primaryOf, refreshTopology, withFailover, type QueueRedis } from './redis-connection.ts';
-import type { DeadLetter, DetectionJob, ReservedJob } from './types.ts';
+import { extractionJob, jobKind, type DeadLetter, type JobKind, type QueueJob, type ReservedJob } from './types.ts';
 
 export type { QueueRedis, RedisClient } from './redis-connection.ts';
 
@@ -42,7 +42,7 @@ export interface QueueOptions {
 /**
  * The reliable-queue pattern: a job moves atomically from pending to the worker's own processing
  * list (BLMOVE) and leaves it only when acknowledged, after its results are committed. Jobs held by
- * workers whose heartbeat expired go back to the front of pending (reclaimOrphanedJobs), so
+ * workers whose heartbeat expired go back to the front of their kind's pending list (reclaimOrphanedJobs), so
  * delivery is at least once; consumers must commit idempotently.
  *
  * Wiring: BLMOVE holds its connection until a job arrives or the timeout passes, and anything else
@@ -64,14 +64,16 @@ export class ReliableQueue {
   private readonly waitReplicas: number;
   private readonly waitTimeoutMs: number;
   private readonly failoverTimeoutMs: number;
+  private readonly options: QueueOptions;
   /** Where the next reserve() starts looking; it moves on past each shard served, so shards take turns. */
   private cursor: number;
-  /** Payloads this process holds, per worker and shard (see adoptUnheld). */
-  private readonly held = new Map<string, Map<string, number>>();
+  /** Payloads this process holds, per worker and shard (see adoptUnheld); shared with the lanes opened from this queue. */
+  private held = new Map<string, Map<string, number>>();
   private readonly scripts = {
     heartbeat: new LuaScript('heartbeat-2.lua'),
-    reclaim: new LuaScript('reclaim-4.lua'),
-    release: new LuaScript('release-4.lua'),
+    reclaim: new LuaScript('reclaim-5.lua'),
+    release: new LuaScript('release-5.lua'),
+    enqueueOnce: new LuaScript('enqueue-once-2.lua'),
     deadLetter: new LuaScript('dead-letter-2.lua'),
     requeueDeadLetter: new LuaScript('requeue-dead-letter-2.lua'),
   };
@@ -82,6 +84,7 @@ export class ReliableQueue {
     private readonly prefix: string,
     options: QueueOptions = {},
   ) {
+    this.options = options;
     this.layout = queueLayout(prefix, { shards: options.shards ?? 1, cluster: isCluster(client) });
     this.keys = this.layout.shards[0]!;
     this.waitReplicas = options.waitReplicas ?? 0;
@@ -116,8 +119,10 @@ export class ReliableQueue {
       const existing = await this.client.get(this.layout.shardCountKey);
       if (existing !== null) return existing;
       const unsharded = queueKeys(this.prefix);
-      if (unsharded.pending !== this.keys.pending && (await this.client.lLen(unsharded.pending)) > 0) {
-        throw new Error(`QUEUE_SHARDS=${wanted}: jobs of an unsharded queue are still waiting in ${unsharded.pending}; drain them with the previous settings first`);
+      if (unsharded.pending.detect !== this.keys.pending.detect) {
+        for (const list of [...Object.values(unsharded.pending), unsharded.legacyPending]) {
+          if ((await this.client.lLen(list)) > 0) throw new Error(`QUEUE_SHARDS=${wanted}: jobs of an unsharded queue are still waiting in ${list}; drain them with the previous settings first`);
+        }
       }
       await this.client.set(this.layout.shardCountKey, wanted, { NX: true });
       return (await this.client.get(this.layout.shardCountKey)) ?? wanted;
@@ -133,21 +138,84 @@ export class ReliableQueue {
    * shard's primary have the jobs, so a failover cannot lose them; without enough replicas within
    * QUEUE_FAILOVER_TIMEOUT_MS it throws PublishNotReplicatedError (the jobs are queued, not guaranteed).
    */
-  async publish(jobs: DetectionJob[]): Promise<void> {
+  async publish(jobs: QueueJob[]): Promise<void> {
     if (jobs.length === 0) return;
-    const byShard = new Map<number, string[]>();
+    // One list per shard and kind; of one kind (and video) jobs are reserved in the order given.
+    const lists = new Map<string, string[]>();
     for (const job of jobs) {
-      const shard = this.layout.shardOfVideo(job.videoId);
-      byShard.set(shard, [...(byShard.get(shard) ?? []), JSON.stringify(job)]);
+      const pending = this.shards[this.layout.shardOfVideo(job.videoId)]!.pending[jobKind(job)];
+      lists.set(pending, [...(lists.get(pending) ?? []), JSON.stringify(job)]);
     }
     await Promise.all(
-      [...byShard].map(async ([shard, payloads]) => {
-        const pending = this.shards[shard]!.pending;
+      [...lists].map(async ([pending, payloads]) => {
         // LPUSH of several values pushes each to the left in turn; consumers take from the right.
         await withFailover(this.client, this.failoverTimeoutMs, () => this.client.lPush(pending, payloads));
         if (this.waitReplicas > 0) await this.waitForReplicas(pending);
       }),
     );
+  }
+
+  /** Another handle on this queue with a blocking connection of its own, for one more concurrent reserve(). */
+  async openLane(): Promise<ReliableQueue & { closeLane(): Promise<void> }> {
+    const blocking = this.blockingClient.duplicate();
+    blocking.on('error', () => {}); // the shared connections report outages; reserve() reports this one's failures
+    await blocking.connect();
+    const lane = new ReliableQueue(this.client, blocking, this.prefix, this.options);
+    // Lanes of one worker share its processing lists: a lane must not adopt a job another lane holds.
+    lane.held = this.held;
+    return Object.assign(lane, {
+      closeLane: async () => void (await blocking.close().catch(() => undefined)),
+    });
+  }
+
+  /**
+   * Queues the extraction of an accepted video unless it is already queued or held (the upload and the
+   * sweep for videos whose upload died before publishing may both ask). True when this call queued it.
+   * Set and list are the video's shard's (one slot); with QUEUE_WAIT_REPLICAS it waits as publish does.
+   */
+  async enqueueExtraction(videoId: string): Promise<boolean> {
+    const keys = this.shards[this.layout.shardOfVideo(videoId)]!;
+    const queued = await withFailover(this.client, this.failoverTimeoutMs, () =>
+      this.scripts.enqueueOnce.run(this.client, [keys.extractionsEnqueued, keys.pending.extract], [videoId, JSON.stringify(extractionJob(videoId))]),
+    );
+    if (this.waitReplicas > 0) await this.waitForReplicas(keys.pending.extract);
+    return Number(queued) === 1;
+  }
+
+  /** Of these videos, those whose extraction job is queued or held. */
+  async extractionsEnqueued(videoIds: string[]): Promise<Set<string>> {
+    if (videoIds.length === 0) return new Set();
+    const byShard = new Map<number, string[]>();
+    for (const id of videoIds) {
+      const shard = this.layout.shardOfVideo(id);
+      byShard.set(shard, [...(byShard.get(shard) ?? []), id]);
+    }
+    const found = new Set<string>();
+    await Promise.all(
+      [...byShard].map(async ([shard, ids]) => {
+        const flags = await withFailover(this.client, this.failoverTimeoutMs, () => this.client.smIsMember(this.shards[shard]!.extractionsEnqueued, ids));
+        ids.forEach((id, i) => flags[i] && found.add(id));
+      }),
+    );
+    return found;
+  }
+
+  /** The extraction job of this video is over (before its ack): a later enqueueExtraction queues one again. */
+  async extractionFinished(videoId: string): Promise<void> {
+    const keys = this.shards[this.layout.shardOfVideo(videoId)]!;
+    await withFailover(this.client, this.failoverTimeoutMs, () => this.client.sRem(keys.extractionsEnqueued, videoId));
+  }
+
+  /**
+   * Moves detection jobs from the pending list of versions before job kinds onto pending.detect, to the
+   * consuming end in their order, so an upgrade loses none. Returns how many moved. Only the one-shard,
+   * one-Redis layout had that list (a sharded queue refuses to start over it, see checkShardCount).
+   */
+  async adoptLegacyPending(): Promise<number> {
+    if (this.keys.legacyPending !== queueKeys(this.prefix).legacyPending || this.shards.length > 1 || isCluster(this.client)) return 0;
+    let moved = 0;
+    while ((await this.client.lMove(this.keys.legacyPending, this.keys.pending.detect, 'LEFT', 'RIGHT')) !== null) moved += 1;
+    return moved;
   }
 
   /**
@@ -175,13 +243,14 @@ export class ReliableQueue {
    * throws MalformedJobError carrying the payload, which stays in the processing list until the
    * caller acks it: the worker logs and drops it instead of crashing or losing it silently.
    */
-  async reserve(workerId: string, timeoutSeconds: number): Promise<ReservedJob | null> {
-    const taken = await this.take(workerId, timeoutSeconds);
+  async reserve(workerId: string, kind: JobKind, timeoutSeconds: number): Promise<ReservedJob | null> {
+    const taken = await this.take(workerId, kind, timeoutSeconds);
     if (taken === null) return null;
     const { shard, payload } = taken;
     this.hold(workerId, shard, payload, 1);
     const parsed = parseJob(payload);
     if (!parsed.ok) throw new MalformedJobError(payload, parsed.reason, shard);
+    if (jobKind(parsed.job) !== kind) throw new MalformedJobError(payload, `a ${jobKind(parsed.job)} job on the ${kind} list`, shard);
     return { job: parsed.job, payload, shard };
   }
 
@@ -192,13 +261,13 @@ export class ReliableQueue {
    * most (shards - 1) slices for this worker; idle workers start on different shards. After a shard
    * serves a job the cursor moves past it: under load every shard is served in turn.
    */
-  private async take(workerId: string, timeoutSeconds: number): Promise<{ shard: number; payload: string } | null> {
+  private async take(workerId: string, kind: JobKind, timeoutSeconds: number): Promise<{ shard: number; payload: string } | null> {
     const count = this.shards.length;
-    if (count === 1) return this.takeFrom(workerId, 0, timeoutSeconds);
+    if (count === 1) return this.takeFrom(workerId, kind, 0, timeoutSeconds);
     for (let i = 0; i < count; i += 1) {
       const shard = (this.cursor + i) % count;
       const keys = this.shards[shard]!;
-      const payload = await this.guardTake(workerId, shard, () => this.blockingClient.lMove(keys.pending, keys.processing(workerId), 'RIGHT', 'LEFT'));
+      const payload = await this.guardTake(workerId, shard, () => this.blockingClient.lMove(keys.pending[kind], keys.processing(workerId), 'RIGHT', 'LEFT'));
       if (payload !== null) {
         this.cursor = (shard + 1) % count;
         return { shard, payload };
@@ -211,14 +280,14 @@ export class ReliableQueue {
       if (left <= 0) return null;
       const shard = this.cursor;
       this.cursor = (shard + 1) % count;
-      const taken = await this.takeFrom(workerId, shard, Math.min(sliceMs, left) / 1000);
+      const taken = await this.takeFrom(workerId, kind, shard, Math.min(sliceMs, left) / 1000);
       if (taken !== null) return taken;
     }
   }
 
-  private async takeFrom(workerId: string, shard: number, timeoutSeconds: number): Promise<{ shard: number; payload: string } | null> {
+  private async takeFrom(workerId: string, kind: JobKind, shard: number, timeoutSeconds: number): Promise<{ shard: number; payload: string } | null> {
     const keys = this.shards[shard]!;
-    const payload = await this.guardTake(workerId, shard, () => this.blockingClient.blMove(keys.pending, keys.processing(workerId), 'RIGHT', 'LEFT', timeoutSeconds));
+    const payload = await this.guardTake(workerId, shard, () => this.blockingClient.blMove(keys.pending[kind], keys.processing(workerId), 'RIGHT', 'LEFT', timeoutSeconds));
     return payload === null ? null : { shard, payload };
   }
 
@@ -262,7 +331,7 @@ export class ReliableQueue {
   }
 
   /** The shard a reserved job came from: as reserve() said, else its video's. */
-  private shardOf(reserved: { shard?: number; job?: Pick<DetectionJob, 'videoId'> }): number {
+  private shardOf(reserved: { shard?: number; job?: Pick<QueueJob, 'videoId'> }): number {
     if (reserved.shard !== undefined) return reserved.shard;
     if (reserved.job) return this.layout.shardOfVideo(reserved.job.videoId);
     if (this.shards.length === 1) return 0;
@@ -270,7 +339,7 @@ export class ReliableQueue {
   }
 
   /** Removes exactly this job (one element) from the worker's processing list. Call only after its results are committed. */
-  async ack(workerId: string, reserved: Pick<ReservedJob, 'payload'> & { shard?: number; job?: Pick<DetectionJob, 'videoId'> }): Promise<void> {
+  async ack(workerId: string, reserved: Pick<ReservedJob, 'payload'> & { shard?: number; job?: Pick<QueueJob, 'videoId'> }): Promise<void> {
     const shard = this.shardOf(reserved);
     // No WAIT: an ack lost in a failover only brings the job back (reclaimed, run again, committed idempotently).
     await withFailover(this.client, this.failoverTimeoutMs, () => this.client.lRem(this.shards[shard]!.processing(workerId), 1, reserved.payload));
@@ -322,7 +391,7 @@ export class ReliableQueue {
       moved += await withFailover(this.client, this.failoverTimeoutMs, async () => {
         const workers = new Set(await this.client.sMembers(keys.workers));
         // On a cluster the shard's keys all live on the primary serving its slot: SCAN there.
-        const node = await primaryOf(this.client, keySlot(keys.pending));
+        const node = await primaryOf(this.client, keySlot(keys.workers));
         let count = 0;
         for await (const batch of node.scanIterator({ MATCH: keys.processingPattern, COUNT: 500 })) {
           for (const key of [batch].flat()) {
@@ -396,27 +465,33 @@ export class ReliableQueue {
       for (const raw of await this.client.lRange(keys.deadLetters, 0, -1)) {
         const entry = JSON.parse(raw) as DeadLetter;
         if (entry.job.id !== jobId) continue;
-        const taken = await this.scripts.requeueDeadLetter.run(this.client, [keys.deadLetters, keys.pending], [raw, nextPayload(entry)]);
+        const taken = await this.scripts.requeueDeadLetter.run(this.client, [keys.deadLetters, keys.pending[jobKind(entry.job)]], [raw, nextPayload(entry)]);
         return Number(taken) === 1;
       }
     }
     return false;
   }
 
-  /** Jobs waiting, and jobs held by registered workers, over every shard. */
-  async counts(): Promise<{ pending: number; processing: number }> {
+  /** Jobs waiting (of every kind, and per kind), and jobs held by registered workers, over every shard. */
+  async counts(): Promise<{ pending: number; pendingByKind: Record<JobKind, number>; processing: number }> {
     const perShard = await Promise.all(
       this.shards.map(async (keys) => {
         const workers = await this.client.sMembers(keys.workers);
-        const [pending, ...held] = await Promise.all([this.client.lLen(keys.pending), ...workers.map((id) => this.client.lLen(keys.processing(id)))]);
-        return { pending: pending ?? 0, processing: held.reduce((sum, n) => sum + n, 0) };
+        const [extract, detect, ...held] = await Promise.all([
+          this.client.lLen(keys.pending.extract),
+          this.client.lLen(keys.pending.detect),
+          ...workers.map((id) => this.client.lLen(keys.processing(id))),
+        ]);
+        return { extract, detect, processing: held.reduce((sum, n) => sum + n, 0) };
       }),
     );
-    return perShard.reduce((sum, n) => ({ pending: sum.pending + n.pending, processing: sum.processing + n.processing }), { pending: 0, processing: 0 });
+    const extract = perShard.reduce((sum, n) => sum + n.extract, 0);
+    const detect = perShard.reduce((sum, n) => sum + n.detect, 0);
+    return { pending: extract + detect, pendingByKind: { extract, detect }, processing: perShard.reduce((sum, n) => sum + n.processing, 0) };
   }
 
-  /** KEYS of reclaim-4.lua and release-4.lua, in their order: all in one shard, so one slot. */
+  /** KEYS of reclaim-5.lua and release-5.lua, in their order: all in one shard, so one slot. */
   private workerKeys(keys: QueueKeys, workerId: string): string[] {
-    return [keys.workers, keys.heartbeat(workerId), keys.processing(workerId), keys.pending];
+    return [keys.workers, keys.heartbeat(workerId), keys.processing(workerId), keys.pending.extract, keys.pending.detect];
   }
 }

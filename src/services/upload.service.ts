@@ -26,9 +26,10 @@ export interface UploadSettings {
   limits: VideoLimits;
 }
 
-/** Takes an accepted video's extraction from here (see ExtractionService). */
+/** Queues an accepted video's extraction job, which a worker runs (see ExtractionService). */
 export interface ExtractionScheduler {
-  schedule(video: VideoRecord): void;
+  /** Idempotent per video: false when its job was already queued (the workers' sweep got there first). */
+  enqueueExtraction(videoId: string): Promise<boolean>;
 }
 
 export type UploadMedia = Pick<MediaRepository, 'probe' | 'verifyDecodable'>;
@@ -55,15 +56,15 @@ const probeRefusalStatus: Record<string, number> = {
 
 /**
  * Upload rules. Uploads are staged into storage first (streamed, never buffered), then checked;
- * anything refused is deleted before the error is returned. An accepted video is handed to the
- * extraction scheduler.
+ * anything refused is deleted before the error is returned. An accepted video's extraction is queued
+ * for the workers: an API process never extracts.
  */
 export class UploadService {
   private readonly probes: TaskLimiter;
 
   constructor(
     private readonly settings: UploadSettings,
-    private readonly videos: Pick<VideoRepository, 'create'>,
+    private readonly videos: Pick<VideoRepository, 'create' | 'delete'>,
     private readonly storage: VideoStorage,
     private readonly media: UploadMedia,
     private readonly extractions: ExtractionScheduler,
@@ -111,8 +112,10 @@ export class UploadService {
   }
 
   /**
-   * Validates a staged upload and accepts it: a videos row (owned by the uploading key) is created and extraction is scheduled.
-   * On refusal everything staged is deleted and an AppError says why.
+   * Validates a staged upload and accepts it: a videos row (owned by the uploading key) is created and its
+   * extraction job queued before the caller answers 202. On refusal, or when the job cannot be queued
+   * (Redis unreachable), the row and everything staged are deleted and the error says why. A process that
+   * dies between the row and the job leaves a queued video that extraction workers queue (their sweep).
    */
   async acceptUpload(staged: StagedUpload, fpsField: string | undefined, ownerKeyId: string | null = null): Promise<VideoRecord> {
     try {
@@ -140,7 +143,14 @@ export class UploadService {
         ownerKeyId,
       };
       const video = await this.videos.create(newVideo);
-      this.extractions.schedule(video);
+      try {
+        await this.extractions.enqueueExtraction(video.id);
+      } catch (error) {
+        // Not accepted after all: the client is told so, and nothing stays behind. A job the sweep may have
+        // queued meanwhile finds no video and does nothing.
+        await this.videos.delete(video.id);
+        throw error;
+      }
       return video;
     } catch (error) {
       await this.discardStaged(staged.videoId);

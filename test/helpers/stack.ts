@@ -7,7 +7,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { createClient } from 'redis';
 import { queueKeys } from '../../src/queue/keys.ts';
-import type { DetectionJob } from '../../src/queue/types.ts';
+import type { QueueJob } from '../../src/queue/types.ts';
 import { storageKeys } from '../../src/storage/keys.ts';
 import { apiFetch, TEST_API_KEY } from './api-client.ts';
 import { createTestDatabase, detectionRows, type TestDatabase } from './database.ts';
@@ -88,6 +88,17 @@ export class Stack {
     return worker;
   }
 
+  /** A worker that only extracts (WORKER_ROLES=extract): it never loads the model, so its jobs wait for a detector. */
+  startExtractor(env: Record<string, string> = {}): Promise<ServiceProcess> {
+    return this.startWorker({ WORKER_ROLES: 'extract', ...env });
+  }
+
+  /** The extraction checkpoint of a video: frames stored and published as detection jobs. */
+  async framesPublished(videoId: string): Promise<number> {
+    const [row] = await this.db.sql<{ frames_published: number }[]>`SELECT frames_published FROM videos WHERE id = ${videoId}`;
+    return row!.frames_published;
+  }
+
   workerId(worker: ServiceProcess): string {
     const line = worker.logs.find((l) => l.includes('"worker started"'));
     return (JSON.parse(line!) as { workerId: string }).workerId;
@@ -117,11 +128,11 @@ export class Stack {
     return this.waitFor(`video ${id} to complete`, (v) => v.status === 'completed' || v.status === 'failed', id);
   }
 
-  /** Frames still owned by Redis (pending or held by any worker). */
+  /** Frames still owned by Redis (pending or held by any worker); extraction jobs carry none. */
   async framesInRedis(): Promise<number> {
-    const lists = [this.keys.pending, ...(await this.redis.keys(`${PREFIX}:queue:processing:*`))];
+    const lists = [this.keys.pending.detect, ...(await this.redis.keys(`${PREFIX}:queue:processing:*`))];
     let frames = 0;
-    for (const list of lists) for (const payload of await this.redis.lRange(list, 0, -1)) frames += (JSON.parse(payload) as DetectionJob).frames.length;
+    for (const list of lists) for (const payload of await this.redis.lRange(list, 0, -1)) frames += (JSON.parse(payload) as QueueJob & { frames?: unknown[] }).frames?.length ?? 0;
     return frames;
   }
 
@@ -143,13 +154,13 @@ export class Stack {
 
   /** Frame indexes of a video held in Redis (pending or in any of these workers' lists), read atomically. */
   async frameIndexesInRedis(videoId: string, workerIds: string[]): Promise<Set<number>> {
-    const read = this.redis.multi().lRange(this.keys.pending, 0, -1);
+    const read = this.redis.multi().lRange(this.keys.pending.detect, 0, -1);
     for (const id of workerIds) read.lRange(this.keys.processing(id), 0, -1);
     const lists = (await read.exec()) as unknown as string[][];
     const held = new Set<number>();
     for (const list of lists) for (const payload of list) {
-      const job = JSON.parse(payload) as DetectionJob;
-      if (job.videoId === videoId) for (const frame of job.frames) held.add(frame.index);
+      const job = JSON.parse(payload) as QueueJob;
+      if (job.videoId === videoId && job.kind !== 'extract') for (const frame of job.frames) held.add(frame.index);
     }
     return held;
   }

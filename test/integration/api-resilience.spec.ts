@@ -1,6 +1,6 @@
 /**
- * The API under failure: PostgreSQL unreachable, a lossy Redis, SIGTERM during an upload and during
- * extraction; and the admin API's discarding of dead letters.
+ * The API under failure: PostgreSQL unreachable, a lossy Redis, SIGTERM during an upload; an extracting
+ * worker stopped by SIGTERM; and the admin API's discarding of dead letters.
  * Real processes, a private redis-server with AOF and an own database per test.
  */
 import assert from 'node:assert/strict';
@@ -110,51 +110,11 @@ describe('API resilience (real processes)', function () {
     assert.equal(((await notReady.json()) as { checks: { storage: { ok: boolean } } }).checks.storage.ok, false);
   });
 
-  it('one stop request delivered twice at once (a process group signal plus npm relaying it) still shuts down gracefully; a later one forces exit', async () => {
-    stack = await Stack.start(tmp, { SHUTDOWN_TIMEOUT_MS: '60000' });
-    // Busy with a long extraction, so the shutdown is still running when the second signal arrives.
-    const busy = async () => {
-      const api = await stack!.startApi();
-      const id = await stack!.upload(VTEST_AVI, 'all');
-      await stack!.waitFor('extraction to start', (v) => v.status === 'extracting', id);
-      api.kill('SIGTERM');
-      return api;
-    };
-    const api = await busy();
-    // Apart enough that the kernel delivers two signals (a pending one is not queued twice).
-    await sleep(100);
-    api.kill('SIGTERM');
-    assert.deepEqual(await api.waitForExit(), { code: 0, signal: null }, api.logs.slice(-5).join('\n'));
-    assert.ok(api.logs.some((line) => line.includes('"extraction finished"')), 'the extraction was cut short');
-
-    const again = await busy();
-    // The grace second counts from the handler of the first signal, which a busy process may run late.
-    await again.waitForLog('shutting down');
-    await sleep(1_500);
-    assert.ok(again.alive, `the API was no longer finishing the extraction:\n${again.logs.slice(-5).join('\n')}`);
-    again.kill('SIGTERM');
-    assert.deepEqual(await again.waitForExit(), { code: 1, signal: null });
-    assert.ok(again.logs.some((line) => line.includes('second signal')));
-  });
-
-  it('on SIGTERM stops taking uploads, finishes the extraction in progress, then exits', async () => {
-    stack = await Stack.start(tmp, { SHUTDOWN_TIMEOUT_MS: '60000' });
-    const api = await stack.startApi();
-    const id = await stack.upload(VTEST_AVI, 'all'); // 795 frames: extraction takes a few seconds
-    await stack.waitFor('extraction to start', (v) => v.status === 'extracting', id);
-    api.kill('SIGTERM');
-    await listenerClosed(stack.baseUrl);
-    const exit = await api.waitForExit();
-    assert.deepEqual(exit, { code: 0, signal: null }, api.logs.slice(-5).join('\n'));
-    assert.ok(api.logs.some((line) => line.includes('"extraction finished"')), 'the extraction was cut short');
-    const [row] = await stack.db.sql<{ frames_total: number | null; status: string }[]>`SELECT frames_total, status FROM videos WHERE id = ${id}`;
-    assert.deepEqual(row, { frames_total: 795, status: 'processing' });
-    assert.equal(await stack.framesInRedis(), 795, 'every extracted frame is queued');
-  });
-  it('on SIGTERM finishes an upload still arriving, accepts it and extracts it, then exits', async () => {
-    stack = await Stack.start(tmp, { SHUTDOWN_TIMEOUT_MS: '60000' });
-    const api = await stack.startApi();
-    // A multipart body sent in two halves: the second only after SIGTERM.
+  /**
+   * An upload whose body arrives in two halves, the second only after resume(): the API holds it open
+   * (and a shutdown waits for it) until then. Resolves once the first half is staged.
+   */
+  async function slowUpload(): Promise<{ upload: Promise<Response>; resume: () => void; size: number }> {
     const video = await fs.readFile(clip);
     const boundary = `vidsense-${randomUUID()}`;
     let resume!: () => void;
@@ -177,10 +137,69 @@ describe('API resilience (real processes)', function () {
         else controller.enqueue(next as Buffer);
       },
     });
-    const upload = apiFetch(`${stack.baseUrl}/videos`, { method: 'POST', body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, duplex: 'half' } as RequestInit & { duplex: 'half' });
-    upload.catch(() => undefined); // awaited below
+    const upload = apiFetch(`${stack!.baseUrl}/videos`, { method: 'POST', body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, duplex: 'half' } as RequestInit & { duplex: 'half' });
+    upload.catch(() => undefined); // awaited by the caller
     await waitFor('the first half to be staged', async () => ((await storedFiles(stack!.storageDir)).some((name) => name.includes('.partial-')) ? true : undefined), 30_000, 20);
+    return { upload, resume, size: video.length };
+  }
 
+  it('one stop request delivered twice at once (a process group signal plus npm relaying it) still shuts down gracefully; a later one forces exit', async () => {
+    stack = await Stack.start(tmp, { SHUTDOWN_TIMEOUT_MS: '60000' });
+    // Busy with an upload still arriving, so the shutdown is still running when the second signal arrives.
+    const busy = async () => {
+      const api = await stack!.startApi();
+      const { upload, resume } = await slowUpload();
+      api.kill('SIGTERM');
+      return { api, upload, resume };
+    };
+    const first = await busy();
+    // Apart enough that the kernel delivers two signals (a pending one is not queued twice).
+    await sleep(100);
+    first.api.kill('SIGTERM');
+    await first.api.waitForLog('shutting down');
+    first.resume();
+    assert.equal((await first.upload).status, 202);
+    assert.deepEqual(await first.api.waitForExit(), { code: 0, signal: null }, first.api.logs.slice(-5).join('\n'));
+
+    const again = await busy();
+    // The grace second counts from the handler of the first signal, which a busy process may run late.
+    await again.api.waitForLog('shutting down');
+    await sleep(1_500);
+    assert.ok(again.api.alive, `the API was no longer waiting for the upload:\n${again.api.logs.slice(-5).join('\n')}`);
+    again.api.kill('SIGTERM');
+    assert.deepEqual(await again.api.waitForExit(), { code: 1, signal: null });
+    assert.ok(again.api.logs.some((line) => line.includes('second signal')));
+    again.resume();
+  });
+
+  it('an extracting worker on SIGTERM stops its extraction, hands the job back and exits; the next one resumes it from the checkpoint', async () => {
+    stack = await Stack.start(tmp, { SHUTDOWN_TIMEOUT_MS: '60000' });
+    await stack.startApi();
+    const first = await stack.startExtractor();
+    const id = await stack.upload(VTEST_AVI, 'all'); // 795 frames: extraction takes a few seconds
+    await waitFor('a few published batches', async () => ((await stack!.framesPublished(id)) >= 8 ? true : undefined), 60_000, 5);
+    first.kill('SIGTERM');
+    assert.deepEqual(await first.waitForExit(), { code: 0, signal: null }, first.logs.slice(-5).join('\n'));
+    assert.ok(!first.logs.some((line) => line.includes('"extraction finished"')), 'the extraction ran to its end; the test proves nothing');
+    const stopped = first.logs.find((line) => line.includes('"worker stopped"'));
+    assert.equal((JSON.parse(stopped!) as { handedBack: number }).handedBack, 1);
+    assert.equal(await stack.redis.lLen(stack.keys.pending.extract), 1, 'the extraction job is queued again');
+    const [row] = await stack.db.sql<{ frames_total: number | null; status: string; frames_published: number }[]>`SELECT frames_total, status, frames_published FROM videos WHERE id = ${id}`;
+    assert.deepEqual([row!.status, row!.frames_total], ['extracting', null], 'a stopped extraction does not fail the video');
+
+    const second = await stack.startExtractor();
+    const video = await stack.waitFor('the resumed extraction', (v) => v.framesTotal !== null, id, 120_000);
+    assert.deepEqual([video.status, video.framesTotal], ['processing', 795]);
+    const resumed = second.logs.find((line) => line.includes('resuming an extraction'));
+    assert.equal((JSON.parse(resumed!) as { fromFrame: number }).fromFrame, row!.frames_published);
+    assert.equal(await stack.framesInRedis(), 795, 'every frame queued for detection exactly once');
+  });
+
+  it('on SIGTERM finishes an upload still arriving, accepts it and queues its extraction, then exits', async () => {
+    stack = await Stack.start(tmp, { SHUTDOWN_TIMEOUT_MS: '60000' });
+    const api = await stack.startApi();
+    // A multipart body sent in two halves: the second only after SIGTERM.
+    const { upload, resume, size } = await slowUpload();
     api.kill('SIGTERM');
     await listenerClosed(stack.baseUrl);
     assert.ok(api.alive, 'the API exited with an upload in flight');
@@ -191,10 +210,10 @@ describe('API resilience (real processes)', function () {
     const { id } = (await res.json()) as { id: string };
     const exit = await api.waitForExit();
     assert.deepEqual(exit, { code: 0, signal: null }, api.logs.slice(-5).join('\n'));
-    assert.ok(api.logs.some((line) => line.includes('"extraction finished"') && line.includes(id)), 'the accepted upload was not extracted before exit');
     const [row] = await stack.db.sql<{ frames_total: number | null; status: string; size_bytes: number }[]>`SELECT frames_total, status, size_bytes FROM videos WHERE id = ${id}`;
-    assert.deepEqual(row, { frames_total: 10, status: 'processing', size_bytes: video.length });
-    assert.equal(await stack.framesInRedis(), 10, 'every extracted frame is queued');
+    assert.deepEqual(row, { frames_total: null, status: 'queued', size_bytes: size });
+    const queued = (await stack.redis.lRange(stack.keys.pending.extract, 0, -1)).map((payload) => JSON.parse(payload) as { kind: string; videoId: string });
+    assert.deepEqual(queued.map((job) => [job.kind, job.videoId]), [['extract', id]], 'its extraction job is queued for the workers');
   });
 
   it('admin API: DELETE discards exactly one dead letter, needs an admin key, and answers 404 once it is gone', async () => {
@@ -219,7 +238,7 @@ describe('API resilience (real processes)', function () {
     assert.equal(discarded.status, 204);
     const listed = (await (await apiFetch(`${stack.baseUrl}/admin/dead-letters`)).json()) as { total: number; items: Array<{ job: { id: string } }> };
     assert.deepEqual([listed.total, listed.items.map((item) => item.job.id)], [1, [kept.job.id]]);
-    assert.equal(await stack.redis.lLen(stack.keys.pending), 0, 'a discarded job must not be queued');
+    assert.equal(await stack.redis.lLen(stack.keys.pending.detect), 0, 'a discarded job must not be queued');
 
     const again = await apiFetch(url, { method: 'DELETE' });
     assert.equal(again.status, 404);

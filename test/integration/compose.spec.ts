@@ -137,21 +137,24 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
 
   for (const profile of ['cpu', 'gpu'] as const) {
     describe(`compose.${profile}.yml`, () => {
-      it('runs redis, postgres, the api and a scalable worker, each built from docker/Dockerfile at its own stage', async () => {
+      it('runs redis, postgres, the api, a scalable extractor and a scalable worker, each built from docker/Dockerfile at its own stage', async () => {
         const { services } = models[profile];
-        assert.deepEqual(Object.keys(services).sort(), ['api', 'postgres', 'redis', 'worker']);
+        assert.deepEqual(Object.keys(services).sort(), ['api', 'extractor', 'postgres', 'redis', 'worker']);
         const dockerfile = await readFile(path.join(REPO, 'docker/Dockerfile'), 'utf8');
         const stages = new Set([...dockerfile.matchAll(/^FROM \S+ AS (\S+)$/gm)].map((m) => m[1]));
-        const targets = { api: 'api', worker: profile === 'gpu' ? 'worker-gpu' : 'worker-cpu' };
+        // Extraction is ffmpeg on the CPU in both profiles: the CPU worker image, which has ffmpeg.
+        const targets = { api: 'api', extractor: 'worker-cpu', worker: profile === 'gpu' ? 'worker-gpu' : 'worker-cpu' };
         for (const [name, target] of Object.entries(targets)) {
           const build = services[name]!.build!;
           assert.equal(build.target, target, `${name} build target`);
           assert.ok(stages.has(target), `docker/Dockerfile has a stage named ${target}`);
           assert.equal(path.resolve(build.context, build.dockerfile), path.join(REPO, 'docker/Dockerfile'));
         }
-        // --scale worker=N needs neither a fixed container name nor a published port.
-        assert.equal(services.worker!.container_name, undefined);
-        assert.equal(services.worker!.ports, undefined);
+        // --scale worker=N (and extractor=N) needs neither a fixed container name nor a published port.
+        for (const name of ['extractor', 'worker']) {
+          assert.equal(services[name]!.container_name, undefined);
+          assert.equal(services[name]!.ports, undefined);
+        }
         assert.ok(services.api!.ports?.length, 'the api publishes its port');
       });
 
@@ -176,7 +179,7 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
         assert.equal(directives.get('maxmemory-policy'), 'noeviction');
         assert.equal(directives.get('dir'), '/data', 'the AOF is written to the volume');
         assert.equal(volumeOf(services.postgres!, '/var/lib/postgresql/data')?.source, 'pg-data');
-        for (const name of ['api', 'worker']) assert.equal(volumeOf(services[name]!, '/data/storage')?.source, 'storage');
+        for (const name of ['api', 'extractor', 'worker']) assert.equal(volumeOf(services[name]!, '/data/storage')?.source, 'storage');
       });
 
       it('gives every service a health check, and starts the api and workers once Redis and PostgreSQL are healthy', () => {
@@ -184,7 +187,7 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
         for (const [name, service] of Object.entries(services)) {
           assert.ok(service.healthcheck && !service.healthcheck.disable && (service.healthcheck.test?.length ?? 0) > 1, `${name} has a health check`);
         }
-        for (const name of ['api', 'worker']) {
+        for (const name of ['api', 'extractor', 'worker']) {
           assert.deepEqual(services[name]!.depends_on, { redis: { condition: 'service_healthy' }, postgres: { condition: 'service_healthy' } });
         }
       });
@@ -192,7 +195,7 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
       it('sets only environment variables the service reads, with values it accepts, pointing at the compose services', () => {
         const { services } = models[profile];
         const postgresDb = services.postgres!.environment?.POSTGRES_DB;
-        for (const name of ['api', 'worker']) {
+        for (const name of ['api', 'extractor', 'worker']) {
           const environment = Object.fromEntries(Object.entries(services[name]!.environment ?? {}).map(([k, v]) => [k, v ?? '']));
           const read = variablesRead(environment);
           const unknown = Object.keys(environment).filter((key) => !read.has(key) && !LIBRARY_VARIABLES.has(key));
@@ -212,6 +215,11 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
         assert.equal(volumeOf(services.api!, '/models'), undefined, 'the api mounts no models directory');
         const worker = loadConfig(Object.fromEntries(Object.entries(services.worker!.environment ?? {}).map(([k, v]) => [k, v ?? ''])));
         assert.ok(worker.workerHealthPort, 'workers serve /readyz for their health check');
+        // The extractor extracts and the workers detect; only the workers load the model.
+        const extractor = loadConfig(Object.fromEntries(Object.entries(services.extractor!.environment ?? {}).map(([k, v]) => [k, v ?? ''])));
+        assert.deepEqual([extractor.workerRoles, worker.workerRoles], [['extract'], ['detect']]);
+        assert.ok(extractor.workerHealthPort, 'the extractor serves /readyz for its health check');
+        assert.equal(volumeOf(services.extractor!, '/models'), undefined, 'the extractor mounts no models directory');
         if (profile === 'gpu') {
           assert.equal(worker.detectorEngine, 'auto');
           assert.equal(worker.tfjsBackend, 'node-gpu');
@@ -295,7 +303,7 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
         const result = await render(`compose.${profile}.yml`, envFile);
         assert.equal(result.exitCode, 0, result.stderr);
         const { services } = parse(result.stdout) as RenderedModel;
-        for (const name of ['api', 'worker']) {
+        for (const name of ['api', 'extractor', 'worker']) {
           const environment = Object.fromEntries(Object.entries(services[name]!.environment ?? {}).map(([k, v]) => [k, v ?? '']));
           for (const key of ['KEEP_SOURCE_VIDEO', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_REGION', 'AWS_PROFILE'] as const) {
             assert.equal(environment[key], settings[key], `${name}: ${key}`);
@@ -337,7 +345,7 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
     const result = await render(['compose.gpu.yml', 'compose.gpu-multi.yml']);
     assert.equal(result.exitCode, 0, result.stderr);
     const { services } = parse(result.stdout) as RenderedModel;
-    assert.deepEqual(Object.keys(services).sort(), ['api', 'postgres', 'redis', 'worker', 'worker-gpu1']);
+    assert.deepEqual(Object.keys(services).sort(), ['api', 'extractor', 'postgres', 'redis', 'worker', 'worker-gpu1']);
     assert.deepEqual(services.worker, models.gpu.services.worker, 'the first GPU worker is unchanged');
     const pinned = services['worker-gpu1']!;
     assert.deepEqual(pinned.deploy?.resources?.reservations?.devices, [{ driver: 'nvidia', device_ids: ['1'], capabilities: ['gpu'] }]);
@@ -369,7 +377,7 @@ describe('compose files: validated by the compose CLI, rendered model checked', 
       assert.deepEqual(command.slice(0, 2), models[profile].services.redis!.command, 'still the durable redis.conf');
       assert.deepEqual(command.slice(2), ['--requirepass', 's3cretpw']);
       assert.equal(services.redis!.environment?.REDISCLI_AUTH, 's3cretpw', 'the health check authenticates');
-      for (const name of ['api', 'worker']) {
+      for (const name of ['api', 'extractor', 'worker']) {
         const config = loadConfig(Object.fromEntries(Object.entries(services[name]!.environment ?? {}).map(([k, v]) => [k, v ?? ''])));
         const url = new URL(config.redisUrl);
         assert.equal(url.password, 's3cretpw', `${name}: REDIS_URL carries the password`);

@@ -81,7 +81,7 @@ describe('PostgreSQL repositories (real database)', () => {
 
   it('commits idempotently: a redelivered job adds no rows and no progress', async () => {
     const video = await videos.create(newVideo());
-    assert.equal(await videos.claimExtraction(video.id, 60_000), true);
+    assert.equal(await videos.startExtraction(video.id), 0);
     const batch = [frame(0, ['person', 'car']), frame(1), frame(2, [])];
     assert.equal(await detections.commitFrames(video.id, video.capturedAt, batch), 3);
     assert.equal(await detections.commitFrames(video.id, video.capturedAt, batch), 0);
@@ -255,29 +255,40 @@ describe('PostgreSQL repositories (real database)', () => {
     assert.deepEqual([done.status, done.error], ['completed', null]);
   });
 
-  it('extraction leases: one claimer wins, a live lease is respected, a stalled one is found and taken over', async () => {
-    const stalled = await videos.create(newVideo());
-    const live = await videos.create(newVideo());
-    const claims = await Promise.all([1, 2, 3].map(() => videos.claimExtraction(stalled.id, 60_000)));
-    assert.deepEqual(claims.filter(Boolean), [true], 'exactly one of three concurrent claims wins');
-    assert.equal(await videos.claimExtraction(live.id, 60_000), true);
-    assert.equal(await videos.claimExtraction(live.id, 60_000), false, 'a live lease is not taken');
-    assert.equal((await videos.get(live.id))!.status, 'extracting');
+  it('extraction checkpoints: a job starts or resumes only a queued or extracting video, from frames_published', async () => {
+    const video = await videos.create(newVideo());
+    assert.equal(await videos.startExtraction(video.id), 0);
+    assert.equal((await videos.get(video.id))!.status, 'extracting');
+    assert.equal(await videos.recordFramesPublished(video.id, 8), true);
+    await videos.recordFramesPublished(video.id, 4); // a late write of an older batch never moves it back
+    assert.equal(await videos.startExtraction(video.id), 8, 'a redelivered job resumes after the checkpoint');
+    await videos.markExtracted(video.id, 10);
+    assert.equal(await videos.startExtraction(video.id), undefined, 'an extracted video is not extracted again');
+    assert.equal(await videos.recordFramesPublished(video.id, 12), false, 'a running extraction learns its video left extracting');
+    const failed = await videos.create(newVideo());
+    assert.equal(await videos.markFailed(failed.id, 'frame extraction failed: x'), true);
+    assert.equal(await videos.startExtraction(failed.id), undefined);
+    // A late failure of a second delivery never fails a video its extraction already finished.
+    assert.equal(await videos.markFailed(video.id, 'frame extraction failed: source gone'), false);
+    assert.deepEqual([(await videos.get(video.id))!.status, (await videos.get(video.id))!.error], ['processing', null]);
+    assert.equal(await videos.startExtraction(randomUUID()), undefined);
+    const columns = await db.sql`SELECT column_name FROM information_schema.columns WHERE table_name = 'videos' AND column_name = 'extraction_heartbeat_at'`;
+    assert.equal(columns.length, 0, 'the extraction lease is gone');
+  });
 
-    // The process extracting `stalled` dies: its lease is not renewed.
-    await db.sql`UPDATE videos SET extraction_heartbeat_at = now() - interval '1 hour' WHERE id = ${stalled.id}`;
-    await videos.renewExtraction(live.id);
-    const found = (await videos.findStalledExtractions(60_000, 100)).map((v) => v.id);
-    assert.ok(found.includes(stalled.id));
-    assert.ok(!found.includes(live.id));
-    assert.equal(await videos.claimExtraction(stalled.id, 60_000), true, 'an expired lease is taken over');
-    assert.ok(!(await videos.findStalledExtractions(60_000, 100)).some((v) => v.id === stalled.id));
-
-    const done = await videos.create(newVideo());
-    await videos.markExtracted(done.id, 0);
-    await db.sql`UPDATE videos SET created_at = now() - interval '1 hour' WHERE id = ${done.id}`;
-    assert.ok(!(await videos.findStalledExtractions(60_000, 100)).some((v) => v.id === done.id), 'finished videos are never restarted');
-    assert.equal(await videos.claimExtraction(done.id, 60_000), false);
+  it('lists queued videos older than a grace, oldest first, by keyset pages', async () => {
+    const queued = [];
+    for (let i = 0; i < 3; i += 1) queued.push(await videos.create(newVideo()));
+    const started = await videos.create(newVideo());
+    await videos.startExtraction(started.id);
+    for (const [i, video] of [...queued, started].entries()) await db.sql`UPDATE videos SET created_at = now() - ${60 - i} * interval '1 minute' WHERE id = ${video.id}`;
+    const young = await videos.create(newVideo());
+    const mine = new Set([...queued, started, young].map((video) => video.id));
+    const all: string[] = [];
+    for (let after: { createdAt: Date; id: string } | undefined, page; (page = await videos.listQueued(10_000, after, 2)).length > 0; after = page.at(-1)) {
+      all.push(...page.map((row) => row.id).filter((id) => mine.has(id)));
+    }
+    assert.deepEqual(all, queued.map((video) => video.id), 'queued and older than the grace, in creation order; neither the extracting nor the young one');
   });
 
   it('lists frames with keyset pagination and filters', async () => {

@@ -1,8 +1,9 @@
 /**
  * Several hosts on one machine: network namespaces joined by veth pairs to a bridge (test/helpers/netns.ts).
  * A stores host runs a private redis-server (AOF), PostgreSQL (initdb + postgres) and an S3 server (s3rver);
- * an api host runs the api (which extracts frames today); two worker hosts run one detection worker each,
- * all with STORAGE_DRIVER=s3. The same videos go through twice: once undisturbed, once with a worker host's
+ * an api host runs the api (which only accepts uploads); two worker hosts run one worker each, taking both
+ * extract and detect jobs (WORKER_ROLES), all with STORAGE_DRIVER=s3: the workers download each upload from
+ * S3 to extract it. The same videos go through twice: once undisturbed, once with a worker host's
  * link cut while it holds a job and restored after its job was reclaimed. Every video must complete with
  * exactly the detection rows of the undisturbed run.
  *
@@ -43,8 +44,9 @@ interface StoresEndpoints {
 }
 
 /**
- * What runs on each host and with which settings, in one place. When extraction becomes a job for the
- * workers (WORKER_ROLES), this is where the worker hosts get it and the api host stops extracting.
+ * What runs on each host and with which settings, in one place. Extraction is a job for the workers
+ * (WORKER_ROLES=extract,detect): they read the uploads from S3 (into WORK_DIR for ffmpeg); the api host
+ * probes uploads and queues their extraction.
  */
 function hostPlan(stores: StoresEndpoints, tmp: string): Record<'api' | 'w1' | 'w2', { role: 'api' | 'worker'; env: Record<string, string> }> {
   const common = {
@@ -70,8 +72,8 @@ function hostPlan(stores: StoresEndpoints, tmp: string): Record<'api' | 'w1' | '
   const work = (host: string) => ({ WORK_DIR: path.join(tmp, `work-${host}`), STORAGE_DIR: path.join(tmp, `unused-local-storage-${host}`) });
   return {
     api: { role: 'api', env: { ...common, ...work('api'), HOST: '0.0.0.0', PORT: '3000' } },
-    w1: { role: 'worker', env: { ...common, ...work('w1') } },
-    w2: { role: 'worker', env: { ...common, ...work('w2') } },
+    w1: { role: 'worker', env: { ...common, ...work('w1'), WORKER_ROLES: 'extract,detect' } },
+    w2: { role: 'worker', env: { ...common, ...work('w2'), WORKER_ROLES: 'extract,detect' } },
   };
 }
 
@@ -238,7 +240,7 @@ describe('multi-host: stores, api and two worker hosts in network namespaces on 
     const keys = queueKeys(PREFIX);
     await waitFor('the queue to empty', async () => {
       const processing = await redis!.keys(keys.processingPattern);
-      const lengths = await Promise.all([keys.pending, ...processing].map((key) => redis!.lLen(key)));
+      const lengths = await Promise.all([...Object.values(keys.pending), ...processing].map((key) => redis!.lLen(key)));
       return lengths.every((n) => n === 0) ? true : undefined;
     }, 30_000, 100);
   }

@@ -91,7 +91,7 @@ describe('the pipeline on a Redis Cluster', function () {
     for (let i = 0; i < 6; i += 1) ids.push(await upload()); // one at a time: MAX_UPLOADS_PER_CLIENT
     const layout = queueLayout(prefix, { shards: 3, cluster: true });
     // The victim: the primary of the first video's shard, killed once some of the videos' frames are committed.
-    const victimSlot = keySlot(layout.shards[layout.shardOfVideo(ids[0]!)]!.pending);
+    const victimSlot = keySlot(layout.shards[layout.shardOfVideo(ids[0]!)]!.pending.detect);
     const committed = async () => (await db!.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM frames WHERE video_id <> ${reference}`)[0]!.n;
     await waitFor('progress before the kill', async () => ((await committed()) >= 8 ? true : undefined), 300_000, 50);
     const victim = (await cluster.primaries()).find(({ info }) => info.slots.some(([from, to]) => victimSlot >= from && victimSlot <= to))!.server;

@@ -188,7 +188,8 @@ describe('pipeline end to end: real processes, Redis, PostgreSQL, ffmpeg and YOL
     // Same frames, same model: exactly the clean run's detections, row for row.
     assert.deepEqual(await detectionRows(db.sql, id), cleanRows);
     assert.equal(await redis.lLen(queueKeys(prefix).processing(workerId)), 0);
-    assert.equal(await redis.lLen(queueKeys(prefix).pending), 0);
+    assert.equal(await redis.lLen(queueKeys(prefix).pending.detect), 0);
+    assert.equal(await redis.lLen(queueKeys(prefix).pending.extract), 0);
   });
 
   it("stamps frames and detections with the video's creation_time tag plus each frame's offset", async () => {

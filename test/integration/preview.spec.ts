@@ -200,6 +200,7 @@ describe('GET /videos/:id/preview: byte ranges for the browser (real API process
   let storageDir: string;
   let baseUrl: string;
   let api: ServiceProcess;
+  let extractor: ServiceProcess;
   let prefix: string;
   let videoId: string;
   let preview: Buffer;
@@ -212,10 +213,14 @@ describe('GET /videos/:id/preview: byte ranges for the browser (real API process
     storageDir = path.join(tmp, 'storage');
     const port = await freePort();
     baseUrl = `http://127.0.0.1:${port}`;
-    api = ServiceProcess.start('api', { DATABASE_URL: db.url, QUEUE_PREFIX: prefix, STORAGE_DIR: storageDir, PORT: String(port), HOST: '127.0.0.1', API_KEY: 'test-admin-token' });
+    const env = { DATABASE_URL: db.url, QUEUE_PREFIX: prefix, STORAGE_DIR: storageDir, PORT: String(port), HOST: '127.0.0.1', API_KEY: 'test-admin-token' };
+    api = ServiceProcess.start('api', env);
+    // An extract-only worker and no detector: it extracts frames and writes the preview before the video
+    // moves on to 'processing', where it stays.
+    extractor = ServiceProcess.start('worker', { ...env, WORKER_ROLES: 'extract' });
     await redis.connect();
     await api.waitForLog('api listening');
-    // No worker: the API extracts frames and writes the preview before the video moves on to 'processing'.
+    await extractor.waitForLog('worker started');
     const clip = await fixtures.copyClip(fixtures.VTEST_AVI, 3, path.join(tmp, 'vtest-3s.avi'));
     const form = new FormData();
     form.append('fps', '1');
@@ -232,7 +237,7 @@ describe('GET /videos/:id/preview: byte ranges for the browser (real API process
   });
 
   after(async () => {
-    await api?.stop();
+    await Promise.all([api?.stop(), extractor?.stop()]);
     await deleteKeys(redis, prefix);
     await redis.quit();
     await db?.drop();

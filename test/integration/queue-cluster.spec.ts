@@ -56,8 +56,8 @@ describe('reliable queue on a Redis Cluster', function () {
     const primaries = await cluster.primaries();
     const owners = new Set<number>();
     for (const keys of queue.layout.shards) {
-      const slot = keySlot(keys.pending);
-      assert.equal(await cluster.nodes[0]!.command('CLUSTER', 'KEYSLOT', keys.pending), String(slot));
+      const slot = keySlot(keys.pending.detect);
+      assert.equal(await cluster.nodes[0]!.command('CLUSTER', 'KEYSLOT', keys.pending.detect), String(slot));
       assert.equal(await cluster.nodes[0]!.command('CLUSTER', 'KEYSLOT', keys.processing('w')), String(slot));
       owners.add(primaries.find(({ info }) => info.slots.some(([from, to]) => slot >= from && slot <= to))!.info.port);
     }
@@ -69,7 +69,7 @@ describe('reliable queue on a Redis Cluster', function () {
     // Each video's jobs are all in the pending list of its shard.
     for (const videoId of videos) {
       const shard = queue.layout.shardOfVideo(videoId);
-      const ids = (await clients[0]!.lRange(queue.layout.shards[shard]!.pending, 0, -1)).map((p) => (JSON.parse(p) as DetectionJob).videoId);
+      const ids = (await clients[0]!.lRange(queue.layout.shards[shard]!.pending.detect, 0, -1)).map((p) => (JSON.parse(p) as DetectionJob).videoId);
       assert.equal(ids.filter((id) => id === videoId).length, 3, `video ${videoId} in shard ${shard}`);
     }
     const perShard = queue.layout.shards.map((_, shard) => jobs.filter((j) => queue.layout.shardOfVideo(j.videoId) === shard).length);
@@ -78,13 +78,13 @@ describe('reliable queue on a Redis Cluster', function () {
     // One worker takes jobs round-robin: its first three come from three different shards.
     await queue.heartbeat('w1', 10_000);
     const first = [];
-    for (let i = 0; i < 3; i += 1) first.push((await queue.reserve('w1', 1))!);
+    for (let i = 0; i < 3; i += 1) first.push((await queue.reserve('w1', 'detect', 1))!);
     assert.deepEqual(new Set(first.map((r) => r.shard)).size, 3);
     for (const reserved of first) await queue.ack('w1', reserved);
-    assert.deepEqual(await queue.counts(), { pending: jobs.length - 3, processing: 0 });
+    assert.deepEqual(await queue.counts(), { pending: jobs.length - 3, pendingByKind: { extract: 0, detect: jobs.length - 3 }, processing: 0 });
     // The rest drains; every job exactly once.
     const seen = first.map((r) => r.job.id);
-    for (let reserved = await queue.reserve('w1', 0.5); reserved; reserved = await queue.reserve('w1', 0.5)) {
+    for (let reserved = await queue.reserve('w1', 'detect', 0.5); reserved; reserved = await queue.reserve('w1', 'detect', 0.5)) {
       seen.push(reserved.job.id);
       await queue.ack('w1', reserved);
     }
@@ -93,7 +93,7 @@ describe('reliable queue on a Redis Cluster', function () {
 
     // An idle worker still gets a job published to any shard (it waits on each in turn).
     const late = job(videos[5]!, 9);
-    const waiting = queue.reserve('w2', 5);
+    const waiting = queue.reserve('w2', 'detect', 5);
     await delay(300);
     await queue.publish([late]);
     assert.equal((await waiting)?.job.id, late.id);
@@ -113,7 +113,7 @@ describe('reliable queue on a Redis Cluster', function () {
     await queue.publish(videos.map((videoId) => job(videoId, 0)));
     await queue.heartbeat('dying', 300);
     const held = [];
-    for (let i = 0; i < 6; i += 1) held.push((await queue.reserve('dying', 1))!);
+    for (let i = 0; i < 6; i += 1) held.push((await queue.reserve('dying', 'detect', 1))!);
     assert.ok(await queue.deadLetter('dying', held[0]!, 'boom', 5));
     const letters = await queue.listDeadLetters();
     assert.equal(letters.total, 1);
@@ -121,7 +121,7 @@ describe('reliable queue on a Redis Cluster', function () {
     assert.ok(await queue.retryDeadLetter(held[0]!.job.id));
     await delay(400); // the heartbeat expires
     assert.equal(await queue.reclaimOrphanedJobs(), 5);
-    assert.deepEqual(await queue.counts(), { pending: 6, processing: 0 });
+    assert.deepEqual(await queue.counts(), { pending: 6, pendingByKind: { extract: 0, detect: 6 }, processing: 0 });
   });
 
   it('loses nothing when a primary is SIGKILLed mid-run (publishes wait for a replica; its replica takes over)', async () => {
@@ -145,7 +145,7 @@ describe('reliable queue on a Redis Cluster', function () {
             await queue.heartbeat(workerId, 5_000);
             lastBeat = Date.now();
           }
-          const reserved = await queue.reserve(workerId, 0.3);
+          const reserved = await queue.reserve(workerId, 'detect', 0.3);
           if (!reserved) continue;
           await queue.ack(workerId, reserved);
           acked.set(reserved.job.id, (acked.get(reserved.job.id) ?? 0) + 1);
@@ -164,7 +164,7 @@ describe('reliable queue on a Redis Cluster', function () {
     })();
 
     // The victim: the primary of the shard of video 0, killed once a third of the jobs are published.
-    const victimSlot = keySlot(producer.layout.shards[producer.layout.shardOfVideo(videos[0]!)]!.pending);
+    const victimSlot = keySlot(producer.layout.shards[producer.layout.shardOfVideo(videos[0]!)]!.pending.detect);
     const victim = (await cluster.primaries()).find(({ info }) => info.slots.some(([from, to]) => victimSlot >= from && victimSlot <= to))!.server;
     let failover: Promise<void> | undefined;
     for (let n = 0; n < total; n += 1) {
@@ -188,7 +188,7 @@ describe('reliable queue on a Redis Cluster', function () {
 
     const missing = [...published].filter((id) => !acked.has(id));
     assert.deepEqual(missing, [], `${missing.length} of ${total} jobs never acknowledged`);
-    assert.deepEqual(await producer.counts(), { pending: 0, processing: 0 });
+    assert.deepEqual(await producer.counts(), { pending: 0, pendingByKind: { extract: 0, detect: 0 }, processing: 0 });
     assert.equal(published.size, total);
     // The failover did happen mid-run: the killed node is back as a replica, and its slot has another primary.
     const after = await cluster.topology();

@@ -30,7 +30,7 @@ describe('reliable queue: publish waits for replicas (WAIT)', function () {
     const queue = new ReliableQueue(client, client, 'nowait', { waitReplicas: 1, waitTimeoutMs: 50, failoverTimeoutMs: 300 });
     await queue.load();
     await assert.rejects(queue.publish([job('a')]), (error: unknown) => error instanceof PublishNotReplicatedError && error.acknowledged === 0 && error.wanted === 1);
-    assert.equal(await client.lLen(queue.keys.pending), 1);
+    assert.equal(await client.lLen(queue.keys.pending.detect), 1);
   });
 
   it('with a replica: publish returns once the replica has the job', async () => {
@@ -39,6 +39,6 @@ describe('reliable queue: publish waits for replicas (WAIT)', function () {
     const queue = new ReliableQueue(client, client, 'wait', { waitReplicas: 1, waitTimeoutMs: 2_000, failoverTimeoutMs: 10_000 });
     await queue.load();
     await queue.publish([job('b')]);
-    assert.equal(await replica.command('LLEN', queue.keys.pending), '1');
+    assert.equal(await replica.command('LLEN', queue.keys.pending.detect), '1');
   });
 });

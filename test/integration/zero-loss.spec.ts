@@ -34,8 +34,12 @@ describe('zero message loss under real process failures', function () {
     // The production default: frames are deleted after their commit, so a redelivery must not need them.
     stack = await Stack.start(tmp, { KEEP_FRAMES: 'false' });
     await stack.startApi();
-    const doomed = await stack.startWorker();
+    // Extracted first, by an extract-only worker: this is about a kill in the middle of detection (one
+    // mid-extraction is case 7), and every frame is stored before the detector deletes any.
+    await stack.startExtractor();
     const id = await stack.upload(clip, '5');
+    await stack.waitFor('extraction', (v) => v.framesTotal !== null, id);
+    const doomed = await stack.startWorker({ WORKER_ROLES: 'detect' });
     await stack.waitFor('first commits', (v) => v.framesDone >= 8, id);
     // The emptiness checked at the end is only meaningful if this finds the frames where they are.
     assert.ok((await stack.storedFrames(id)).length > 0, 'no frame files found in storage while the video was processing');
@@ -54,15 +58,17 @@ describe('zero message loss under real process failures', function () {
   it('2. redis-server SIGKILLed after uploads were queued, restarted on its AOF: every job is still there and gets processed', async () => {
     stack = await Stack.start(tmp);
     await stack.startApi();
+    const extractor = await stack.startExtractor(); // extracts, but detects nothing: the jobs stay queued
     const ids = [await stack.upload(clip, '2'), await stack.upload(clip, '2')]; // 16 frames each, 4 jobs each
     for (const id of ids) await stack.waitFor('extraction', (v) => v.framesTotal !== null, id);
-    const before = await stack.redis.lRange(stack.keys.pending, 0, -1);
+    await extractor.stop();
+    const before = await stack.redis.lRange(stack.keys.pending.detect, 0, -1);
     assert.equal(before.length, 8);
 
     await stack.redisServer.kill('SIGKILL');
     await stack.redisServer.restart();
     await waitFor('the test client to reconnect', async () => ((await stack!.redis.ping()) === 'PONG' ? true : undefined));
-    assert.deepEqual(await stack.redis.lRange(stack.keys.pending, 0, -1), before, 'the AOF gave back exactly the queued jobs');
+    assert.deepEqual(await stack.redis.lRange(stack.keys.pending.detect, 0, -1), before, 'the AOF gave back exactly the queued jobs');
 
     await stack.startWorker();
     for (const id of ids) {
@@ -79,9 +85,13 @@ describe('zero message loss under real process failures', function () {
     const proxy = await TcpProxy.start({ host: pg.hostname, port: Number(pg.port) });
     try {
       await stack.startApi();
-      // Only the worker reaches PostgreSQL through the proxy, so the API keeps answering status.
-      const worker = await stack.startWorker({ DATABASE_URL: proxy.url(base.db.url) });
+      // Extracted first, by an extract-only worker, so every frame is queued before detection starts: the
+      // outage then always meets detection with frames left, however busy the machine.
+      await stack.startExtractor();
       const id = await stack.upload(clip, '5');
+      await stack.waitFor('extraction', (v) => v.framesTotal !== null, id);
+      // Only the detecting worker reaches PostgreSQL through the proxy, so the API keeps answering status.
+      const worker = await stack.startWorker({ DATABASE_URL: proxy.url(base.db.url), WORKER_ROLES: 'detect' });
       const workerId = stack.workerId(worker);
       const all = Array.from({ length: 40 }, (_, i) => i);
       // Every frame is committed or still owned by Redis at every sample: nothing was acked early. Redis
@@ -125,6 +135,7 @@ describe('zero message loss under real process failures', function () {
   it('4. a poison job (an unreadable frame) is dead-lettered after MAX_ATTEMPTS while the rest of the video completes; retrying it repairs the video', async () => {
     stack = await Stack.start(tmp, { MAX_ATTEMPTS: '2' });
     await stack.startApi();
+    await stack.startExtractor();
     const id = await stack.upload(clip, '5');
     await stack.waitFor('extraction', (v) => v.framesTotal === 40, id);
     const frameFile = path.join(stack.storageDir, 'videos', id, 'frames', '000013.jpg'); // in the job of frames 12..15
@@ -211,7 +222,10 @@ describe('zero message loss under real process failures', function () {
     assert.equal(await stack.redis.lLen(stack.keys.processing(stack.workerId(worker))), 0);
     const video = await stack.video(id);
     if (video.status !== 'completed') {
-      assert.ok((await stack.framesInRedis()) + (await stack.framesCommitted(id)) >= 40);
+      // The worker also extracts: an extraction it stopped went back to the queue, to resume from its checkpoint.
+      const published = video.framesTotal ?? (await stack.framesPublished(id));
+      assert.ok((await stack.framesInRedis()) + (await stack.framesCommitted(id)) >= published, 'a published frame is neither queued nor committed');
+      if (video.framesTotal === null) assert.equal(await stack.redis.lLen(stack.keys.pending.extract), 1, 'the stopped extraction is not queued again');
       await stack.startWorker();
     }
     const done = await stack.waitCompleted(id);
@@ -222,24 +236,47 @@ describe('zero message loss under real process failures', function () {
     assert.deepEqual(await stack.storedFrames(id), []);
   });
 
-  it('7. an API process SIGKILLed during extraction: another API process restarts it and every frame is queued', async () => {
-    stack = await Stack.start(tmp, { EXTRACTION_LEASE_MS: '1500' });
-    const doomed = await stack.startApi();
-    const id = await stack.upload(VTEST_AVI, 'all'); // 795 frames: extraction takes seconds
-    await stack.waitFor('extraction to start', (v) => v.status === 'extracting', id);
-    doomed.kill('SIGKILL');
-    await doomed.waitForExit();
+  it('7. an extracting worker SIGKILLed mid-extraction: another worker reclaims the job and resumes it without re-extracting stored frames; detections equal a clean run', async () => {
+    stack = await Stack.start(tmp);
+    await stack.startApi();
+    const source = await cutClip(VTEST_AVI, 30, path.join(tmp, 'vtest-30s.mp4')); // 300 frames decoded, 60 sampled at 2 fps
+    // The clean run first, on the same workers' settings: an extractor and a detector.
+    await stack.startWorker({ WORKER_ROLES: 'detect' });
+    const extractor = await stack.startExtractor();
+    const reference = await stack.upload(source, '2');
+    const clean = await stack.waitCompleted(reference);
+    assert.deepEqual([clean.status, clean.framesTotal], ['completed', 60]);
+    const cleanRows = await stack.detectionRows(reference);
+    await extractor.stop();
+
+    const doomed = await stack.startExtractor();
+    const id = await stack.upload(source, '2');
+    // Frozen (SIGSTOP) as soon as a few batches are checkpointed, so it cannot finish before the kill.
+    await waitFor('a few published batches', async () => ((await stack!.framesPublished(id)) >= 8 ? true : undefined), 60_000, 5);
+    doomed.kill('SIGSTOP');
+    const checkpoint = await stack.framesPublished(id);
     const [stranded] = await stack.db.sql<{ frames_total: number | null }[]>`SELECT frames_total FROM videos WHERE id = ${id}`;
     assert.equal(stranded!.frames_total, null, 'extraction finished before the kill; the test proves nothing');
+    assert.ok(checkpoint < 60, `checkpoint ${checkpoint}`);
+    assert.ok((await stack.redis.lLen(stack.keys.processing(stack.workerId(doomed)))) === 1, 'the extractor holds its job');
+    // The frames below the checkpoint, with their modification times.
+    const frameFile = (index: number) => path.join(stack!.storageDir, 'videos', id, 'frames', `${String(index).padStart(6, '0')}.jpg`);
+    const stored = new Map<number, number>();
+    for (let index = 0; index < checkpoint; index += 1) stored.set(index, (await fs.stat(frameFile(index))).mtimeMs);
+    doomed.kill('SIGKILL');
+    await doomed.waitForExit();
 
-    const rescuer = await stack.startApi();
-    const video = await stack.waitFor('the restarted extraction', (v) => v.framesTotal !== null, id, 60_000);
-    assert.ok(rescuer.logs.some((line) => line.includes('restarting a stalled extraction')));
-    assert.deepEqual([video.status, video.framesTotal], ['processing', 795]);
-    // Every frame is in a queued job (the first run's jobs may repeat some: commits absorb those).
-    const queued = new Set<number>();
-    for (const payload of await stack.redis.lRange(stack.keys.pending, 0, -1)) for (const frame of (JSON.parse(payload) as DetectionJob).frames) queued.add(frame.index);
-    assert.equal(queued.size, 795);
-    assert.deepEqual([Math.min(...queued), Math.max(...queued)], [0, 794]);
+    const rescuer = await stack.startExtractor();
+    const video = await stack.waitCompleted(id);
+    assert.deepEqual([video.status, video.framesTotal, video.framesDone, video.framesFailed, video.error], ['completed', 60, 60, 0, null]);
+    await stack.assertExactlyOnce(id, 60);
+    assert.deepEqual(await stack.detectionRows(id), cleanRows, 'detections differ from the clean run');
+    // Resumed at the checkpoint: the frames stored before the kill were not written again.
+    const resumed = rescuer.logs.find((line) => line.includes('resuming an extraction'));
+    assert.ok(resumed, 'the rescuer did not resume the extraction');
+    assert.equal((JSON.parse(resumed) as { fromFrame: number }).fromFrame, checkpoint);
+    for (const [index, mtimeMs] of stored) assert.equal((await fs.stat(frameFile(index))).mtimeMs, mtimeMs, `frame ${index} was extracted again`);
+    const finished = rescuer.logs.find((line) => line.includes('"extraction finished"'));
+    assert.equal((JSON.parse(finished!) as { skipped: number }).skipped, checkpoint);
   });
 });

@@ -59,10 +59,11 @@ const COMBINATIONS: Record<string, Values> = {
     apiKey: 'an-admin-api-key',
     storage: { s3: { endpoint: 'https://minio.stores.svc', forcePathStyle: true, prefix: 'prod', region: 'eu-west-1', accessKeyId: 'AKIA', secretAccessKey: 'secret' } },
     ingress: { className: 'nginx', host: 'vidsense.example.com', tls: [{ secretName: 'vidsense-tls', hosts: ['vidsense.example.com'] }] },
-    api: { env: { EXTRACTION_CONCURRENCY: '4', MAX_UPLOAD_BYTES: '4294967296' }, affinity: { podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 1, podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: { 'app.kubernetes.io/component': 'api' } } } }] } } },
+    api: { env: { PROBE_CONCURRENCY: '6', MAX_UPLOAD_BYTES: '4294967296' }, affinity: { podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 1, podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: { 'app.kubernetes.io/component': 'api' } } } }] } } },
     serviceAccount: { annotations: { 'eks.amazonaws.com/role-arn': 'arn:aws:iam::123456789012:role/vidsense' } },
     imagePullSecrets: [{ name: 'registry' }],
     workers: {
+      extract: { env: { EXTRACTION_CONCURRENCY: '4' } },
       gpu: { enabled: true, podAnnotations: { team: 'vision' }, affinity: { podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 1, podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: { 'vidsense.io/worker-group': 'gpu' } } } }] } } },
       // A further group, as the lead would add one: values only.
       'cpu-large': {
@@ -215,7 +216,9 @@ describe('Helm chart deploy/helm/vidsense: rendered, validated against the Kuber
       const api = named(objects, 'Deployment', 'vs-api').spec.template.spec.containers[0];
       const config = loadConfig(resolveEnv(objects, api, {}));
       assert.deepEqual([config.storageDriver, config.s3?.bucket, config.s3?.endpoint, config.s3?.forcePathStyle, config.s3?.prefix, config.s3?.region], ['s3', 'vidsense-videos', 'https://minio.stores.svc', true, 'prod', 'eu-west-1']);
-      assert.deepEqual([config.queuePrefix, config.batchSize, config.maxFps, config.extractionConcurrency, config.maxUploadBytes, config.shutdownTimeoutMs, config.apiKey], ['vs-prod', 8, 30, 4, 4294967296, 30000, 'an-admin-api-key']);
+      assert.deepEqual([config.queuePrefix, config.batchSize, config.maxFps, config.probeConcurrency, config.maxUploadBytes, config.shutdownTimeoutMs, config.apiKey], ['vs-prod', 8, 30, 6, 4294967296, 30000, 'an-admin-api-key']);
+      const extractor = named(objects, 'Deployment', 'vs-worker-extract').spec.template.spec.containers[0];
+      assert.deepEqual([loadConfig(resolveEnv(objects, extractor, {})).extractionConcurrency, loadConfig(resolveEnv(objects, extractor, {})).workerRoles], [4, ['extract']]);
     });
 
     it('refuses settings the chart owns, and values it cannot render', () => {
@@ -225,7 +228,10 @@ describe('Helm chart deploy/helm/vidsense: rendered, validated against the Kuber
       refuse({ workers: { cpu: { env: { WORKER_HEALTH_PORT: '9000' } } } }, /workers\.cpu\.env\.WORKER_HEALTH_PORT is set by the chart/);
       refuse({ storage: { driver: 'nfs' } }, /storage\.driver must be s3 or local, got "nfs"/);
       refuse({ workers: { cpu: { autoscaling: { minReplicas: 0 } } } }, /workers\.cpu\.autoscaling\.minReplicas must be at least 1/);
-      refuse({ workers: { cpu: { roles: ['extract', 'detect'] } } }, /workers\.cpu\.roles: roles other than \[detect\] need WORKER_ROLES/);
+      refuse({ workers: { cpu: { roles: ['detect', 'transcode'] } } }, /workers\.cpu\.roles: transcode is not a role; the roles are extract and detect/);
+      refuse({ workers: { cpu: { roles: [] } } }, /workers\.cpu\.roles must name at least one of extract, detect/);
+      refuse({ workers: { cpu: { roles: 'detect' } } }, /workers\.cpu\.roles must be a list of extract and\/or detect/);
+      refuse({ workers: { cpu: { env: { WORKER_ROLES: 'extract' } } } }, /workers\.cpu\.env\.WORKER_ROLES is set by the chart/);
       refuse({ workers: { gpu: { enabled: true, resources: { limits: { 'nvidia.com/gpu': 2 } } } } }, /workers\.gpu: set the GPU count in gpu\.count/);
       refuse({ workers: { gpu: { enabled: true, affinity: { nodeAffinity: {} } } } }, /workers\.gpu: gpu\.computeMajors sets the node affinity/);
       refuse({ storage: { s3: { forcePathStyle: 'false' } } }, /ternary: wrong type for value; expected bool; got string/);
@@ -369,23 +375,30 @@ describe('Helm chart deploy/helm/vidsense: rendered, validated against the Kuber
   });
 
   describe('KEDA', () => {
-    it('scales each worker group on the queue\'s pending list, named as src/queue/keys.ts names it', () => {
+    it('scales each worker group on the pending list of each job kind it takes (WORKER_ROLES), named as src/queue/keys.ts names it', () => {
       for (const [name, prefix] of [['defaults', 'vidsense'], ['everything set', 'vs-prod']] as const) {
         const objects = objectsOf(name);
         const scaled = ofKind(objects, 'ScaledObject');
         const workers = ofKind(objects, 'Deployment').filter((d) => d.spec.template.spec.containers[0].name === 'worker');
         assert.deepEqual(scaled.map((s) => s.spec.scaleTargetRef.name).sort(), workers.map((w) => w.metadata.name).sort());
         for (const object of scaled) {
-          const [trigger] = object.spec.triggers;
-          assert.equal(trigger.type, 'redis');
-          assert.equal(trigger.metadata.listName, queueKeys(prefix).pending);
-          assert.ok(Number(trigger.metadata.listLength) > 0 && Number(trigger.metadata.activationListLength) >= 0);
+          const worker = workers.find((w) => w.metadata.name === object.spec.scaleTargetRef.name)!;
+          const roles = loadConfig(resolveEnv(objects, worker.spec.template.spec.containers[0], { REDIS_URL: 'redis://r:6379', DATABASE_URL: 'postgres://p/db' })).workerRoles;
+          assert.deepEqual(object.spec.triggers.map((trigger: Obj) => trigger.metadata.listName), roles.map((role) => queueKeys(prefix).pending[role]), object.metadata.name);
+          for (const trigger of object.spec.triggers) {
+            assert.equal(trigger.type, 'redis');
+            assert.ok(Number(trigger.metadata.listLength) > 0 && Number(trigger.metadata.activationListLength) >= 0);
+          }
           assert.ok(object.spec.minReplicaCount >= 1);
         }
         for (const worker of workers) assert.equal(worker.spec.replicas, undefined, `${worker.metadata.name}: KEDA owns its replica count`);
       }
       const trigger = ofKind(objectsOf('everything set'), 'ScaledObject').find((s) => s.metadata.name === 'vs-worker-cpu-large')!.spec.triggers[0];
-      assert.deepEqual(trigger.metadata, { address: 'redis.stores.svc:6380', listName: 'vs-prod:queue:pending', listLength: '8', activationListLength: '2', databaseIndex: '2', enableTLS: 'true' });
+      assert.deepEqual(trigger.metadata, { address: 'redis.stores.svc:6380', listName: 'vs-prod:queue:pending:detect', listLength: '8', activationListLength: '2', databaseIndex: '2', enableTLS: 'true' });
+      // By default one group extracts and one detects; the api takes no jobs.
+      const defaults = objectsOf('defaults');
+      const rolesOf = (deployment: string) => resolveEnv(defaults, named(defaults, 'Deployment', deployment).spec.template.spec.containers[0], {}).WORKER_ROLES;
+      assert.deepEqual([rolesOf('vidsense-worker-extract'), rolesOf('vidsense-worker-cpu'), rolesOf('vidsense-api')], ['extract', 'detect', undefined]);
     });
 
     it('on a Redis Cluster: one redis-cluster trigger per queue shard, on the pending lists src/queue/keys.ts names', () => {
@@ -393,9 +406,12 @@ describe('Helm chart deploy/helm/vidsense: rendered, validated against the Kuber
       const layout = queueLayout('vs-c', { shards: 6, cluster: true });
       const auth = ofKind(objects, 'TriggerAuthentication')[0]!;
       for (const scaled of ofKind(objects, 'ScaledObject')) {
+        // One trigger per job kind the group takes (its WORKER_ROLES) and shard.
+        const worker = named(objects, 'Deployment', scaled.spec.scaleTargetRef.name);
+        const roles = resolveEnv(objects, worker.spec.template.spec.containers[0], {}).WORKER_ROLES!.split(',') as Array<'extract' | 'detect'>;
         assert.deepEqual(
           scaled.spec.triggers.map((t: Obj) => t.metadata.listName),
-          layout.shards.map((keys) => keys.pending),
+          roles.flatMap((role) => layout.shards.map((keys) => keys.pending[role])),
         );
         for (const trigger of scaled.spec.triggers) {
           assert.equal(trigger.type, 'redis-cluster');
@@ -405,14 +421,14 @@ describe('Helm chart deploy/helm/vidsense: rendered, validated against the Kuber
         }
       }
       // Six shards, six different slots: the tags the chart carries are the service's.
-      assert.equal(new Set(layout.shards.map((keys) => keySlot(keys.pending))).size, 6);
+      assert.equal(new Set(layout.shards.map((keys) => keySlot(keys.pending.detect))).size, 6);
     });
 
     it('on a Redis Cluster: every pod gets the redis+cluster:// URL, QUEUE_SHARDS and QUEUE_WAIT_REPLICAS, which loadConfig reads as a cluster', () => {
       const objects = objectsOf('Redis Cluster');
       // Every pod that talks to Redis (the migration Job only gets DATABASE_URL).
       const pods = podsOf(objects).filter(({ spec }) => 'REDIS_URL' in resolveEnv(objects, spec.containers[0], {}));
-      assert.deepEqual(pods.map(({ owner }) => owner.metadata.name).sort(), ['vidsense-api', 'vidsense-worker-cpu']);
+      assert.deepEqual(pods.map(({ owner }) => owner.metadata.name).sort(), ofKind(objects, 'Deployment').map((d) => d.metadata.name).sort());
       for (const { spec } of pods) {
         const env = resolveEnv(objects, spec.containers[0], {});
         const config = loadConfig(env);
@@ -478,7 +494,8 @@ describe('Helm chart deploy/helm/vidsense: rendered, validated against the Kuber
       const refs = podsOf(objects).flatMap(({ spec }) => spec.containers.flatMap((c: Obj) => (c.env ?? []).filter((e: Obj) => e.valueFrom).map((e: Obj) => e.valueFrom.secretKeyRef)));
       assert.ok(refs.length > 0);
       for (const ref of refs) assert.equal(ref.name, EXISTING_SECRET);
-      assert.deepEqual(refs.filter((r: Obj) => !r.optional).map((r: Obj) => r.key).sort(), ['DATABASE_URL', 'DATABASE_URL', 'DATABASE_URL', 'REDIS_URL', 'REDIS_URL']);
+      // The api, the extract and cpu worker groups, and the migration Job (which needs no Redis).
+      assert.deepEqual(refs.filter((r: Obj) => !r.optional).map((r: Obj) => r.key).sort(), ['DATABASE_URL', 'DATABASE_URL', 'DATABASE_URL', 'DATABASE_URL', 'REDIS_URL', 'REDIS_URL', 'REDIS_URL']);
       assert.equal(ofKind(objects, 'TriggerAuthentication')[0]!.spec.secretTargetRef[0].name, EXISTING_SECRET);
     });
 
@@ -540,7 +557,7 @@ describe('Helm chart deploy/helm/vidsense: rendered, validated against the Kuber
     }
 
     it('what the renderer refuses, Go refuses too', async () => {
-      for (const overrides of [{ storage: { s3: { forcePathStyle: 'false' } } }, { workers: { cpu: { autoscaling: { minReplicas: 0 } } } }, { settings: { PORT: '1' } }, { storage: { s3: { bucket: '' } } }] as Values[]) {
+      for (const overrides of [{ storage: { s3: { forcePathStyle: 'false' } } }, { workers: { cpu: { autoscaling: { minReplicas: 0 } } } }, { settings: { PORT: '1' } }, { storage: { s3: { bucket: '' } } }, { workers: { cpu: { roles: ['transcode'] } } }, { workers: { cpu: { roles: [] } } }, { workers: { cpu: { roles: 'detect' } } }] as Values[]) {
         const values = withRequired(overrides);
         assert.throws(() => renderTemplates(CHART, values));
         await assert.rejects(renderWithGo(values), Error, JSON.stringify(overrides));

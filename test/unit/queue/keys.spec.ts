@@ -4,10 +4,12 @@ import { keySlot, queueKeys, queueLayout, shardOfVideo } from '../../../src/queu
 describe('queueKeys', () => {
   it('namespaces every key under the prefix and keeps per-worker keys apart', () => {
     const keys = queueKeys('vs');
-    const all = [keys.pending, keys.workers, keys.processing('w1'), keys.heartbeat('w1'), keys.processing('w2')];
+    const all = [keys.pending.extract, keys.pending.detect, keys.legacyPending, keys.extractionsEnqueued, keys.workers, keys.deadLetters, keys.processing('w1'), keys.heartbeat('w1'), keys.processing('w2')];
     assert.ok(all.every((key) => key.startsWith('vs:')));
     assert.equal(new Set(all).size, all.length);
-    assert.notEqual(queueKeys('other').pending, keys.pending);
+    assert.notEqual(queueKeys('other').pending.detect, keys.pending.detect);
+    assert.deepEqual(keys.pending, { extract: 'vs:queue:pending:extract', detect: 'vs:queue:pending:detect' });
+    assert.equal(keys.workerOfProcessing(keys.pending.detect), null);
   });
 
   it('finds processing lists by pattern and tells their worker, with glob characters in the prefix matched literally', () => {
@@ -27,8 +29,9 @@ describe('queueLayout: shards', () => {
   it('keeps the original untagged keys for one shard on a single Redis', () => {
     const layout = queueLayout('vs', { shards: 1, cluster: false });
     assert.equal(layout.shards.length, 1);
-    assert.equal(layout.shards[0]!.pending, queueKeys('vs').pending);
-    assert.equal(layout.shards[0]!.pending, 'vs:queue:pending');
+    assert.deepEqual(layout.shards[0]!.pending, queueKeys('vs').pending);
+    assert.equal(layout.shards[0]!.pending.detect, 'vs:queue:pending:detect');
+    assert.equal(layout.shards[0]!.legacyPending, 'vs:queue:pending');
     assert.equal(layout.shardOfVideo('any'), 0);
   });
 
@@ -36,13 +39,13 @@ describe('queueLayout: shards', () => {
     for (const options of [{ shards: 1, cluster: true }, { shards: 3, cluster: true }, { shards: 4, cluster: false }]) {
       const layout = queueLayout('vs', options);
       const slots = layout.shards.map((keys) => {
-        const all = [keys.pending, keys.workers, keys.deadLetters, keys.processing('w1'), keys.heartbeat('w1'), keys.processing('w2')];
+        const all = [keys.pending.extract, keys.pending.detect, keys.extractionsEnqueued, keys.workers, keys.deadLetters, keys.processing('w1'), keys.heartbeat('w1'), keys.processing('w2')];
         assert.ok(all.every((key) => key.startsWith('vs:queue:{')), all.join());
         assert.equal(new Set(all.map(keySlot)).size, 1, `${JSON.stringify(options)}: ${all.join()}`);
         assert.equal(keys.workerOfProcessing(keys.processing('w-1')), 'w-1');
-        return keySlot(keys.pending);
+        return keySlot(keys.pending.detect);
       });
-      assert.equal(new Set(layout.shards.map((keys) => keys.pending)).size, options.shards);
+      assert.equal(new Set(layout.shards.map((keys) => keys.pending.detect)).size, options.shards);
       assert.equal(new Set(slots).size, options.shards);
       // Shard s's slot lies in the s-th n-th of the slot space, so evenly split primaries get as many shards each.
       slots.forEach((slot, s) => assert.ok(slot >= (s * 16384) / options.shards && slot < ((s + 1) * 16384) / options.shards, `shard ${s}: slot ${slot}`));

@@ -10,7 +10,16 @@ describe('parseJob', () => {
     assert.equal(parseJob(JSON.stringify({ ...valid, publishedAt: undefined })).ok, true, 'publishedAt is optional');
   });
 
+  it('accepts extract jobs (no frames) and detect jobs with or without their kind', () => {
+    const extract = { kind: 'extract', id: 'extract:v1', videoId: 'v1', publishedAt: 1 };
+    assert.deepEqual(parseJob(JSON.stringify(extract)), { ok: true, job: extract });
+    assert.equal(parseJob(JSON.stringify({ ...valid, kind: 'detect' })).ok, true);
+  });
+
   const malformed: [string, string][] = [
+    ['an unknown kind', JSON.stringify({ ...valid, kind: 'transcode' })],
+    ['a detect job without frames', JSON.stringify({ kind: 'detect', id: 'j', videoId: 'v' })],
+    ['an extract job with a bad attempts', JSON.stringify({ kind: 'extract', id: 'j', videoId: 'v', attempts: -1 })],
     ['not JSON', '{oops'],
     ['JSON null', 'null'],
     ['a string', '"job"'],

@@ -55,10 +55,12 @@ describe('Upload checks and extraction with a storage that has no local files (S
         rows.set(video.id, row);
         return row;
       },
-      claimExtraction: async () => true,
-      renewExtraction: async () => {},
+      get: async (id: string) => rows.get(id),
+      delete: async (id: string) => void rows.delete(id),
+      startExtraction: async (id: string) => (rows.get(id)!.status = 'extracting', 0),
+      recordFramesPublished: async () => true,
       markExtracted: async (id: string, framesTotal: number) => Object.assign(rows.get(id)!, { framesTotal, status: 'processing' }),
-      markFailed: async (id: string, error: string) => void Object.assign(rows.get(id)!, { status: 'failed', error }),
+      markFailed: async (id: string, error: string) => (Object.assign(rows.get(id)!, { status: 'failed', error }), true),
     } as unknown as VideoRepository;
     const seen: string[] = [];
     const fullMedia: UploadMedia & ExtractionMedia = {
@@ -74,7 +76,7 @@ describe('Upload checks and extraction with a storage that has no local files (S
       },
       ...media,
     };
-    const settings = { batchSize: 2, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, extractionConcurrency: 1, probeConcurrency: 2, extractionLeaseMs: 60_000, workDir, keepSourceVideo, limits: { maxDurationS: 3600, maxFrames: 1000, maxPixels: 1_000_000 } };
+    const settings = { batchSize: 2, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, probeConcurrency: 2, workDir, keepSourceVideo, limits: { maxDurationS: 3600, maxFrames: 1000, maxPixels: 1_000_000 } };
     const logger = createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true });
     // The preview is made from the same downloaded copy as the frames, before that copy is deleted.
     const previews = {
@@ -83,16 +85,27 @@ describe('Upload checks and extraction with a storage that has no local files (S
         return true;
       },
     };
-    const extraction = new ExtractionService(settings, videos, storage, fullMedia, { publish: async () => {} }, logger, previews);
-    const service = new UploadService(settings, videos, storage, fullMedia, extraction);
-    return { service, extraction, storage, rows, seen };
+    // Extraction jobs are run as a worker would take them, one by one.
+    const queued: string[] = [];
+    const queue = {
+      publish: async () => {},
+      enqueueExtraction: async (videoId: string) => queued.push(videoId) > 0,
+      extractionsEnqueued: async () => new Set<string>(),
+      extractionFinished: async () => {},
+    };
+    const extraction = new ExtractionService(settings, videos, storage, fullMedia, queue, logger, previews);
+    const service = new UploadService(settings, videos, storage, fullMedia, queue);
+    const drain = async () => {
+      for (let videoId = queued.shift(); videoId !== undefined; videoId = queued.shift()) await extraction.run({ videoId });
+    };
+    return { service, drain, storage, rows, seen };
   }
 
   it('probes and extracts from downloaded copies, and deletes them afterwards', async () => {
-    const { service, extraction, storage, rows, seen } = setUp({});
+    const { service, drain, storage, rows, seen } = setUp({});
     const staged = await service.stageUpload('clip.mp4', Readable.from([Buffer.from('video bytes')]));
     const video = await service.acceptUpload(staged, undefined);
-    await extraction.idle();
+    await drain();
     assert.deepEqual(seen, ['video bytes', 'video bytes', 'preview from video bytes']);
     assert.equal(rows.get(video.id)!.status, 'processing');
     assert.deepEqual(await storage.list(`videos/${video.id}`), [0, 1, 2].map((i) => `videos/${video.id}/frames/00000${i}.jpg`).concat(`videos/${video.id}/source`));
@@ -108,24 +121,24 @@ describe('Upload checks and extraction with a storage that has no local files (S
   });
 
   it('deletes the copy when extraction fails, and keeps the source of the failed video', async () => {
-    const { service, extraction, storage, rows } = setUp({
+    const { service, drain, storage, rows } = setUp({
       extractFrames: async () => {
         throw new Error('ffmpeg exited with code 1');
       },
     }, false);
     const staged = await service.stageUpload('clip.mp4', Readable.from([Buffer.from('bytes')]));
     const video = await service.acceptUpload(staged, undefined);
-    await extraction.idle();
+    await drain();
     assert.equal(rows.get(video.id)!.status, 'failed');
     assert.deepEqual(await fs.readdir(workDir), []);
     assert.deepEqual(await storage.list(`videos/${video.id}`), [`videos/${video.id}/source`]);
   });
 
   it('deletes the source video once its frames are extracted when KEEP_SOURCE_VIDEO=false', async () => {
-    const { service, extraction, storage } = setUp({}, false);
+    const { service, drain, storage } = setUp({}, false);
     const staged = await service.stageUpload('clip.mp4', Readable.from([Buffer.from('video bytes')]));
     const video = await service.acceptUpload(staged, undefined);
-    await extraction.idle();
+    await drain();
     assert.deepEqual(await storage.list(`videos/${video.id}`), [0, 1, 2].map((i) => `videos/${video.id}/frames/00000${i}.jpg`));
   });
 });

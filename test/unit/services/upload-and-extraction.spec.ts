@@ -4,7 +4,7 @@ import type { NewVideo, VideoPreview, VideoRecord, VideoRepository } from '../..
 import { AppError } from '../../../src/errors/app-error.ts';
 import { createLogger } from '../../../src/logger.ts';
 import type { DetectionJob } from '../../../src/queue/types.ts';
-import { ExtractionService, type ExtractionMedia, type ExtractionSettings } from '../../../src/services/extraction.service.ts';
+import { ExtractionService, type ExtractionMedia, type ExtractionQueue, type ExtractionSettings } from '../../../src/services/extraction.service.ts';
 import { UploadService, type UploadMedia, type UploadSettings } from '../../../src/services/upload.service.ts';
 import type { VideoStorage } from '../../../src/storage/video-storage.ts';
 
@@ -48,6 +48,31 @@ class MemoryStorage implements VideoStorage {
   }
 }
 
+/** The queue as extraction and uploads see it: extraction jobs enqueued once per video, detection jobs published. */
+class MemoryQueue implements ExtractionQueue {
+  readonly published: DetectionJob[] = [];
+  /** Extraction jobs queued, in order (what workers would reserve). */
+  readonly extractions: string[] = [];
+  readonly enqueued = new Set<string>();
+  enqueueFault: Error | undefined;
+  async publish(jobs: DetectionJob[]) {
+    this.published.push(...jobs);
+  }
+  async enqueueExtraction(videoId: string) {
+    if (this.enqueueFault) throw this.enqueueFault;
+    if (this.enqueued.has(videoId)) return false;
+    this.enqueued.add(videoId);
+    this.extractions.push(videoId);
+    return true;
+  }
+  async extractionsEnqueued(videoIds: string[]) {
+    return new Set(videoIds.filter((id) => this.enqueued.has(id)));
+  }
+  async extractionFinished(videoId: string) {
+    this.enqueued.delete(videoId);
+  }
+}
+
 class MemoryVideos implements VideoRepository {
   readonly rows = new Map<string, VideoRecord>();
   async create(video: NewVideo): Promise<VideoRecord> {
@@ -59,15 +84,23 @@ class MemoryVideos implements VideoRepository {
   async get(id: string) {
     return this.rows.get(id);
   }
-  async renewExtraction() {}
-  async findStalledExtractions() {
-    return [];
-  }
-  async claimExtraction(id: string) {
-    const row = this.rows.get(id)!;
-    if (row.status !== 'queued') return false;
+  /** frames_published of each video (the extraction checkpoint). */
+  readonly checkpoints = new Map<string, number>();
+  async startExtraction(id: string) {
+    const row = this.rows.get(id);
+    if (!row || (row.status !== 'queued' && row.status !== 'extracting')) return undefined;
     row.status = 'extracting';
+    return this.checkpoints.get(id) ?? 0;
+  }
+  async recordFramesPublished(id: string, frames: number) {
+    if (this.rows.get(id)?.status !== 'extracting') return false;
+    this.checkpoints.set(id, Math.max(frames, this.checkpoints.get(id) ?? 0));
     return true;
+  }
+  async listQueued(_olderThanMs: number, after: { createdAt: Date; id: string } | undefined, limit: number) {
+    const queued = [...this.rows.values()].filter((row) => row.status === 'queued').sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id));
+    const start = after ? queued.findIndex((row) => row.id === after.id) + 1 : 0;
+    return queued.slice(start, start + limit).map((row) => ({ id: row.id, createdAt: row.createdAt }));
   }
   async markExtracted(id: string, framesTotal: number) {
     const row = this.rows.get(id)!;
@@ -75,7 +108,10 @@ class MemoryVideos implements VideoRepository {
     return row;
   }
   async markFailed(id: string, error: string) {
-    Object.assign(this.rows.get(id)!, { status: 'failed', error });
+    const row = this.rows.get(id);
+    if (!row || (row.status !== 'queued' && row.status !== 'extracting')) return false;
+    Object.assign(row, { status: 'failed', error });
+    return true;
   }
   async setPreview(id: string, preview: VideoPreview) {
     Object.assign(this.rows.get(id)!, { preview });
@@ -85,7 +121,7 @@ class MemoryVideos implements VideoRepository {
   }
 }
 
-const settings: UploadSettings & ExtractionSettings = { batchSize: 4, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, extractionConcurrency: 1, probeConcurrency: 2, extractionLeaseMs: 60_000, limits: { maxDurationS: 3600, maxFrames: 1000, maxPixels: 1_000_000 } };
+const settings: UploadSettings & ExtractionSettings = { batchSize: 4, maxUploadBytes: 1000, defaultFps: 5, maxFps: 30, jpegQuality: 3, probeConcurrency: 2, limits: { maxDurationS: 3600, maxFrames: 1000, maxPixels: 1_000_000 } };
 const goodProbe = {
   ok: true as const,
   video: { durationMs: 2000, fps: 10, width: 64, height: 48, codec: 'h264', startTimeMs: 0, creationTime: null, frameCountEstimate: 20 },
@@ -95,7 +131,8 @@ const goodProbe = {
 function setUp(media: Partial<UploadMedia & ExtractionMedia> = {}, overrides: Partial<UploadSettings & ExtractionSettings> = {}) {
   const storage = new MemoryStorage();
   const videos = new MemoryVideos();
-  const published: DetectionJob[] = [];
+  const queue = new MemoryQueue();
+  const published = queue.published;
   // What the preview maker saw when it was called: the file, the jobs published and the video's status by then.
   const previewCalls: Array<{ file: string; jobsPublished: number; status: string }> = [];
   const previews = {
@@ -114,18 +151,22 @@ function setUp(media: Partial<UploadMedia & ExtractionMedia> = {}, overrides: Pa
     ...media,
   };
   const logger = createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true });
-  const extraction = new ExtractionService({ ...settings, ...overrides }, videos, storage, fullMedia, { publish: async (jobs) => void published.push(...jobs) }, logger, previews);
-  const service = new UploadService({ ...settings, ...overrides }, videos, storage, fullMedia, extraction);
-  return { service, extraction, storage, videos, published, previewCalls };
+  const extraction = new ExtractionService({ ...settings, ...overrides }, videos, storage, fullMedia, queue, logger, previews);
+  const service = new UploadService({ ...settings, ...overrides }, videos, storage, fullMedia, queue);
+  /** Runs the queued extraction jobs, as a worker would. */
+  const drain = async () => {
+    for (let videoId = queue.extractions.shift(); videoId !== undefined; videoId = queue.extractions.shift()) await extraction.run({ videoId });
+  };
+  return { service, extraction, drain, queue, storage, videos, published, previewCalls };
 }
 
 describe('UploadService and ExtractionService', () => {
   it('accepts a video, extracts its frames into storage and publishes jobs of BATCH_SIZE frames', async () => {
-    const { service, extraction, storage, videos, published } = setUp();
+    const { service, drain, storage, videos, published } = setUp();
     const staged = await service.stageUpload('clip.mp4', Readable.from([Buffer.from('video bytes')]));
     const video = await service.acceptUpload(staged, '2.5');
     assert.equal(video.sampleFps, 2.5);
-    await extraction.idle();
+    await drain();
     assert.deepEqual(published.map((job) => job.frames.map((frame) => frame.index)), [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]);
     assert.ok(published.every((job) => job.videoId === video.id));
     assert.equal(published[1]!.frames[0]!.ptsMs, 800);
@@ -135,23 +176,23 @@ describe('UploadService and ExtractionService', () => {
   });
 
   it('makes the preview from the local file once every job is published, before the video is marked extracted', async () => {
-    const { service, extraction, videos, published, previewCalls } = setUp();
+    const { service, drain, videos, published, previewCalls } = setUp();
     const staged = await service.stageUpload('clip.mp4', Readable.from([Buffer.from('video bytes')]));
     const video = await service.acceptUpload(staged, undefined);
-    await extraction.idle();
+    await drain();
     assert.deepEqual(previewCalls, [{ file: `/memory/videos/${video.id}/source`, jobsPublished: published.length, status: 'extracting' }]);
     assert.equal(published.length, 3);
     assert.equal(videos.rows.get(video.id)!.status, 'processing');
   });
 
   it('makes no preview when extraction breaks', async () => {
-    const { service, extraction, videos, previewCalls } = setUp({
+    const { service, drain, videos, previewCalls } = setUp({
       extractFrames: async () => {
         throw new Error('ffmpeg exited with code 1');
       },
     });
     const video = await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('x')])), undefined);
-    await extraction.idle();
+    await drain();
     assert.equal(videos.rows.get(video.id)!.status, 'failed');
     assert.deepEqual(previewCalls, []);
   });
@@ -165,9 +206,9 @@ describe('UploadService and ExtractionService', () => {
       },
     };
     for (const frameSize of [{ width: 32, height: 32 }, { width: 64, height: 64 }, null]) {
-      const { service, extraction } = setUp(media, { frameSize });
+      const { service, drain } = setUp(media, { frameSize });
       await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('video bytes')])), undefined);
-      await extraction.idle();
+      await drain();
     }
     // 64x48 into a 32x32 box: 32x24, what the letterbox makes of it; it fits a 64x64 box already; null keeps the source.
     assert.deepEqual(scales, [{ from: { width: 64, height: 48 }, to: { width: 32, height: 24 } }, undefined, undefined]);
@@ -227,7 +268,7 @@ describe('UploadService and ExtractionService', () => {
     const plain = await untagged.service.acceptUpload(await untagged.service.stageUpload('plain.mp4', Readable.from([Buffer.from('bytes')])), undefined);
     const capturedAt = untagged.videos.rows.get(plain.id)!.capturedAt.getTime();
     assert.ok(capturedAt >= before && capturedAt <= Date.now(), 'capturedAt is the upload time');
-    await Promise.all([tagged.extraction.idle(), untagged.extraction.idle()]);
+    await Promise.all([tagged.drain(), untagged.drain()]);
   });
 
   it('runs at most PROBE_CONCURRENCY upload checks (ffprobe and the decode checks) at once; the rest wait', async () => {
@@ -240,7 +281,7 @@ describe('UploadService and ExtractionService', () => {
       started.push(file);
       await new Promise<void>((resolve) => gates.push(resolve));
     };
-    const { service, extraction, videos } = setUp(
+    const { service, drain, videos } = setUp(
       {
         probe: async (file) => {
           active += 1;
@@ -272,12 +313,12 @@ describe('UploadService and ExtractionService', () => {
     assert.equal(started.length, 8);
     assert.equal(videosAccepted.length, 8);
     assert.equal(videos.rows.size, 8);
-    await extraction.idle();
+    await drain();
   });
 
   it('a refused upload frees its check slot for the next one', async () => {
     let calls = 0;
-    const { service, extraction } = setUp(
+    const { service, drain } = setUp(
       { probe: async () => (++calls === 1 ? ({ ok: false, code: 'not_a_video', message: 'still image' } as never) : (goodProbe as never)) },
       { probeConcurrency: 1 },
     );
@@ -286,20 +327,136 @@ describe('UploadService and ExtractionService', () => {
     const [refused, accepted] = await Promise.allSettled([service.acceptUpload(first, undefined), service.acceptUpload(second, undefined)]);
     assert.equal(refused.status, 'rejected');
     assert.equal(accepted.status, 'fulfilled');
-    await extraction.idle();
+    await drain();
   });
 
   it('marks the video failed when extraction breaks', async () => {
-    const { service, extraction, videos } = setUp({
+    const { service, drain, videos } = setUp({
       extractFrames: async () => {
         throw new Error('ffmpeg exited with code 1: Invalid data');
       },
     });
     const staged = await service.stageUpload('clip.mp4', Readable.from([Buffer.from('bytes')]));
     const video = await service.acceptUpload(staged, undefined);
-    await extraction.idle();
+    await drain();
     const row = videos.rows.get(video.id)!;
     assert.equal(row.status, 'failed');
     assert.match(row.error ?? '', /Invalid data/);
+  });
+
+  it('queues one extraction job per accepted upload and extracts nothing itself', async () => {
+    const { service, queue, published, videos } = setUp();
+    const video = await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('bytes')])), undefined);
+    assert.deepEqual(queue.extractions, [video.id]);
+    assert.equal(videos.rows.get(video.id)!.status, 'queued');
+    assert.equal(published.length, 0, 'no frame before a worker takes the job');
+  });
+
+  it('refuses the upload and leaves nothing behind when its extraction job cannot be queued', async () => {
+    const { service, queue, storage, videos } = setUp();
+    queue.enqueueFault = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+    const staged = await service.stageUpload('clip.mp4', Readable.from([Buffer.from('bytes')]));
+    await assert.rejects(service.acceptUpload(staged, undefined), /ECONNREFUSED/);
+    assert.equal(videos.rows.size, 0, 'no queued video without a job');
+    assert.equal(storage.objects.size, 0);
+  });
+
+  it('resumes an interrupted extraction after its checkpoint: earlier frames are neither stored nor published again', async () => {
+    let failAt: number | undefined = 6;
+    const { service, drain, queue, storage, videos, published } = setUp({
+      extractFrames: async (_path, _options, onFrame) => {
+        for (let index = 0; index < 10; index += 1) {
+          // The connection to PostgreSQL drops mid-extraction: the job is retried, not failed.
+          if (index === failAt) throw Object.assign(new Error('Connection terminated'), { code: 'CONNECTION_CLOSED' });
+          await onFrame({ index, ptsMs: index * 200, jpeg: Buffer.from([index]) });
+        }
+        return { frames: 10 };
+      },
+    });
+    const writes: string[] = [];
+    const write = storage.write.bind(storage);
+    storage.write = async (key, data) => void (writes.push(key), await write(key, data));
+    const video = await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('bytes')])), undefined);
+    await assert.rejects(drain(), /Connection terminated/);
+    assert.equal(videos.rows.get(video.id)!.status, 'extracting', 'a transient failure does not fail the video');
+    assert.equal(videos.checkpoints.get(video.id), 4, 'the first batch is published and checkpointed');
+    assert.deepEqual(published.map((job) => job.id), [`${video.id}:0`]);
+    // The queue redelivers the job (held, or reclaimed after a crash): it is still marked as queued.
+    assert.equal(queue.enqueued.has(video.id), true);
+    failAt = undefined;
+    writes.length = 0;
+    queue.extractions.push(video.id);
+    await drain();
+    assert.deepEqual(writes.map((key) => Number(/(\d+)\.jpg$/.exec(key)![1])), [4, 5, 6, 7, 8, 9], 'frames 0-3 are not stored again');
+    assert.deepEqual(published.map((job) => job.frames.map((frame) => frame.index)), [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]], 'each frame published once, in the batches of a clean run');
+    assert.equal(videos.rows.get(video.id)!.framesTotal, 10);
+    assert.equal(queue.enqueued.has(video.id), false, 'the finished job no longer blocks a new one');
+  });
+
+  it('leaves an extraction stopped by its worker (abort) to the next delivery, without failing the video', async () => {
+    const controller = new AbortController();
+    const { service, extraction, videos } = setUp({
+      extractFrames: async (_path, _options, onFrame, signal) => {
+        await onFrame({ index: 0, ptsMs: 0, jpeg: Buffer.from([0]) });
+        controller.abort(new Error('worker stopping'));
+        signal?.throwIfAborted();
+        return { frames: 1 };
+      },
+    });
+    const video = await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('bytes')])), undefined);
+    await assert.rejects(extraction.run({ videoId: video.id }, controller.signal), /worker stopping/);
+    assert.equal(videos.rows.get(video.id)!.status, 'extracting');
+  });
+
+  it('sweeps queued videos whose job was never published into the queue, once, and leaves the others', async () => {
+    const { service, extraction, queue, videos } = setUp();
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i += 1) ids.push((await service.acceptUpload(await service.stageUpload(`clip${i}.mp4`, Readable.from([Buffer.from('bytes')])), undefined)).id);
+    // The API process died between the row and the job of the second upload.
+    queue.enqueued.delete(ids[1]!);
+    queue.extractions.splice(queue.extractions.indexOf(ids[1]!), 1);
+    assert.equal(await extraction.sweepUnqueued(0), 1);
+    assert.deepEqual(queue.extractions, [ids[0], ids[2], ids[1]]);
+    assert.equal(await extraction.sweepUnqueued(0), 0, 'a second sweep finds it queued');
+    assert.equal(videos.rows.size, 3);
+  });
+
+  it('a failing delivery leaves a video another delivery extracted meanwhile as it is, frames and all', async () => {
+    const { service, extraction, drain, storage, videos } = setUp();
+    const video = await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('bytes')])), undefined);
+    await drain();
+    const frames = await storage.list(`videos/${video.id}/frames`);
+    // A stalled delivery, reclaimed and finished elsewhere, gives up on its dead-letter path.
+    await extraction.recordFailedJob({ videoId: video.id }, 'workers died 5 times while holding it');
+    assert.equal(videos.rows.get(video.id)!.status, 'processing');
+    assert.deepEqual(await storage.list(`videos/${video.id}/frames`), frames);
+  });
+
+  it('stops an extraction at its next batch once its video is deleted, and deletes the frames it wrote', async () => {
+    const { service, drain, storage, videos, published } = setUp({
+      extractFrames: async (_path, _options, onFrame) => {
+        for (let index = 0; index < 10; index += 1) {
+          if (index === 5) videos.rows.delete(videoId); // DELETE /videos/:id while frames are being extracted
+          await onFrame({ index, ptsMs: index * 200, jpeg: Buffer.from([index]) });
+        }
+        return { frames: 10 };
+      },
+    });
+    const video = await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('bytes')])), undefined);
+    const videoId = video.id;
+    await drain();
+    assert.deepEqual(published.map((job) => job.frames.map((frame) => frame.index)), [[0, 1, 2, 3], [4, 5, 6, 7]], 'the batch in hand is published, then it stops');
+    assert.deepEqual(await storage.list(`videos/${videoId}/frames`), []);
+  });
+
+  it('a job delivered for a video already extracted, failed or deleted does nothing', async () => {
+    const { service, drain, queue, published, videos } = setUp();
+    const video = await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('bytes')])), undefined);
+    await drain();
+    const jobs = published.length;
+    queue.extractions.push(video.id, 'no-such-video');
+    await drain();
+    assert.equal(published.length, jobs);
+    assert.equal(videos.rows.get(video.id)!.status, 'processing');
   });
 });

@@ -57,18 +57,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{- /*
-The Redis list KEDA watches: the queue's pending list, named by queueKeys(prefix).pending in
-src/queue/keys.ts as "<QUEUE_PREFIX>:queue:pending". Change both together.
+A Redis list KEDA watches: the pending list of one job kind (extract or detect), named by
+queueKeys(prefix).pending[kind] in src/queue/keys.ts as "<QUEUE_PREFIX>:queue:pending:<kind>". Change both
+together. Arguments: (list $ "<kind>").
 */ -}}
 {{- define "vidsense.pendingList" -}}
-{{- printf "%s:queue:pending" (default "vidsense" .Values.settings.QUEUE_PREFIX) -}}
+{{- $root := index . 0 -}}
+{{- printf "%s:queue:pending:%s" (default "vidsense" $root.Values.settings.QUEUE_PREFIX) (index . 1) -}}
 {{- end -}}
 
 {{- /* Settings the chart sets from its own values; settings and env maps must not set them too. */ -}}
 {{- define "vidsense.checkSettings" -}}
 {{- $where := index . 0 -}}
 {{- $settings := index . 1 -}}
-{{- range $name := list "PORT" "HOST" "WORKER_HEALTH_PORT" "STORAGE_DRIVER" "STORAGE_DIR" "S3_BUCKET" "S3_REGION" "S3_ENDPOINT" "S3_FORCE_PATH_STYLE" "S3_PREFIX" "MODEL_PATH" "TFJS_MODEL_DIR" "SHUTDOWN_TIMEOUT_MS" "REDIS_URL" "REDIS_CLUSTER_NODES" "QUEUE_SHARDS" "DATABASE_URL" "API_KEY" "ADMIN_TOKEN" "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" "AWS_SESSION_TOKEN" }}
+{{- range $name := list "PORT" "HOST" "WORKER_HEALTH_PORT" "WORKER_ROLES" "STORAGE_DRIVER" "STORAGE_DIR" "S3_BUCKET" "S3_REGION" "S3_ENDPOINT" "S3_FORCE_PATH_STYLE" "S3_PREFIX" "MODEL_PATH" "TFJS_MODEL_DIR" "SHUTDOWN_TIMEOUT_MS" "REDIS_URL" "REDIS_CLUSTER_NODES" "QUEUE_SHARDS" "DATABASE_URL" "API_KEY" "ADMIN_TOKEN" "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" "AWS_SESSION_TOKEN" }}
 {{- if hasKey $settings $name }}
 {{- fail (printf "%s.%s is set by the chart from its own values (see values.yaml)" $where $name) }}
 {{- end }}
@@ -149,7 +151,7 @@ AWS_SECRET_ACCESS_KEY: {{ toString . | quote }}
 Environment of a container: the settings ConfigMap, then the Secret's keys one by one (so the keys only KEDA
 reads, REDIS_PASSWORD and REDIS_USERNAME, never reach the processes), then the component's own env map.
 Arguments: (list $ "<values path of the env map>" $envMap $roles), $roles being nil for the api and the
-migration Job, a worker group's roles otherwise.
+migration Job, a worker group's roles (a list) otherwise.
 */ -}}
 {{- define "vidsense.env" -}}
 {{- $root := index . 0 -}}
@@ -158,12 +160,18 @@ migration Job, a worker group's roles otherwise.
 {{- $roles := index . 3 -}}
 {{- include "vidsense.checkSettings" (list $where $extra) }}
 {{- /*
-Worker roles. Today every worker detects, so only [detect] is accepted and nothing is passed on. When
-WORKER_ROLES exists (extraction as a queued job), accept its roles here and render
-"- name: WORKER_ROLES / value: (join "," $roles)" below.
+Worker roles: the job kinds the group's workers take (extract: ffmpeg frame extraction; detect: the model),
+passed on as WORKER_ROLES below. The service refuses a role named twice at start-up.
 */ -}}
-{{- if and $roles (ne (join "," $roles) "detect") }}
-{{- fail (printf "%s: roles other than [detect] need WORKER_ROLES, which this version does not have" (replace ".env" ".roles" $where)) }}
+{{- if kindIs "slice" $roles }}
+{{- if eq (len $roles) 0 }}
+{{- fail (printf "%s must name at least one of extract, detect" (replace ".env" ".roles" $where)) }}
+{{- end }}
+{{- range $role := $roles }}
+{{- if not (or (eq (toString $role) "extract") (eq (toString $role) "detect")) }}
+{{- fail (printf "%s: %s is not a role; the roles are extract and detect" (replace ".env" ".roles" $where) (toString $role)) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- $secret := include "vidsense.secretName" $root }}
 envFrom:
@@ -184,6 +192,10 @@ env:
         name: {{ $secret }}
         key: {{ $name }}
         optional: true
+{{- end }}
+{{- if kindIs "slice" $roles }}
+  - name: WORKER_ROLES
+    value: {{ join "," $roles | quote }}
 {{- end }}
 {{- range $name, $value := $extra }}
   - name: {{ $name }}

@@ -3,16 +3,24 @@ import os from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from '../logger.ts';
 import { MalformedJobError } from '../queue/reliable-queue.ts';
-import type { ReservedJob } from '../queue/types.ts';
-import type { DetectionService, PreparedJob } from '../services/detection.service.ts';
+import { jobKind, type JobKind, type QueueJob, type ReservedJob } from '../queue/types.ts';
 import { errorMessage } from '../errors/error-message.ts';
 import { isTransientError } from '../errors/transient-error.ts';
+import { handlerFor, type HandlerRegistry, type JobHandler } from './job-handlers.ts';
 
 /** Reclaim passes per SCAN sweep for unregistered processing lists (a minute at the default 5 s interval). */
 const UNREGISTERED_SWEEP_EVERY = 12;
 
-export interface WorkerQueue {
-  reserve(workerId: string, timeoutSeconds: number): Promise<ReservedJob | null>;
+/** One blocking reserve at a time: each lane of a worker has one of its own. */
+export interface LaneQueue {
+  reserve(workerId: string, kind: JobKind, timeoutSeconds: number): Promise<ReservedJob | null>;
+}
+
+export interface WorkerQueue extends LaneQueue {
+  /** Another LaneQueue with its own blocking connection, closed by closeLane(). */
+  openLane(): Promise<LaneQueue & { closeLane(): Promise<void> }>;
+  /** Moves jobs left on the single pending list of versions before job kinds; returns how many. */
+  adoptLegacyPending(): Promise<number>;
   ack(workerId: string, reserved: Pick<ReservedJob, 'payload' | 'shard'>): Promise<void>;
   heartbeat(workerId: string, ttlMs: number): Promise<void>;
   reclaimOrphanedJobs(): Promise<number>;
@@ -40,28 +48,42 @@ export interface WorkerSettings {
 
 interface Reserved {
   reserved: ReservedJob;
-  prepared: Promise<PreparedJob>;
+  handler: JobHandler;
+  prepared: Promise<unknown>;
 }
 
 /**
- * The consume loop of the reliable queue. A job leaves this worker's processing list only after its
- * detections are committed. While one job is on the detector the next is reserved and prepared, so
- * reading and decoding overlap inference.
+ * The consume loop of the reliable queue, for every job kind: WORKER_ROLES picks the kinds, the
+ * registry their handlers. Each kind has its lanes (a handler's concurrency), each lane a blocking
+ * connection that moves jobs from that kind's pending list into this worker's one processing list. A
+ * job leaves that list only after its handler has committed its results. One heartbeat covers every
+ * held job, however long its handler runs (an extraction takes minutes). A prefetching handler (detect)
+ * has its next job reserved and prepared while the current one runs, so decoding overlaps inference.
  */
-export class DetectionWorker {
+export class QueueWorker {
   readonly id = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   private running = false;
   private loop: Promise<void> | undefined;
+  private lanes: Array<LaneQueue & { closeLane?(): Promise<void> }> = [];
   private timers: NodeJS.Timeout[] = [];
   /** Aborted by stop(): wakes the loop from a backoff sleep. */
   private stopping = new AbortController();
 
   constructor(
     private readonly queue: WorkerQueue,
-    private readonly detection: DetectionService,
+    private readonly handlers: HandlerRegistry,
+    /** The job kinds this worker takes (WORKER_ROLES); each needs a handler in the registry. */
+    private readonly roles: readonly JobKind[],
     private readonly settings: WorkerSettings,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    if (roles.length === 0) throw new Error('a worker needs at least one role');
+    for (const kind of roles) if (!handlerFor(handlers, kind)) throw new Error(`no handler for ${kind} jobs`);
+  }
+
+  private get served(): JobHandler[] {
+    return this.roles.map((kind) => handlerFor(this.handlers, kind)!);
+  }
 
   /** True from start() until stop(): the worker is taking jobs. */
   get isRunning(): boolean {
@@ -75,6 +97,9 @@ export class DetectionWorker {
     // Jobs held by workers that died come back before this one starts taking new work.
     const reclaimed = (await this.queue.reclaimOrphanedJobs()) + (await this.queue.reclaimUnregisteredJobs());
     if (reclaimed > 0) this.logger.warn('reclaimed jobs from dead workers', { reclaimed });
+    const adopted = await this.queue.adoptLegacyPending();
+    if (adopted > 0) this.logger.info('moved detection jobs from the pending list of an earlier version', { adopted });
+    await this.sweep();
     this.every(Math.max(100, Math.floor(this.settings.heartbeatTtlMs / 3)), () => this.queue.heartbeat(this.id, this.settings.heartbeatTtlMs));
     let passes = 0;
     this.every(this.settings.reclaimIntervalMs, async () => {
@@ -82,14 +107,33 @@ export class DetectionWorker {
       passes += 1;
       const count = (await this.queue.reclaimOrphanedJobs()) + (passes % UNREGISTERED_SWEEP_EVERY === 0 ? await this.queue.reclaimUnregisteredJobs() : 0);
       if (count > 0) this.logger.warn('reclaimed jobs from dead workers', { reclaimed: count });
+      if (passes % UNREGISTERED_SWEEP_EVERY === 0) await this.sweep();
     });
-    this.logger.info('worker started', { workerId: this.id });
-    this.loop = this.run();
+    // The first lane of all uses the queue's own blocking connection; every other lane opens one.
+    const kinds = this.served.flatMap((handler) => Array.from({ length: handler.concurrency }, () => handler));
+    this.lanes = [this.queue];
+    try {
+      for (let i = 1; i < kinds.length; i += 1) this.lanes.push(await this.queue.openLane());
+    } catch (error) {
+      await this.closeLanes();
+      throw error;
+    }
+    this.logger.info('worker started', { workerId: this.id, roles: this.roles, lanes: kinds.length });
+    this.loop = Promise.all(kinds.map((handler, i) => this.run(this.lanes[i]!, handler))).then(() => undefined);
+  }
+
+  private async sweep(): Promise<void> {
+    for (const handler of this.served) await handler.sweep?.();
+  }
+
+  private async closeLanes(): Promise<void> {
+    await Promise.all(this.lanes.map((lane) => lane.closeLane?.()));
+    this.lanes = [];
   }
 
   /**
    * Stops taking jobs, finishes the one on the detector and returns any other held job (prefetched,
-   * or waiting out a backoff) to the queue.
+   * waiting out a backoff, or an extraction, which stops) to the queue.
    */
   async stop(): Promise<void> {
     this.running = false;
@@ -98,8 +142,9 @@ export class DetectionWorker {
     await this.loop;
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
+    await this.closeLanes();
     const handedBack = await this.queue.releaseWorker(this.id);
-    this.logger.info('worker stopped', { workerId: this.id, handedBack, stageTimings: this.detection.timings });
+    this.logger.info('worker stopped', { workerId: this.id, handedBack });
   }
 
   private every(ms: number, task: () => Promise<unknown>): void {
@@ -110,29 +155,31 @@ export class DetectionWorker {
     this.timers.push(timer);
   }
 
-  private async run(): Promise<void> {
-    let next = this.reserveAndPrepare();
+  /** One lane: reserve a job of the handler's kind, run it, repeat (the next reserved early when it prefetches). */
+  private async run(lane: LaneQueue, handler: JobHandler): Promise<void> {
+    let next = this.reserveAndPrepare(lane, handler);
     while (this.running) {
       const current = await next;
       if (!this.running) break; // a prefetched job stays in our processing list; releaseWorker returns it
-      next = this.reserveAndPrepare();
+      if (handler.prefetch) next = this.reserveAndPrepare(lane, handler);
       if (current) await this.complete(current);
+      if (!handler.prefetch) next = this.reserveAndPrepare(lane, handler);
     }
     await next.catch(() => undefined);
   }
 
-  private async reserveAndPrepare(): Promise<Reserved | undefined> {
+  private async reserveAndPrepare(lane: LaneQueue, handler: JobHandler): Promise<Reserved | undefined> {
     if (!this.running) return undefined;
     try {
       // Register again first: a reclaimer may have unregistered this worker while it was stalled, and
       // a job moved into the list of an unregistered worker is never reclaimed if it then dies. The
       // blocking wait stays under the TTL, so the job cannot arrive after this heartbeat expired.
       await this.queue.heartbeat(this.id, this.settings.heartbeatTtlMs);
-      const reserved = await this.queue.reserve(this.id, this.reserveTimeoutSeconds());
+      const reserved = await lane.reserve(this.id, handler.kind, this.reserveTimeoutSeconds());
       if (!reserved) return undefined;
-      const prepared = this.detection.prepare(reserved.job);
+      const prepared = handler.prepare(reserved.job);
       prepared.catch(() => undefined); // handled in complete(); avoid an unhandled rejection meanwhile
-      return { reserved, prepared };
+      return { reserved, handler, prepared };
     } catch (error) {
       if (error instanceof MalformedJobError) {
         // Not a job we could ever run: log it and drop it rather than let it block the list.
@@ -150,32 +197,24 @@ export class DetectionWorker {
    * Runs one job to a commit. An unreachable PostgreSQL or Redis is not the job's fault: the job is
    * held and retried until the service returns, without counting. Any other failure (a frame that
    * cannot be read, a detector error) counts as an attempt; after maxAttempts the job is dead-lettered
-   * and its frames are recorded as failed, so the rest of the video still completes.
+   * and its handler records the failure (a detect job's frames as failed, so the rest of the video still
+   * completes; an extract job's video as failed).
    */
-  private async complete({ reserved, prepared }: Reserved): Promise<void> {
+  private async complete({ reserved, handler, prepared }: Reserved): Promise<void> {
     const { job } = reserved;
     let attempts = job.attempts ?? 0;
     if (attempts >= this.settings.maxAttempts) {
       await prepared.catch(() => undefined);
-      await this.giveUp(reserved, attempts, `workers died ${attempts} times while holding it`);
+      await this.giveUp(reserved, handler, attempts, `workers died ${attempts} times while holding it`);
       return;
     }
     let current = prepared;
     for (let outage = 0; ; ) {
       try {
         const started = performance.now();
-        const { written, detectMs } = await this.detection.detectAndCommit(await current);
-        if (detectMs > this.settings.heartbeatTtlMs / 2) {
-          // A synchronous engine blocks heartbeats while it runs: past the TTL, this live worker's jobs get reclaimed.
-          this.logger.warn('a detector run took over half the heartbeat TTL; raise HEARTBEAT_TTL_MS or lower BATCH_SIZE', {
-            jobId: job.id,
-            frames: job.frames.length,
-            detectMs: Math.round(detectMs),
-            heartbeatTtlMs: this.settings.heartbeatTtlMs,
-          });
-        }
+        await handler.run(await current, { signal: this.stopping.signal });
         await this.queue.ack(this.id, reserved);
-        this.logger.debug('job committed', { jobId: job.id, frames: job.frames.length, written, ms: Math.round(performance.now() - started) });
+        this.logger.debug('job done', { jobId: job.id, kind: jobKind(job), ms: Math.round(performance.now() - started) });
         return;
       } catch (error) {
         // Shutting down: the job stays in our processing list and releaseWorker hands it back.
@@ -188,7 +227,7 @@ export class DetectionWorker {
         } else {
           attempts += 1;
           if (attempts >= this.settings.maxAttempts) {
-            await this.giveUp(reserved, attempts, errorMessage(error));
+            await this.giveUp(reserved, handler, attempts, errorMessage(error));
             return;
           }
           delay = this.backoff(attempts);
@@ -197,7 +236,7 @@ export class DetectionWorker {
         await this.sleep(delay);
         // Stopped during the backoff: the job stays in our processing list and releaseWorker hands it back.
         if (!this.running) return;
-        current = this.detection.prepare(job);
+        current = handler.prepare(job);
         current.catch(() => undefined);
       }
     }
@@ -210,18 +249,18 @@ export class DetectionWorker {
   }
 
   /**
-   * Records the job's frames as failed, then moves it to the dead letters. While PostgreSQL or Redis
+   * Records the job's failure (failed frames, or a failed video), then moves it to the dead letters. While PostgreSQL or Redis
    * is unreachable the job is held and this is retried with backoff, as in an outage during a commit:
    * dead-lettering without the failed frames would leave the video 'processing' for good. Never
    * throws (run() must not reject); on stop the job stays held and releaseWorker hands it back.
    */
-  private async giveUp(reserved: ReservedJob, attempts: number, lastError: string): Promise<void> {
+  private async giveUp(reserved: ReservedJob, handler: JobHandler, attempts: number, lastError: string): Promise<void> {
     const { job } = reserved;
     const reason = `dead-lettered after ${attempts} attempts: ${lastError}`;
     for (let outage = 1; this.running; outage += 1) {
       try {
         // Failed frames first: if we die before the move below, the job is reclaimed and nothing is lost.
-        await this.detection.recordFailedJob(job, reason);
+        await handler.recordFailure(job, reason);
       } catch (error) {
         if (isTransientError(error)) {
           await this.holdThroughOutage(job, outage, 'recording the failed frames', error);
@@ -241,7 +280,7 @@ export class DetectionWorker {
     }
   }
 
-  private async holdThroughOutage(job: ReservedJob['job'], outage: number, step: string, error: unknown): Promise<void> {
+  private async holdThroughOutage(job: QueueJob, outage: number, step: string, error: unknown): Promise<void> {
     const delayMs = this.backoff(outage);
     this.logger.warn(`dead-lettering a job failed at ${step}; holding the job and retrying`, { jobId: job.id, delayMs, error: errorMessage(error) });
     await this.sleep(delayMs);

@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import type { FrameResult, VideoRecord } from '../../../src/db/types.ts';
 import type { Detector, PreparedFrame } from '../../../src/detection/types.ts';
 import { createLogger, type Logger } from '../../../src/logger.ts';
-import type { DetectionJob, ReservedJob } from '../../../src/queue/types.ts';
+import type { DetectionJob, JobKind, ReservedJob } from '../../../src/queue/types.ts';
 import { DetectionService } from '../../../src/services/detection.service.ts';
-import { DetectionWorker, type WorkerQueue, type WorkerSettings } from '../../../src/worker/detection-worker.ts';
+import { detectHandler } from '../../../src/worker/job-handlers.ts';
+import { QueueWorker, type WorkerQueue, type WorkerSettings } from '../../../src/worker/queue-worker.ts';
 
 const logger = createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true });
 
@@ -19,7 +20,14 @@ class FakeQueue implements WorkerQueue {
   reserveTimeouts: number[] = [];
   /** Failures to inject, taken one per call. */
   deadLetterFaults: Error[] = [];
-  async reserve(_workerId: string, timeoutSeconds: number): Promise<ReservedJob | null> {
+  async openLane() {
+    return Object.assign(Object.create(this) as FakeQueue, { closeLane: async () => {} });
+  }
+  async adoptLegacyPending() {
+    return 0;
+  }
+  async reserve(_workerId: string, kind: JobKind, timeoutSeconds: number): Promise<ReservedJob | null> {
+    assert.equal(kind, 'detect');
     this.calls.push('reserve');
     this.reserveTimeouts.push(timeoutSeconds);
     const next = this.pending.shift();
@@ -119,12 +127,8 @@ function setUp(faults: Faults | ((frames: FrameResult[]) => Promise<number>)) {
     { keepFrames: true, logger },
   );
   const queue = new FakeQueue();
-  const worker = new DetectionWorker(
-    queue,
-    service,
-    { heartbeatTtlMs: 1000, reclaimIntervalMs: 1000, reserveTimeoutSeconds: 0.01, maxAttempts, retryBaseMs: 5, retryMaxMs: 20, ...settings },
-    workerLogger,
-  );
+  const workerSettings = { heartbeatTtlMs: 1000, reclaimIntervalMs: 1000, reserveTimeoutSeconds: 0.01, maxAttempts, retryBaseMs: 5, retryMaxMs: 20, ...settings };
+  const worker = new QueueWorker(queue, { detect: detectHandler(service, workerSettings, workerLogger) }, ['detect'], workerSettings, workerLogger);
   return { queue, worker, committed };
 }
 
@@ -136,7 +140,7 @@ async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> 
   }
 }
 
-describe('DetectionWorker', () => {
+describe('QueueWorker with the detect handler', () => {
   it('acknowledges each job only after its results are committed', async () => {
     const committedIndexes: number[][] = [];
     const { queue, worker } = setUp(async (frames) => {
