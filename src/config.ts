@@ -12,6 +12,22 @@ export interface Config {
   readonly port: number;
   readonly host: string;
   readonly redisUrl: string;
+  /**
+   * Set when the queue runs on a Redis Cluster: REDIS_CLUSTER_NODES (host:port,...) or a
+   * redis+cluster:// (rediss+cluster:// for TLS) REDIS_URL. Then redisUrl is not used.
+   */
+  readonly redisCluster: RedisClusterConfig | undefined;
+  /**
+   * QUEUE_SHARDS: how many partitions the queue's keys are split into (a video's jobs all go to one, chosen
+   * by its id). On a cluster each shard's keys share a hash tag, so they live on one primary; the count is
+   * stored in Redis and every process must use the same (see ReliableQueue.checkShardCount).
+   */
+  readonly queueShards: number;
+  /** Replicas that must acknowledge a publish (WAIT) before it counts as done; 0: do not wait. */
+  readonly queueWaitReplicas: number;
+  readonly queueWaitTimeoutMs: number;
+  /** How long queue commands keep retrying through a cluster failover before they fail. */
+  readonly queueFailoverTimeoutMs: number;
   /** Prefix of every Redis key this service writes; lets test runs and deployments share a server. */
   readonly queuePrefix: string;
   readonly databaseUrl: string;
@@ -152,6 +168,14 @@ export const MIN_SAMPLE_FPS = 0.01;
 /** pts_ms is an integer column (milliseconds up to 2^31 - 1): the duration limit keeps every frame time inside it. */
 const MAX_DURATION_LIMIT_S = 2_000_000;
 
+export interface RedisClusterConfig {
+  /** Seed nodes; the client discovers the rest of the cluster from any of them. */
+  readonly nodes: ReadonlyArray<{ readonly host: string; readonly port: number }>;
+  readonly tls: boolean;
+  readonly username: string | undefined;
+  readonly password: string | undefined;
+}
+
 export interface S3Config {
   readonly bucket: string;
   /** S3_REGION, else AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1. */
@@ -191,11 +215,19 @@ export function loadConfig(env: Env = process.env): Config {
   const storageDriver = read.oneOf('STORAGE_DRIVER', ['local', 's3'] as const, 'local');
   const s3 = storageDriver === 's3' ? readS3Config(env, read, problems) : undefined;
 
+  const redisCluster = readRedisCluster(env, problems, warnings);
   const config: Config = {
     nodeEnv,
     port: read.integer('PORT', 3000, { min: 0, max: 65535 }),
     host: env.HOST ?? '0.0.0.0',
-    redisUrl: read.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    redisUrl: redisCluster || /^rediss?\+cluster:/i.test(env.REDIS_URL ?? '') ? (env.REDIS_URL ?? '') : read.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    redisCluster,
+    // One shard on a single Redis (nothing to spread over); on a cluster, one per primary of the smallest cluster.
+    queueShards: read.integer('QUEUE_SHARDS', redisCluster ? 3 : 1, { min: 1, max: 1024 }),
+    // On a cluster a failover promotes a replica: a publish only it has not received would be lost.
+    queueWaitReplicas: read.integer('QUEUE_WAIT_REPLICAS', redisCluster ? 1 : 0, { min: 0, max: 16 }),
+    queueWaitTimeoutMs: read.integer('QUEUE_WAIT_TIMEOUT_MS', 2_000, { min: 10, max: 60_000 }),
+    queueFailoverTimeoutMs: read.integer('QUEUE_FAILOVER_TIMEOUT_MS', 30_000, { min: 0, max: 600_000 }),
     queuePrefix: read.string('QUEUE_PREFIX', 'vidsense'),
     databaseUrl: read.url('DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/postgres', ['postgres:', 'postgresql:']),
     storageDir: path.resolve(env.STORAGE_DIR ?? 'data/storage'),
@@ -255,6 +287,54 @@ export function loadConfig(env: Env = process.env): Config {
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
+}
+
+/**
+ * REDIS_CLUSTER_NODES=host:port,host:port,... or REDIS_URL=redis+cluster://[user[:password]@]host:port,host:port
+ * (rediss+cluster:// for TLS). Undefined for a single Redis.
+ */
+function readRedisCluster(env: Env, problems: string[], warnings: string[]): RedisClusterConfig | undefined {
+  const nodesSetting = (env.REDIS_CLUSTER_NODES ?? '').trim();
+  const url = (env.REDIS_URL ?? '').trim();
+  const urlMatch = /^(rediss?)\+cluster:\/\/(?:([^@/]*)@)?([^/?#]*)\/?$/i.exec(url);
+  if (nodesSetting !== '' && urlMatch) {
+    problems.push('set either REDIS_CLUSTER_NODES or a redis+cluster:// REDIS_URL, not both');
+    return undefined;
+  }
+  if (nodesSetting === '' && !urlMatch) {
+    if (/^rediss?\+cluster:/i.test(url)) problems.push(`REDIS_URL must look like redis+cluster://[user[:password]@]host:port,host:port (got "${url}")`);
+    return undefined;
+  }
+  if (nodesSetting !== '' && url !== '') warnings.push('REDIS_CLUSTER_NODES is set: REDIS_URL is ignored');
+  const name = nodesSetting !== '' ? 'REDIS_CLUSTER_NODES' : 'REDIS_URL';
+  const list = nodesSetting !== '' ? nodesSetting : urlMatch![3]!;
+  const nodes: Array<{ host: string; port: number }> = [];
+  for (const entry of list.split(',').map((item) => item.trim())) {
+    // host:port, or [ipv6]:port
+    const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(entry);
+    const port = Number(match?.[2]);
+    if (!match || port < 1 || port > 65535) {
+      problems.push(`${name} must be a comma-separated list of host:port (got "${entry}")`);
+      continue;
+    }
+    nodes.push({ host: match[1]!.replace(/^\[|\]$/g, ''), port });
+  }
+  if (nodes.length === 0 && problems.length === 0) problems.push(`${name} names no node`);
+  const [username, password] = urlMatch?.[2] !== undefined ? splitCredentials(urlMatch[2]) : [undefined, undefined];
+  return { nodes, tls: urlMatch?.[1]?.toLowerCase() === 'rediss', username, password };
+}
+
+function splitCredentials(userinfo: string): [string | undefined, string | undefined] {
+  const colon = userinfo.indexOf(':');
+  const decode = (value: string) => {
+    try {
+      return value === '' ? undefined : decodeURIComponent(value);
+    } catch {
+      return value; // not percent-encoded after all
+    }
+  };
+  // As in redis:// URLs: user@, user:password@ or :password@.
+  return colon < 0 ? [decode(userinfo), undefined] : [decode(userinfo.slice(0, colon)), decode(userinfo.slice(colon + 1))];
 }
 
 function readHostileInputLimits(read: EnvReader, problems: string[]): HostileInputLimits {

@@ -2,13 +2,15 @@ import type { ReadinessCheck } from '../api/health.routes.ts';
 import type { EngineChoice } from '../detection/engine-selection.ts';
 import type { Detector } from '../detection/types.ts';
 import type { StorageSpace, VideoStorage } from '../storage/video-storage.ts';
+import { forEachPrimary } from '../queue/redis-connection.ts';
 import type { Runtime } from './runtime.ts';
 
 // Every /readyz check of every role, in one place; each entry point picks the ones that apply to it.
 
 export function baseReadiness(runtime: Runtime): ReadinessCheck[] {
   return [
-    { name: 'redis', check: async () => ({ ok: (await runtime.redis.ping()) === 'PONG' }) },
+    // On a cluster every primary must answer: each holds some of the queue's shards.
+    { name: 'redis', check: async () => ({ ok: (await forEachPrimary(runtime.redis, (node) => node.ping())).every((pong) => pong === 'PONG') }) },
     { name: 'postgres', check: async () => (await runtime.sql`select 1 as ok`, { ok: true }) },
   ];
 }

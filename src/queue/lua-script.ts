@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { createClient } from 'redis';
+import type { QueueRedis, RedisClient } from './redis-connection.ts';
 
-export type RedisClient = ReturnType<typeof createClient>;
+export type { RedisClient } from './redis-connection.ts';
 
 const scriptsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'scripts');
 
@@ -27,13 +27,13 @@ export class LuaScript {
     this.sha = createHash('sha1').update(this.source).digest('hex');
   }
 
-  /** EVALSHA, falling back to EVAL once when Redis does not know the script. */
-  async run(client: RedisClient, keys: string[], args: string[]): Promise<unknown> {
+  /** EVALSHA, falling back to EVAL once when Redis does not know the script. A cluster client runs it on the primary of keys[0]'s slot. */
+  async run(client: QueueRedis, keys: string[], args: string[]): Promise<unknown> {
     if (keys.length !== this.keyCount) throw new Error(`${this.name} takes ${this.keyCount} keys, got ${keys.length}`);
     try {
       return await client.evalSha(this.sha, { keys, arguments: args });
     } catch (error) {
-      // After a Redis restart or SCRIPT FLUSH the cache is empty: EVAL sends the source and caches it again.
+      // After a Redis restart, SCRIPT FLUSH or a failover (a promoted replica's cache may lack it), EVAL sends the source and caches it again.
       if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
       return client.eval(this.source, { keys, arguments: args });
     }

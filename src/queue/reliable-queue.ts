@@ -1,19 +1,42 @@
-import { queueKeys, type QueueKeys } from './keys.ts';
-import { LuaScript, type RedisClient } from './lua-script.ts';
+import { keySlot, queueKeys, queueLayout, type QueueKeys, type QueueLayout } from './keys.ts';
+import { LuaScript } from './lua-script.ts';
 import { parseJob } from './parse-job.ts';
-import { extractionJob, JOB_KINDS, jobKind, type DeadLetter, type JobKind, type QueueJob, type ReservedJob } from './types.ts';
+import { forEachPrimary, isCluster, primaryOf, refreshTopology, withFailover, type QueueRedis } from './redis-connection.ts';
+import { extractionJob, jobKind, type DeadLetter, type JobKind, type QueueJob, type ReservedJob } from './types.ts';
 
-export type { RedisClient } from './lua-script.ts';
+export type { QueueRedis, RedisClient } from './redis-connection.ts';
 
-/** Thrown by reserve() for a list element that is not a job; the caller acknowledges it to drop it. */
+/** Thrown by reserve() for a list element that is not a job; the caller acknowledges it (with its shard) to drop it. */
 export class MalformedJobError extends Error {
   constructor(
     readonly payload: string,
     readonly reason: string,
+    readonly shard = 0,
   ) {
     super(`malformed job payload (${reason}): ${payload.slice(0, 200)}`);
     this.name = 'MalformedJobError';
   }
+}
+
+/** A publish that fewer replicas than QUEUE_WAIT_REPLICAS acknowledged in time: it is queued, but a failover could lose it. */
+export class PublishNotReplicatedError extends Error {
+  constructor(
+    readonly wanted: number,
+    readonly acknowledged: number,
+  ) {
+    super(`publish acknowledged by ${acknowledged} of ${wanted} replicas (QUEUE_WAIT_REPLICAS) in time; a failover could lose it`);
+    this.name = 'PublishNotReplicatedError';
+  }
+}
+
+export interface QueueOptions {
+  /** QUEUE_SHARDS (default 1): must be the same for every process on this prefix (load() checks). */
+  shards?: number;
+  /** QUEUE_WAIT_REPLICAS (default 0): replicas that must have each publish before publish() returns. */
+  waitReplicas?: number;
+  waitTimeoutMs?: number;
+  /** QUEUE_FAILOVER_TIMEOUT_MS: how long commands retry through a cluster failover. */
+  failoverTimeoutMs?: number;
 }
 
 /**
@@ -26,11 +49,26 @@ export class MalformedJobError extends Error {
  * sent on that connection waits behind it. So reserve() uses `blockingClient`, which must be a
  * connection of its own (`client.duplicate()`, connected) used by one reserve() at a time; every
  * other command goes through `client`, which may be shared. A process that never calls reserve()
- * (the API) may pass `client` twice.
+ * (the API) may pass `client` twice. On a Redis Cluster both are node-redis cluster clients
+ * (`blockingClient` = `client.duplicate()`, which has connections of its own to every node).
+ *
+ * Shards (QUEUE_SHARDS): the keys are split into shards, each in one cluster slot (keys.ts). A video's
+ * jobs all go to the shard of its id; a job never leaves its shard (processing lists, dead letters and
+ * reclaims are per shard), so every script and BLMOVE touches one slot. A worker consumes from every
+ * shard in turn (see reserve), registers and heartbeats in each, and holds one processing list per shard.
  */
 export class ReliableQueue {
+  /** Shard 0's keys: all of them when the queue has one shard. */
   readonly keys: QueueKeys;
-  private readonly prefix: string;
+  readonly layout: QueueLayout;
+  private readonly waitReplicas: number;
+  private readonly waitTimeoutMs: number;
+  private readonly failoverTimeoutMs: number;
+  private readonly options: QueueOptions;
+  /** Where the next reserve() starts looking; it moves on past each shard served, so shards take turns. */
+  private cursor: number;
+  /** Payloads this process holds, per worker and shard (see adoptUnheld); shared with the lanes opened from this queue. */
+  private held = new Map<string, Map<string, number>>();
   private readonly scripts = {
     heartbeat: new LuaScript('heartbeat-2.lua'),
     reclaim: new LuaScript('reclaim-5.lua'),
@@ -42,17 +80,80 @@ export class ReliableQueue {
   };
 
   constructor(
-    private readonly client: RedisClient,
-    private readonly blockingClient: RedisClient,
-    prefix: string,
+    private readonly client: QueueRedis,
+    private readonly blockingClient: QueueRedis,
+    private readonly prefix: string,
+    options: QueueOptions = {},
   ) {
-    this.prefix = prefix;
-    this.keys = queueKeys(prefix);
+    this.options = options;
+    this.layout = queueLayout(prefix, { shards: options.shards ?? 1, cluster: isCluster(client) });
+    this.keys = this.layout.shards[0]!;
+    this.waitReplicas = options.waitReplicas ?? 0;
+    this.waitTimeoutMs = options.waitTimeoutMs ?? 2_000;
+    this.failoverTimeoutMs = options.failoverTimeoutMs ?? 30_000;
+    // Idle workers start on different shards, so between them they wait on all of them.
+    this.cursor = Math.floor(Math.random() * this.layout.shards.length);
   }
 
-  /** Loads the scripts into Redis's cache up front, so an unusable Redis fails at start-up. */
+  private get shards(): readonly QueueKeys[] {
+    return this.layout.shards;
+  }
+
+  /**
+   * Loads the scripts into Redis's cache up front (every primary of a cluster), so an unusable Redis
+   * fails at start-up, and checks the shard count (checkShardCount).
+   */
   async load(): Promise<void> {
-    await Promise.all(Object.values(this.scripts).map((script) => script.load(this.client)));
+    await forEachPrimary(this.client, (node) => Promise.all(Object.values(this.scripts).map((script) => script.load(node))));
+    await this.checkShardCount();
+  }
+
+  /**
+   * Every process must split the queue the same way: with another QUEUE_SHARDS a video's jobs would be
+   * looked for in the wrong shard, and jobs in shards beyond the count never consumed. The first process
+   * stores its count (SET NX); a process with another count refuses to start. A sharded queue also
+   * refuses to start over jobs still waiting in the unsharded (one-shard, one-Redis) keys.
+   */
+  async checkShardCount(): Promise<void> {
+    const wanted = String(this.shards.length);
+    const stored = await withFailover(this.client, this.failoverTimeoutMs, async () => {
+      const existing = await this.client.get(this.layout.shardCountKey);
+      if (existing !== null) return existing;
+      const unsharded = queueKeys(this.prefix);
+      if (unsharded.pending.detect !== this.keys.pending.detect) {
+        for (const list of [...Object.values(unsharded.pending), unsharded.legacyPending]) {
+          if ((await this.client.lLen(list)) > 0) throw new Error(`QUEUE_SHARDS=${wanted}: jobs of an unsharded queue are still waiting in ${list}; drain them with the previous settings first`);
+        }
+      }
+      await this.client.set(this.layout.shardCountKey, wanted, { NX: true });
+      return (await this.client.get(this.layout.shardCountKey)) ?? wanted;
+    });
+    if (stored !== wanted) {
+      throw new Error(`QUEUE_SHARDS=${wanted}, but this queue (${this.layout.shardCountKey}) was created with ${stored} shards; every process must use the same count`);
+    }
+  }
+
+  /**
+   * Enqueues jobs, each in the shard of its video, one LPUSH a shard; within a shard they are reserved
+   * in the order given. With QUEUE_WAIT_REPLICAS it then waits (WAIT) until that many replicas of each
+   * shard's primary have the jobs, so a failover cannot lose them; without enough replicas within
+   * QUEUE_FAILOVER_TIMEOUT_MS it throws PublishNotReplicatedError (the jobs are queued, not guaranteed).
+   */
+  async publish(jobs: QueueJob[]): Promise<void> {
+    if (jobs.length === 0) return;
+    // One list per shard and kind; of one kind (and video) jobs are reserved in the order given.
+    const lists = new Map<string, string[]>();
+    for (const job of jobs) {
+      const pending = this.shards[this.layout.shardOfVideo(job.videoId)]!.pending[jobKind(job)];
+      lists.set(pending, [...(lists.get(pending) ?? []), JSON.stringify(job)]);
+    }
+    await Promise.all(
+      [...lists].map(async ([pending, payloads]) => {
+        // LPUSH of several values pushes each to the left in turn; consumers take from the right.
+        await withFailover(this.client, this.failoverTimeoutMs, () => this.client.lPush(pending, payloads));
+        if (this.waitReplicas > 0) await this.waitForReplicas(pending);
+      }),
+    );
   }
 
   /** Another handle on this queue with a blocking connection of its own, for one more concurrent reserve(). */
@@ -60,49 +161,81 @@ export class ReliableQueue {
     const blocking = this.blockingClient.duplicate();
     blocking.on('error', () => {}); // the shared connections report outages; reserve() reports this one's failures
     await blocking.connect();
-    return Object.assign(new ReliableQueue(this.client, blocking, this.prefix), {
-      closeLane: async () => void (await blocking.quit().catch(() => undefined)),
+    const lane = new ReliableQueue(this.client, blocking, this.prefix, this.options);
+    // Lanes of one worker share its processing lists: a lane must not adopt a job another lane holds.
+    lane.held = this.held;
+    return Object.assign(lane, {
+      closeLane: async () => void (await blocking.close().catch(() => undefined)),
     });
-  }
-
-  /** Enqueues jobs, each on its kind's pending list; of one kind they are reserved in the order given. */
-  async publish(jobs: QueueJob[]): Promise<void> {
-    for (const kind of JOB_KINDS) {
-      const ofKind = jobs.filter((job) => jobKind(job) === kind);
-      // LPUSH of several values pushes each to the left in turn; consumers take from the right.
-      if (ofKind.length > 0) await this.client.lPush(this.keys.pending[kind], ofKind.map((job) => JSON.stringify(job)));
-    }
   }
 
   /**
    * Queues the extraction of an accepted video unless it is already queued or held (the upload and the
    * sweep for videos whose upload died before publishing may both ask). True when this call queued it.
+   * Set and list are the video's shard's (one slot); with QUEUE_WAIT_REPLICAS it waits as publish does.
    */
   async enqueueExtraction(videoId: string): Promise<boolean> {
-    const queued = await this.scripts.enqueueOnce.run(this.client, [this.keys.extractionsEnqueued, this.keys.pending.extract], [videoId, JSON.stringify(extractionJob(videoId))]);
+    const keys = this.shards[this.layout.shardOfVideo(videoId)]!;
+    const queued = await withFailover(this.client, this.failoverTimeoutMs, () =>
+      this.scripts.enqueueOnce.run(this.client, [keys.extractionsEnqueued, keys.pending.extract], [videoId, JSON.stringify(extractionJob(videoId))]),
+    );
+    if (this.waitReplicas > 0) await this.waitForReplicas(keys.pending.extract);
     return Number(queued) === 1;
   }
 
   /** Of these videos, those whose extraction job is queued or held. */
   async extractionsEnqueued(videoIds: string[]): Promise<Set<string>> {
     if (videoIds.length === 0) return new Set();
-    const flags = await this.client.smIsMember(this.keys.extractionsEnqueued, videoIds);
-    return new Set(videoIds.filter((_, i) => Boolean(flags[i])));
+    const byShard = new Map<number, string[]>();
+    for (const id of videoIds) {
+      const shard = this.layout.shardOfVideo(id);
+      byShard.set(shard, [...(byShard.get(shard) ?? []), id]);
+    }
+    const found = new Set<string>();
+    await Promise.all(
+      [...byShard].map(async ([shard, ids]) => {
+        const flags = await withFailover(this.client, this.failoverTimeoutMs, () => this.client.smIsMember(this.shards[shard]!.extractionsEnqueued, ids));
+        ids.forEach((id, i) => flags[i] && found.add(id));
+      }),
+    );
+    return found;
   }
 
   /** The extraction job of this video is over (before its ack): a later enqueueExtraction queues one again. */
   async extractionFinished(videoId: string): Promise<void> {
-    await this.client.sRem(this.keys.extractionsEnqueued, videoId);
+    const keys = this.shards[this.layout.shardOfVideo(videoId)]!;
+    await withFailover(this.client, this.failoverTimeoutMs, () => this.client.sRem(keys.extractionsEnqueued, videoId));
   }
 
   /**
    * Moves detection jobs from the pending list of versions before job kinds onto pending.detect, to the
-   * consuming end in their order, so an upgrade loses none. Returns how many moved.
+   * consuming end in their order, so an upgrade loses none. Returns how many moved. Only the one-shard,
+   * one-Redis layout had that list (a sharded queue refuses to start over it, see checkShardCount).
    */
   async adoptLegacyPending(): Promise<number> {
+    if (this.keys.legacyPending !== queueKeys(this.prefix).legacyPending || this.shards.length > 1 || isCluster(this.client)) return 0;
     let moved = 0;
     while ((await this.client.lMove(this.keys.legacyPending, this.keys.pending.detect, 'LEFT', 'RIGHT')) !== null) moved += 1;
     return moved;
+  }
+
+  /**
+   * WAIT on the connection that wrote to `key`'s primary: it returns once that many replicas have
+   * every write made on that connection so far (this LPUSH included). A primary without enough replicas
+   * (one died, or was just promoted and has none yet) is waited for until the failover timeout.
+   */
+  private async waitForReplicas(key: string): Promise<void> {
+    const deadline = Date.now() + this.failoverTimeoutMs;
+    const args = ['WAIT', String(this.waitReplicas), String(this.waitTimeoutMs)];
+    for (;;) {
+      const acknowledged = Number(
+        await withFailover(this.client, this.failoverTimeoutMs, () =>
+          isCluster(this.client) ? this.client.sendCommand(key, false, args) : this.client.sendCommand(args),
+        ),
+      );
+      if (acknowledged >= this.waitReplicas) return;
+      if (Date.now() >= deadline) throw new PublishNotReplicatedError(this.waitReplicas, acknowledged);
+    }
   }
 
   /**
@@ -112,35 +245,134 @@ export class ReliableQueue {
    * caller acks it: the worker logs and drops it instead of crashing or losing it silently.
    */
   async reserve(workerId: string, kind: JobKind, timeoutSeconds: number): Promise<ReservedJob | null> {
-    const payload = await this.blockingClient.blMove(this.keys.pending[kind], this.keys.processing(workerId), 'RIGHT', 'LEFT', timeoutSeconds);
-    if (payload === null) return null;
+    const taken = await this.take(workerId, kind, timeoutSeconds);
+    if (taken === null) return null;
+    const { shard, payload } = taken;
+    this.hold(workerId, shard, payload, 1);
     const parsed = parseJob(payload);
-    if (!parsed.ok) throw new MalformedJobError(payload, parsed.reason);
-    if (jobKind(parsed.job) !== kind) throw new MalformedJobError(payload, `a ${jobKind(parsed.job)} job on the ${kind} list`);
-    return { job: parsed.job, payload };
+    if (!parsed.ok) throw new MalformedJobError(payload, parsed.reason, shard);
+    if (jobKind(parsed.job) !== kind) throw new MalformedJobError(payload, `a ${jobKind(parsed.job)} job on the ${kind} list`, shard);
+    return { job: parsed.job, payload, shard };
   }
 
   /**
-   * Removes a video's jobs of every kind from pending and from the dead letters in one atomic step (it was
-   * cancelled or deleted); returns how many. Jobs workers hold are left to them: they acknowledge those without writing.
+   * Removes a video's jobs of every kind from pending and from the dead letters of its shard in one atomic
+   * step (it was cancelled or deleted); returns how many. Jobs workers hold are left to them: they
+   * acknowledge those without writing.
    */
   async discardVideoJobs(videoId: string): Promise<number> {
-    const keys = [this.keys.pending.extract, this.keys.pending.detect, this.keys.legacyPending, this.keys.deadLetters, this.keys.extractionsEnqueued];
-    return Number(await this.scripts.discardVideoJobs.run(this.client, keys, [videoId]));
+    const keys = this.shards[this.layout.shardOfVideo(videoId)]!;
+    // The pending list of versions before job kinds exists only in the untagged one-shard layout; a tagged
+    // shard passes its detect list again (a second pass that finds nothing), keeping every key in its slot.
+    const tagged = this.shards.length > 1 || isCluster(this.client);
+    const legacy = tagged ? keys.pending.detect : keys.legacyPending;
+    const scriptKeys = [keys.pending.extract, keys.pending.detect, legacy, keys.deadLetters, keys.extractionsEnqueued];
+    return Number(await withFailover(this.client, this.failoverTimeoutMs, () => this.scripts.discardVideoJobs.run(this.client, scriptKeys, [videoId])));
+  }
+
+  /**
+   * One shard: BLMOVE for the whole timeout. Several: one non-blocking LMOVE a shard, starting at the
+   * cursor, then (all empty) a blocking BLMOVE on one shard at a time for a short slice each, in turn,
+   * until the timeout. A BLMOVE can wait on one list only, so a job published to another shard waits at
+   * most (shards - 1) slices for this worker; idle workers start on different shards. After a shard
+   * serves a job the cursor moves past it: under load every shard is served in turn.
+   */
+  private async take(workerId: string, kind: JobKind, timeoutSeconds: number): Promise<{ shard: number; payload: string } | null> {
+    const count = this.shards.length;
+    if (count === 1) return this.takeFrom(workerId, kind, 0, timeoutSeconds);
+    for (let i = 0; i < count; i += 1) {
+      const shard = (this.cursor + i) % count;
+      const keys = this.shards[shard]!;
+      const payload = await this.guardTake(workerId, shard, () => this.blockingClient.lMove(keys.pending[kind], keys.processing(workerId), 'RIGHT', 'LEFT'));
+      if (payload !== null) {
+        this.cursor = (shard + 1) % count;
+        return { shard, payload };
+      }
+    }
+    const sliceMs = Math.min(100, Math.max(20, Math.floor(300 / count)));
+    const deadline = timeoutSeconds === 0 ? Infinity : Date.now() + timeoutSeconds * 1000;
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) return null;
+      const shard = this.cursor;
+      this.cursor = (shard + 1) % count;
+      const taken = await this.takeFrom(workerId, kind, shard, Math.min(sliceMs, left) / 1000);
+      if (taken !== null) return taken;
+    }
+  }
+
+  private async takeFrom(workerId: string, kind: JobKind, shard: number, timeoutSeconds: number): Promise<{ shard: number; payload: string } | null> {
+    const keys = this.shards[shard]!;
+    const payload = await this.guardTake(workerId, shard, () => this.blockingClient.blMove(keys.pending[kind], keys.processing(workerId), 'RIGHT', 'LEFT', timeoutSeconds));
+    return payload === null ? null : { shard, payload };
+  }
+
+  /**
+   * A move whose reply is lost (the connection or the primary died mid-command) may still have happened:
+   * the job then sits in this worker's processing list, where no reclaimer looks while the worker lives.
+   * So after such a failure the worker adopts whatever its list holds that it does not know of.
+   */
+  private async guardTake(workerId: string, shard: number, move: () => Promise<string | null>): Promise<string | null> {
+    try {
+      return await move();
+    } catch (error) {
+      await refreshTopology(this.blockingClient).catch(() => undefined);
+      const adopted = await this.adoptUnheld(workerId, shard).catch(() => null);
+      if (adopted !== null) return adopted;
+      throw error;
+    }
+  }
+
+  /** An element of the worker's processing list (in this shard) that this process does not hold; null when none. */
+  private async adoptUnheld(workerId: string, shard: number): Promise<string | null> {
+    const keys = this.shards[shard]!;
+    const list = await withFailover(this.client, this.failoverTimeoutMs, () => this.client.lRange(keys.processing(workerId), 0, -1));
+    const known = new Map(this.held.get(`${workerId}\0${shard}`) ?? []);
+    for (const payload of list) {
+      const count = known.get(payload) ?? 0;
+      if (count > 0) known.set(payload, count - 1);
+      else return payload;
+    }
+    return null;
+  }
+
+  private hold(workerId: string, shard: number, payload: string, delta: 1 | -1): void {
+    const key = `${workerId}\0${shard}`;
+    const payloads = this.held.get(key) ?? new Map<string, number>();
+    const count = (payloads.get(payload) ?? 0) + delta;
+    if (count > 0) payloads.set(payload, count);
+    else payloads.delete(payload);
+    if (payloads.size > 0) this.held.set(key, payloads);
+    else this.held.delete(key);
+  }
+
+  /** The shard a reserved job came from: as reserve() said, else its video's. */
+  private shardOf(reserved: { shard?: number; job?: Pick<QueueJob, 'videoId'> }): number {
+    if (reserved.shard !== undefined) return reserved.shard;
+    if (reserved.job) return this.layout.shardOfVideo(reserved.job.videoId);
+    if (this.shards.length === 1) return 0;
+    throw new Error('ack of a job without its shard on a sharded queue');
   }
 
   /** Removes exactly this job (one element) from the worker's processing list. Call only after its results are committed. */
-  async ack(workerId: string, reserved: Pick<ReservedJob, 'payload'>): Promise<void> {
-    await this.client.lRem(this.keys.processing(workerId), 1, reserved.payload);
+  async ack(workerId: string, reserved: Pick<ReservedJob, 'payload'> & { shard?: number; job?: Pick<QueueJob, 'videoId'> }): Promise<void> {
+    const shard = this.shardOf(reserved);
+    // No WAIT: an ack lost in a failover only brings the job back (reclaimed, run again, committed idempotently).
+    await withFailover(this.client, this.failoverTimeoutMs, () => this.client.lRem(this.shards[shard]!.processing(workerId), 1, reserved.payload));
+    this.hold(workerId, shard, reserved.payload, -1);
   }
 
   /**
-   * Registers the worker and keeps it alive for ttlMs. Call it before the first reserve() and then
-   * well within ttlMs (e.g. every ttlMs / 3): a worker that misses its TTL has its jobs reclaimed.
+   * Registers the worker and keeps it alive for ttlMs, in every shard. Call it before the first reserve()
+   * and then well within ttlMs (e.g. every ttlMs / 3): a worker that misses its TTL has its jobs reclaimed.
    */
   async heartbeat(workerId: string, ttlMs: number): Promise<void> {
     const ttl = String(Math.max(1, Math.ceil(ttlMs)));
-    await this.scripts.heartbeat.run(this.client, [this.keys.workers, this.keys.heartbeat(workerId)], [workerId, ttl]);
+    await Promise.all(
+      this.shards.map((keys) =>
+        withFailover(this.client, this.failoverTimeoutMs, () => this.scripts.heartbeat.run(this.client, [keys.workers, keys.heartbeat(workerId)], [workerId, ttl])),
+      ),
+    );
   }
 
   /**
@@ -149,10 +381,17 @@ export class ReliableQueue {
    * once: each worker is reclaimed by one atomic script, so no job is moved twice or lost.
    */
   async reclaimOrphanedJobs(): Promise<number> {
-    const workers = await this.client.sMembers(this.keys.workers);
-    // Issued together, node-redis pipelines these into one round trip.
-    const moved = await Promise.all(workers.map((workerId) => this.scripts.reclaim.run(this.client, this.workerKeys(workerId), [workerId, 'registered'])));
-    return moved.reduce<number>((sum, n) => sum + Number(n), 0);
+    const moved = await Promise.all(
+      this.shards.map((keys) =>
+        withFailover(this.client, this.failoverTimeoutMs, async () => {
+          const workers = await this.client.sMembers(keys.workers);
+          // Issued together, node-redis pipelines these into one round trip.
+          const counts = await Promise.all(workers.map((workerId) => this.scripts.reclaim.run(this.client, this.workerKeys(keys, workerId), [workerId, 'registered'])));
+          return counts.reduce<number>((sum, n) => sum + Number(n), 0);
+        }),
+      ),
+    );
+    return moved.reduce((sum, n) => sum + n, 0);
   }
 
   /**
@@ -163,38 +402,66 @@ export class ReliableQueue {
    * SCAN walks the whole keyspace, so callers run this rarely (at start-up and about once a minute).
    */
   async reclaimUnregisteredJobs(): Promise<number> {
-    const workers = new Set(await this.client.sMembers(this.keys.workers));
     let moved = 0;
-    for await (const batch of this.client.scanIterator({ MATCH: this.keys.processingPattern, COUNT: 500 })) {
-      for (const key of [batch].flat()) {
-        const workerId = this.keys.workerOfProcessing(key);
-        // Registered workers are reclaimOrphanedJobs' to judge; the script re-checks atomically anyway.
-        if (workerId === null || workers.has(workerId)) continue;
-        moved += Number(await this.scripts.reclaim.run(this.client, this.workerKeys(workerId), [workerId, 'unregistered']));
-      }
+    for (const keys of this.shards) {
+      moved += await withFailover(this.client, this.failoverTimeoutMs, async () => {
+        const workers = new Set(await this.client.sMembers(keys.workers));
+        // On a cluster the shard's keys all live on the primary serving its slot: SCAN there.
+        const node = await primaryOf(this.client, keySlot(keys.workers));
+        let count = 0;
+        for await (const batch of node.scanIterator({ MATCH: keys.processingPattern, COUNT: 500 })) {
+          for (const key of [batch].flat()) {
+            const workerId = keys.workerOfProcessing(key);
+            // Registered workers are reclaimOrphanedJobs' to judge; the script re-checks atomically anyway.
+            if (workerId === null || workers.has(workerId)) continue;
+            count += Number(await this.scripts.reclaim.run(this.client, this.workerKeys(keys, workerId), [workerId, 'unregistered']));
+          }
+        }
+        return count;
+      });
     }
     return moved;
   }
 
-  /** Graceful shutdown: hands the worker's held jobs back to the front of pending and unregisters it. Returns how many. */
+  /** Graceful shutdown: hands the worker's held jobs back to the front of pending (in every shard) and unregisters it. Returns how many. */
   async releaseWorker(workerId: string): Promise<number> {
-    return Number(await this.scripts.release.run(this.client, this.workerKeys(workerId), [workerId]));
+    const moved = await Promise.all(
+      this.shards.map(async (keys) => {
+        const count = Number(await withFailover(this.client, this.failoverTimeoutMs, () => this.scripts.release.run(this.client, this.workerKeys(keys, workerId), [workerId])));
+        this.held.delete(`${workerId}\0${keys.shard}`);
+        return count;
+      }),
+    );
+    return moved.reduce((sum, n) => sum + n, 0);
   }
 
   /**
    * Gives up on a held job: it moves to the dead-letter list with its last error, atomically.
    * Returns false when the job was no longer held (reclaimed meanwhile), in which case nothing moved.
    */
-  async deadLetter(workerId: string, reserved: Pick<ReservedJob, 'payload' | 'job'>, error: string, attempts: number): Promise<boolean> {
+  async deadLetter(workerId: string, reserved: Pick<ReservedJob, 'payload' | 'job' | 'shard'>, error: string, attempts: number): Promise<boolean> {
+    const keys = this.shards[this.shardOf(reserved)]!;
     const entry: DeadLetter = { job: { ...reserved.job, attempts }, error, attempts, failedAt: new Date().toISOString() };
-    const moved = await this.scripts.deadLetter.run(this.client, [this.keys.processing(workerId), this.keys.deadLetters], [reserved.payload, JSON.stringify(entry)]);
+    const moved = await withFailover(this.client, this.failoverTimeoutMs, () =>
+      this.scripts.deadLetter.run(this.client, [keys.processing(workerId), keys.deadLetters], [reserved.payload, JSON.stringify(entry)]),
+    );
+    this.hold(workerId, keys.shard, reserved.payload, -1);
     return Number(moved) === 1;
   }
 
-  /** Dead letters, newest first. */
+  /**
+   * Dead letters, newest first. Each shard keeps its own list; with several, all are read and merged by
+   * failure time (dead letters are few: each is a job that failed MAX_ATTEMPTS times).
+   */
   async listDeadLetters(offset = 0, limit = 100): Promise<{ total: number; items: DeadLetter[] }> {
-    const [total, raw] = await Promise.all([this.client.lLen(this.keys.deadLetters), this.client.lRange(this.keys.deadLetters, offset, offset + limit - 1)]);
-    return { total, items: raw.map((entry) => JSON.parse(entry) as DeadLetter) };
+    if (this.shards.length === 1) {
+      const [total, raw] = await Promise.all([this.client.lLen(this.keys.deadLetters), this.client.lRange(this.keys.deadLetters, offset, offset + limit - 1)]);
+      return { total, items: raw.map((entry) => JSON.parse(entry) as DeadLetter) };
+    }
+    const lists = await Promise.all(this.shards.map((keys) => withFailover(this.client, this.failoverTimeoutMs, () => this.client.lRange(keys.deadLetters, 0, -1))));
+    const all = lists.flat().map((entry) => JSON.parse(entry) as DeadLetter);
+    all.sort((a, b) => b.failedAt.localeCompare(a.failedAt));
+    return { total: all.length, items: all.slice(offset, offset + limit) };
   }
 
   /** Queues a dead-lettered job again, next in line, with its attempts reset. False when no such job is dead-lettered. */
@@ -209,28 +476,38 @@ export class ReliableQueue {
 
   private async takeDeadLetter(jobId: string, nextPayload: (entry: DeadLetter) => string): Promise<boolean> {
     // Find the exact element, then remove it atomically; if another admin took it meanwhile, LREM finds nothing.
-    for (const raw of await this.client.lRange(this.keys.deadLetters, 0, -1)) {
-      const entry = JSON.parse(raw) as DeadLetter;
-      if (entry.job.id !== jobId) continue;
-      const taken = await this.scripts.requeueDeadLetter.run(this.client, [this.keys.deadLetters, this.keys.pending[jobKind(entry.job)]], [raw, nextPayload(entry)]);
-      return Number(taken) === 1;
+    // It goes back to the pending list of its own shard (the shard of its video, as when it was published).
+    for (const keys of this.shards) {
+      for (const raw of await this.client.lRange(keys.deadLetters, 0, -1)) {
+        const entry = JSON.parse(raw) as DeadLetter;
+        if (entry.job.id !== jobId) continue;
+        const taken = await this.scripts.requeueDeadLetter.run(this.client, [keys.deadLetters, keys.pending[jobKind(entry.job)]], [raw, nextPayload(entry)]);
+        return Number(taken) === 1;
+      }
     }
     return false;
   }
 
-  /** Jobs waiting (of every kind, and per kind), and jobs held by registered workers. */
+  /** Jobs waiting (of every kind, and per kind), and jobs held by registered workers, over every shard. */
   async counts(): Promise<{ pending: number; pendingByKind: Record<JobKind, number>; processing: number }> {
-    const workers = await this.client.sMembers(this.keys.workers);
-    const [extract, detect, ...held] = await Promise.all([
-      this.client.lLen(this.keys.pending.extract),
-      this.client.lLen(this.keys.pending.detect),
-      ...workers.map((id) => this.client.lLen(this.keys.processing(id))),
-    ]);
-    return { pending: extract + detect, pendingByKind: { extract, detect }, processing: held.reduce((sum, n) => sum + n, 0) };
+    const perShard = await Promise.all(
+      this.shards.map(async (keys) => {
+        const workers = await this.client.sMembers(keys.workers);
+        const [extract, detect, ...held] = await Promise.all([
+          this.client.lLen(keys.pending.extract),
+          this.client.lLen(keys.pending.detect),
+          ...workers.map((id) => this.client.lLen(keys.processing(id))),
+        ]);
+        return { extract, detect, processing: held.reduce((sum, n) => sum + n, 0) };
+      }),
+    );
+    const extract = perShard.reduce((sum, n) => sum + n.extract, 0);
+    const detect = perShard.reduce((sum, n) => sum + n.detect, 0);
+    return { pending: extract + detect, pendingByKind: { extract, detect }, processing: perShard.reduce((sum, n) => sum + n.processing, 0) };
   }
 
-  /** KEYS of reclaim-5.lua and release-5.lua, in their order. */
-  private workerKeys(workerId: string): string[] {
-    return [this.keys.workers, this.keys.heartbeat(workerId), this.keys.processing(workerId), this.keys.pending.extract, this.keys.pending.detect];
+  /** KEYS of reclaim-5.lua and release-5.lua, in their order: all in one shard, so one slot. */
+  private workerKeys(keys: QueueKeys, workerId: string): string[] {
+    return [keys.workers, keys.heartbeat(workerId), keys.processing(workerId), keys.pending.extract, keys.pending.detect];
   }
 }

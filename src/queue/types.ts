@@ -56,4 +56,6 @@ export interface ReservedJob<J extends QueueJob = QueueJob> {
   job: J;
   /** The raw list element; ack removes exactly this element from the worker's processing list. */
   payload: string;
+  /** The queue shard it was reserved from (set by reserve); absent: the shard of the job's video. */
+  shard?: number;
 }

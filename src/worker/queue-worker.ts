@@ -21,14 +21,14 @@ export interface WorkerQueue extends LaneQueue {
   openLane(): Promise<LaneQueue & { closeLane(): Promise<void> }>;
   /** Moves jobs left on the single pending list of versions before job kinds; returns how many. */
   adoptLegacyPending(): Promise<number>;
-  ack(workerId: string, reserved: Pick<ReservedJob, 'payload'>): Promise<void>;
+  ack(workerId: string, reserved: Pick<ReservedJob, 'payload' | 'shard'>): Promise<void>;
   heartbeat(workerId: string, ttlMs: number): Promise<void>;
   reclaimOrphanedJobs(): Promise<number>;
   /** Reclaims processing lists of unregistered dead workers (a SCAN; run rarely). */
   reclaimUnregisteredJobs(): Promise<number>;
   /** Returns how many held jobs went back to pending. */
   releaseWorker(workerId: string): Promise<number>;
-  deadLetter(workerId: string, reserved: Pick<ReservedJob, 'payload' | 'job'>, error: string, attempts: number): Promise<boolean>;
+  deadLetter(workerId: string, reserved: Pick<ReservedJob, 'payload' | 'job' | 'shard'>, error: string, attempts: number): Promise<boolean>;
 }
 
 export interface WorkerSettings {
@@ -184,7 +184,7 @@ export class QueueWorker {
       if (error instanceof MalformedJobError) {
         // Not a job we could ever run: log it and drop it rather than let it block the list.
         this.logger.error('dropping a malformed job', { error: error.message });
-        await this.queue.ack(this.id, { payload: error.payload }).catch(() => undefined);
+        await this.queue.ack(this.id, { payload: error.payload, shard: error.shard }).catch(() => undefined);
         return undefined;
       }
       this.logger.warn('reserving a job failed; retrying', { error: errorMessage(error) });

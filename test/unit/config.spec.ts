@@ -265,6 +265,67 @@ describe('loadConfig: keys, sessions, progress, analytics', () => {
   });
 });
 
+describe('loadConfig: Redis Cluster and queue shards', () => {
+  it('defaults to one Redis, one shard, no WAIT', () => {
+    const config = loadConfig({});
+    assert.equal(config.redisCluster, undefined);
+    assert.equal(config.queueShards, 1);
+    assert.equal(config.queueWaitReplicas, 0);
+    assert.equal(config.queueWaitTimeoutMs, 2000);
+    assert.equal(config.queueFailoverTimeoutMs, 30_000);
+  });
+
+  it('reads REDIS_CLUSTER_NODES (IPv6 included); on a cluster 3 shards and WAIT for 1 replica by default', () => {
+    const config = loadConfig({ REDIS_CLUSTER_NODES: 'redis-0:6379, 10.0.0.2:7000,[::1]:7001' });
+    assert.deepEqual(config.redisCluster, {
+      nodes: [
+        { host: 'redis-0', port: 6379 },
+        { host: '10.0.0.2', port: 7000 },
+        { host: '::1', port: 7001 },
+      ],
+      tls: false,
+      username: undefined,
+      password: undefined,
+    });
+    assert.equal(config.queueShards, 3);
+    assert.equal(config.queueWaitReplicas, 1);
+  });
+
+  it('reads a redis+cluster:// or rediss+cluster:// REDIS_URL with credentials', () => {
+    const config = loadConfig({ REDIS_URL: 'rediss+cluster://queue:s%40cret@a:1,b:2', QUEUE_SHARDS: '6', QUEUE_WAIT_REPLICAS: '0' });
+    assert.deepEqual(config.redisCluster, { nodes: [{ host: 'a', port: 1 }, { host: 'b', port: 2 }], tls: true, username: 'queue', password: 's@cret' });
+    assert.equal(config.queueShards, 6);
+    assert.equal(config.queueWaitReplicas, 0);
+    assert.deepEqual(loadConfig({ REDIS_URL: 'redis+cluster://:pw@a:1' }).redisCluster?.password, 'pw');
+  });
+
+  it('refuses bad node lists, both forms at once, and out-of-range queue settings, naming each', () => {
+    for (const [env, name] of [
+      [{ REDIS_CLUSTER_NODES: 'a:1,b' }, 'REDIS_CLUSTER_NODES'],
+      [{ REDIS_CLUSTER_NODES: 'a:70000' }, 'REDIS_CLUSTER_NODES'],
+      [{ REDIS_CLUSTER_NODES: ' , ' }, 'REDIS_CLUSTER_NODES'],
+      [{ REDIS_URL: 'redis+cluster://a:1/db?x' }, 'REDIS_URL'],
+      [{ REDIS_URL: 'redis+cluster://a:1', REDIS_CLUSTER_NODES: 'b:2' }, 'set'],
+      [{ QUEUE_SHARDS: '0' }, 'QUEUE_SHARDS'],
+      [{ QUEUE_SHARDS: '1025' }, 'QUEUE_SHARDS'],
+      [{ QUEUE_SHARDS: '2.5' }, 'QUEUE_SHARDS'],
+      [{ QUEUE_WAIT_REPLICAS: '-1' }, 'QUEUE_WAIT_REPLICAS'],
+      [{ QUEUE_WAIT_TIMEOUT_MS: '0' }, 'QUEUE_WAIT_TIMEOUT_MS'],
+      [{ QUEUE_FAILOVER_TIMEOUT_MS: 'soon' }, 'QUEUE_FAILOVER_TIMEOUT_MS'],
+    ] as const) {
+      assert.throws(
+        () => loadConfig(env),
+        (error: unknown) => error instanceof ConfigError && error.problems.length >= 1 && error.problems[0]!.startsWith(name),
+        JSON.stringify(env),
+      );
+    }
+  });
+
+  it('warns that REDIS_URL is ignored when REDIS_CLUSTER_NODES is set', () => {
+    assert.match(loadConfig({ REDIS_CLUSTER_NODES: 'a:1', REDIS_URL: 'redis://x:6379' }).warnings.join('\n'), /REDIS_URL is ignored/);
+  });
+});
+
 describe('.env.example', () => {
   const lines = readFileSync('.env.example', 'utf8')
     .split('\n')

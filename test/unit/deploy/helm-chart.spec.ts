@@ -9,7 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { loadConfig } from '../../../src/config.ts';
-import { queueKeys } from '../../../src/queue/keys.ts';
+import { keySlot, queueKeys, queueLayout } from '../../../src/queue/keys.ts';
+import { SHARD_TAGS_TEMPLATE, shardTagsTemplate } from '../../../scripts/queue-shard-tags.ts';
 import type { GoValue } from '../../helpers/go-template.ts';
 import { chartContext, mergeValues, parseYaml11, renderChart, renderTemplates, type RenderedChart } from '../../helpers/helm-chart.ts';
 import { kindKey, kindOf, KINDS, typeCheckObjects } from '../../helpers/k8s-schemas.ts';
@@ -36,6 +37,10 @@ const COMBINATIONS: Record<string, Values> = {
   'GPU workers on': withRequired({ workers: { gpu: { enabled: true } } }),
   'KEDA off': withRequired({ keda: { enabled: false } }),
   'ingress off': withRequired({ ingress: { enabled: false } }),
+  'Redis Cluster': withRequired({
+    redis: { host: null, username: 'vidsense', tls: true, cluster: { enabled: true, nodes: ['redis-0.redis:6379', 'redis-1.redis:6379', 'redis-2.redis:6379'], shards: 6, waitReplicas: 1 } },
+    settings: { QUEUE_PREFIX: 'vs-c' },
+  }),
   'existing secret': {
     redis: { host: 'redis.stores.svc' },
     secret: { existingSecret: EXISTING_SECRET, existingSecretHasRedisPassword: true },
@@ -394,6 +399,50 @@ describe('Helm chart deploy/helm/vidsense: rendered, validated against the Kuber
       const defaults = objectsOf('defaults');
       const rolesOf = (deployment: string) => resolveEnv(defaults, named(defaults, 'Deployment', deployment).spec.template.spec.containers[0], {}).WORKER_ROLES;
       assert.deepEqual([rolesOf('vidsense-worker-extract'), rolesOf('vidsense-worker-cpu'), rolesOf('vidsense-api')], ['extract', 'detect', undefined]);
+    });
+
+    it('on a Redis Cluster: one redis-cluster trigger per queue shard, on the pending lists src/queue/keys.ts names', () => {
+      const objects = objectsOf('Redis Cluster');
+      const layout = queueLayout('vs-c', { shards: 6, cluster: true });
+      const auth = ofKind(objects, 'TriggerAuthentication')[0]!;
+      for (const scaled of ofKind(objects, 'ScaledObject')) {
+        // One trigger per job kind the group takes (its WORKER_ROLES) and shard.
+        const worker = named(objects, 'Deployment', scaled.spec.scaleTargetRef.name);
+        const roles = resolveEnv(objects, worker.spec.template.spec.containers[0], {}).WORKER_ROLES!.split(',') as Array<'extract' | 'detect'>;
+        assert.deepEqual(
+          scaled.spec.triggers.map((t: Obj) => t.metadata.listName),
+          roles.flatMap((role) => layout.shards.map((keys) => keys.pending[role])),
+        );
+        for (const trigger of scaled.spec.triggers) {
+          assert.equal(trigger.type, 'redis-cluster');
+          assert.equal(trigger.metadata.addresses, 'redis-0.redis:6379,redis-1.redis:6379,redis-2.redis:6379');
+          assert.equal(trigger.metadata.enableTLS, 'true');
+          assert.equal(trigger.authenticationRef.name, auth.metadata.name);
+        }
+      }
+      // Six shards, six different slots: the tags the chart carries are the service's.
+      assert.equal(new Set(layout.shards.map((keys) => keySlot(keys.pending.detect))).size, 6);
+    });
+
+    it('on a Redis Cluster: every pod gets the redis+cluster:// URL, QUEUE_SHARDS and QUEUE_WAIT_REPLICAS, which loadConfig reads as a cluster', () => {
+      const objects = objectsOf('Redis Cluster');
+      // Every pod that talks to Redis (the migration Job only gets DATABASE_URL).
+      const pods = podsOf(objects).filter(({ spec }) => 'REDIS_URL' in resolveEnv(objects, spec.containers[0], {}));
+      assert.deepEqual(pods.map(({ owner }) => owner.metadata.name).sort(), ofKind(objects, 'Deployment').map((d) => d.metadata.name).sort());
+      for (const { spec } of pods) {
+        const env = resolveEnv(objects, spec.containers[0], {});
+        const config = loadConfig(env);
+        assert.deepEqual(config.redisCluster?.nodes.map((n) => `${n.host}:${n.port}`), ['redis-0.redis:6379', 'redis-1.redis:6379', 'redis-2.redis:6379']);
+        assert.deepEqual([config.redisCluster?.tls, config.redisCluster?.username, config.redisCluster?.password], [true, 'vidsense', 'r3dis-pass@word']);
+        assert.deepEqual([config.queueShards, config.queueWaitReplicas], [6, 1]);
+      }
+      assert.throws(() => renderChart(CHART, withRequired({ redis: { cluster: { enabled: true, nodes: ['a:1'], shards: 33 } } })), /redis.cluster.shards must be 1 to 32/);
+      assert.throws(() => renderChart(CHART, withRequired({ redis: { cluster: { enabled: true } } })), /redis.cluster.nodes is required/);
+      assert.throws(() => renderChart(CHART, withRequired({ settings: { QUEUE_SHARDS: '2' } })), /settings.QUEUE_SHARDS is set by the chart/);
+    });
+
+    it('carries the shard tags scripts/queue-shard-tags.ts generates from src/queue/keys.ts (regenerate after changing them)', () => {
+      assert.equal(fs.readFileSync(SHARD_TAGS_TEMPLATE, 'utf8'), shardTagsTemplate());
     });
 
     it('authenticates to Redis with the Secret\'s REDIS_PASSWORD (and username), which the processes never get', () => {

@@ -70,7 +70,7 @@ together. Arguments: (list $ "<kind>").
 {{- define "vidsense.checkSettings" -}}
 {{- $where := index . 0 -}}
 {{- $settings := index . 1 -}}
-{{- range $name := list "PORT" "HOST" "WORKER_HEALTH_PORT" "WORKER_ROLES" "STORAGE_DRIVER" "STORAGE_DIR" "S3_BUCKET" "S3_REGION" "S3_ENDPOINT" "S3_FORCE_PATH_STYLE" "S3_PREFIX" "MODEL_PATH" "TFJS_MODEL_DIR" "SHUTDOWN_TIMEOUT_MS" "REDIS_URL" "DATABASE_URL" "API_KEY" "ADMIN_TOKEN" "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" "AWS_SESSION_TOKEN" }}
+{{- range $name := list "PORT" "HOST" "WORKER_HEALTH_PORT" "WORKER_ROLES" "STORAGE_DRIVER" "STORAGE_DIR" "S3_BUCKET" "S3_REGION" "S3_ENDPOINT" "S3_FORCE_PATH_STYLE" "S3_PREFIX" "MODEL_PATH" "TFJS_MODEL_DIR" "SHUTDOWN_TIMEOUT_MS" "REDIS_URL" "REDIS_CLUSTER_NODES" "QUEUE_SHARDS" "DATABASE_URL" "API_KEY" "ADMIN_TOKEN" "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" "AWS_SESSION_TOKEN" }}
 {{- if hasKey $settings $name }}
 {{- fail (printf "%s.%s is set by the chart from its own values (see values.yaml)" $where $name) }}
 {{- end }}
@@ -84,6 +84,13 @@ together. Arguments: (list $ "<kind>").
 {{ $name }}: {{ toString $value | quote }}
 {{- end }}
 SHUTDOWN_TIMEOUT_MS: {{ mul (int .Values.shutdownTimeoutSeconds) 1000 | quote }}
+{{- if .Values.redis.cluster.enabled }}
+{{- if hasKey .Values.settings "QUEUE_WAIT_REPLICAS" }}
+{{- fail "settings.QUEUE_WAIT_REPLICAS: set redis.cluster.waitReplicas instead" }}
+{{- end }}
+QUEUE_SHARDS: {{ toString .Values.redis.cluster.shards | quote }}
+QUEUE_WAIT_REPLICAS: {{ toString .Values.redis.cluster.waitReplicas | quote }}
+{{- end }}
 {{- if eq .Values.storage.driver "s3" }}
 STORAGE_DRIVER: "s3"
 S3_BUCKET: {{ required "storage.s3.bucket is required with storage.driver=s3" .Values.storage.s3.bucket | quote }}
@@ -112,7 +119,14 @@ STORAGE_DIR: "/data/storage"
 {{- if $redis.password -}}
 {{- $auth = printf "%s:%s@" (urlquery (toString $redis.username)) (urlquery (toString $redis.password)) -}}
 {{- end -}}
+{{- if $redis.cluster.enabled }}
+{{- if empty $redis.cluster.nodes }}
+{{- fail "redis.cluster.nodes is required with redis.cluster.enabled" }}
+{{- end }}
+REDIS_URL: {{ printf "%s+cluster://%s%s" (ternary "rediss" "redis" $redis.tls) $auth (join "," $redis.cluster.nodes) | quote }}
+{{- else }}
 REDIS_URL: {{ printf "%s://%s%s:%s/%s" (ternary "rediss" "redis" $redis.tls) $auth (required "redis.host is required" $redis.host) (toString $redis.port) (toString $redis.database) | quote }}
+{{- end }}
 DATABASE_URL: {{ required "postgres.url is required (or secret.existingSecret)" .Values.postgres.url | quote }}
 {{- with $redis.password }}
 REDIS_PASSWORD: {{ toString . | quote }}
