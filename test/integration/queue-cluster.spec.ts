@@ -124,6 +124,44 @@ describe('reliable queue on a Redis Cluster', function () {
     assert.deepEqual(await queue.counts(), { pending: 6, pendingByKind: { extract: 0, detect: 6 }, processing: 0 });
   });
 
+  it("discards a cancelled or deleted video's queued jobs of both kinds and its dead letters in its own shard, and nothing of the others", async () => {
+    const prefix = uniquePrefix();
+    const queue = await queueFor(prefix, { shards: 3 });
+    // Videos until every shard holds one, so the discarded one shares its shard with no other by chance alone.
+    const videos: string[] = [];
+    while (new Set(videos.map((id) => queue.layout.shardOfVideo(id))).size < 3) videos.push(randomUUID());
+    const [doomed, ...kept] = videos as [string, ...string[]];
+    for (const videoId of videos) {
+      assert.ok(await queue.enqueueExtraction(videoId));
+      await queue.publish([job(videoId, 0), job(videoId, 1)]);
+    }
+    await queue.heartbeat('w', 5_000);
+    // One detect job of the doomed video in the dead letters (reserve until it comes up in its shard).
+    for (;;) {
+      const reserved = (await queue.reserve('w', 'detect', 1))!;
+      if (reserved.job.videoId === doomed) {
+        assert.ok(await queue.deadLetter('w', reserved, 'boom', 5));
+        break;
+      }
+      await queue.ack('w', reserved);
+    }
+    const before = await queue.counts();
+    const removed = await queue.discardVideoJobs(doomed);
+    assert.equal(removed, 3, 'its extract job, its other detect job and its dead letter');
+    const after = await queue.counts();
+    assert.equal(after.pendingByKind.extract, before.pendingByKind.extract - 1);
+    assert.equal(after.pendingByKind.detect, before.pendingByKind.detect - 1);
+    assert.equal((await queue.listDeadLetters()).total, 0);
+    const shard = queue.layout.shards[queue.layout.shardOfVideo(doomed)]!;
+    for (const kind of ['extract', 'detect'] as const) {
+      const left = await clients[0]!.lRange(shard.pending[kind], 0, -1);
+      assert.ok(left.every((payload) => !payload.includes(doomed)), `no ${kind} job of the discarded video is left`);
+    }
+    // The others' extraction jobs are all still queued (one each), and a discarded video may be queued again.
+    assert.equal(after.pendingByKind.extract, kept.length);
+    assert.ok(await queue.enqueueExtraction(doomed), 'the discard forgot that its extraction was queued');
+  });
+
   it('loses nothing when a primary is SIGKILLed mid-run (publishes wait for a replica; its replica takes over)', async () => {
     const prefix = uniquePrefix();
     const options = { shards: 3, waitReplicas: 1, waitTimeoutMs: 500, failoverTimeoutMs: 60_000 };
