@@ -13,6 +13,9 @@
  * read from memory and prepared one at a time (decode + letterbox into the model's input bytes) with one
  * libvips thread, as wall and CPU milliseconds per frame.
  *
+ * The pipeline runs an extractor (WORKER_ROLES=extract) beside a detection worker, as compose deploys it;
+ * BENCH_ROLES=combined runs one worker taking both kinds.
+ *
  * Environment: BENCH_VIDEO (default opencv-doc's vtest.avi), BENCH_FPS (default 5; "all" = every frame),
  * BATCH_SIZE (default 16), ORT_THREADS (default 0 = ONNX Runtime decides).
  */
@@ -73,9 +76,14 @@ async function main(): Promise<void> {
   const processes: ServiceProcess[] = [];
   try {
     const api = ServiceProcess.start('api', env);
-    const worker = ServiceProcess.start('worker', env);
-    processes.push(api, worker);
-    await Promise.all([api.waitForLog('api listening', 120_000), worker.waitForLog('worker started', 120_000)]);
+    // As compose deploys it: an extractor (WORKER_ROLES=extract) beside a detection worker, so ffmpeg and
+    // the frames' writes never wait on the detector's event loop (ONNX Runtime's run holds it per batch).
+    // BENCH_ROLES=combined runs one worker that takes both kinds instead.
+    const combined = process.env.BENCH_ROLES === 'combined';
+    const worker = ServiceProcess.start('worker', { ...env, WORKER_ROLES: combined ? 'extract,detect' : 'detect' });
+    const extractor = combined ? worker : ServiceProcess.start('worker', { ...env, WORKER_ROLES: 'extract' });
+    processes.push(api, worker, ...(combined ? [] : [extractor]));
+    await Promise.all([api.waitForLog('api listening', 120_000), ...[...new Set([worker, extractor])].map((p) => p.waitForLog('worker started', 120_000))]);
 
     // Pipeline: from the upload's first byte to the 'completed' status.
     const body = new FormData();
@@ -99,10 +107,9 @@ async function main(): Promise<void> {
     const frames = done.framesTotal;
 
     const workerRssMb = await peakRssMb(worker.child.pid!);
-    await Promise.all([worker.stop(), api.stop()]);
+    await Promise.all([worker.stop(), extractor.stop(), api.stop()]);
     const stages = logField<StageTimings>(worker.logs, 'detection stage timings', 'stageTimings');
-    // Extraction is a job for the worker (WORKER_ROLES, both kinds by default), beside its detection.
-    const extractMs = logField<number>(worker.logs, 'extraction finished', 'ms');
+    const extractMs = logField<number>(extractor.logs, 'extraction finished', 'ms');
 
     // The bare detector on the same stored frames, same batch size, in this process, with the engine's
     // default threads (its best alone). Two measures: inference + postprocess on already letterboxed
@@ -158,6 +165,7 @@ async function main(): Promise<void> {
         batchSize,
         cpus: os.cpus().length,
         engine: detector.engine,
+        roles: combined ? 'one worker: extract,detect' : 'extractor + detection worker',
         pipelineFps: round(pipelineFps, 2),
         detectorFps: round(detectorFps, 2),
         ratio: round(pipelineFps / detectorFps, 3),
