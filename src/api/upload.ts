@@ -66,5 +66,18 @@ export function uploadMiddleware(uploads: UploadService, maxUploadBytes: number)
     }
     next();
   };
-  return [checkDeclaredLength, upload];
+  // Multer passes on a file stream's error (a full disk, a cut connection) as soon as the stream fails,
+  // while the staging is still deleting what it wrote: the answer waits for that clean-up, so a client
+  // told 507 or 408 finds nothing of its upload left behind.
+  const uploadThenSettle: RequestHandler = (req, res, next) => {
+    upload(req, res, (error?: unknown) => {
+      const staging = error === undefined ? undefined : uploadContext(req)?.staging;
+      if (staging === undefined) return next(error);
+      staging.then(
+        () => next(error),
+        () => next(error),
+      );
+    });
+  };
+  return [checkDeclaredLength, uploadThenSettle];
 }
