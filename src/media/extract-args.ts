@@ -1,5 +1,4 @@
-import { inputPolicyArgs } from './input-policy.ts';
-import { inputUrl } from './input-url.ts';
+import { videoInputArgs } from './input-policy.ts';
 
 /** Frames of exactly `from` size are stored at `to` (width and height in pixels). */
 export interface FrameScale {
@@ -51,12 +50,7 @@ export function frameExtractionArgs({ input, fps, jpegQuality, scale, maxPixels 
     'info',
     // Keep the file's timestamps, so pts_time minus the probed start_time is the offset from the first frame.
     '-copyts',
-    ...inputPolicyArgs(maxPixels),
-    '-i',
-    inputUrl(input),
-    // V (not v) skips cover art and thumbnails, like interpretProbe does.
-    '-map',
-    '0:V:0',
+    ...videoInputArgs(input, maxPixels),
     '-an',
     '-sn',
     '-dn',
@@ -123,11 +117,7 @@ export function decodeCheckArgs({ input, fromMs, maxFrames, maxPixels }: DecodeC
     '-flags2',
     '+showall',
     ...(fromMs !== undefined && fromMs > 0 ? ['-ss', (fromMs / 1000).toFixed(3)] : []),
-    ...inputPolicyArgs(maxPixels),
-    '-i',
-    inputUrl(input),
-    '-map',
-    '0:V:0',
+    ...videoInputArgs(input, maxPixels),
     ...(maxFrames !== undefined ? ['-frames:v', String(maxFrames)] : []),
     '-f',
     'framecrc',

@@ -1,3 +1,4 @@
+import { inputUrl } from './input-url.ts';
 /**
  * What every ffprobe and ffmpeg run may open and decode. Uploads are hostile: ffmpeg detects a file's
  * format from its content, and some demuxers (hls, dash, concat, image2 sequences, sdp...) open other
@@ -52,6 +53,15 @@ export function inputPolicyArgs(maxPixels: number | undefined): string[] {
     ALLOWED_DEMUXERS.join(','),
     ...(maxPixels === undefined ? [] : ['-max_pixels', String(decoderMaxPixels(maxPixels))]),
   ];
+}
+
+/**
+ * The input of an ffmpeg run over an upload: the allowlists and picture size ceiling, the file as a plain
+ * local file, and its first real video stream only (V, not v: cover art and thumbnails are skipped, as the
+ * probe skips them).
+ */
+export function videoInputArgs(input: string, maxPixels: number | undefined): string[] {
+  return [...inputPolicyArgs(maxPixels), '-i', inputUrl(input), '-map', '0:V:0'];
 }
 
 /** ffprobe's format_name ("mov,mp4,m4a,3gp,3g2,mj2", "hls") names an allowed demuxer. */

@@ -1,4 +1,4 @@
-import { inputPolicyArgs } from './input-policy.ts';
+import { videoInputArgs } from './input-policy.ts';
 import { inputUrl } from './input-url.ts';
 
 /** h264: H.264 in MP4 (every browser); vp9: VP9 in WebM (for an ffmpeg built without libx264). */
@@ -57,12 +57,7 @@ export function previewArgs({ input, output, codec, maxBytes, maxPixels }: Previ
     '-loglevel',
     'error',
     // The same container and protocol allowlist as every other run: the upload is read once more here.
-    ...inputPolicyArgs(maxPixels),
-    '-i',
-    inputUrl(input),
-    // V (not v) skips cover art and thumbnails, like the frame extraction.
-    '-map',
-    '0:V:0',
+    ...videoInputArgs(input, maxPixels),
     '-an',
     '-sn',
     '-dn',
