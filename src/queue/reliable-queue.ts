@@ -207,13 +207,18 @@ export class ReliableQueue {
     await withFailover(this.client, this.failoverTimeoutMs, () => this.client.sRem(keys.extractionsEnqueued, videoId));
   }
 
+  /** The pending list of versions before job kinds exists only in the untagged layout: one shard on one Redis. */
+  private get hasLegacyPending(): boolean {
+    return this.shards.length === 1 && !isCluster(this.client);
+  }
+
   /**
    * Moves detection jobs from the pending list of versions before job kinds onto pending.detect, to the
    * consuming end in their order, so an upgrade loses none. Returns how many moved. Only the one-shard,
    * one-Redis layout had that list (a sharded queue refuses to start over it, see checkShardCount).
    */
   async adoptLegacyPending(): Promise<number> {
-    if (this.keys.legacyPending !== queueKeys(this.prefix).legacyPending || this.shards.length > 1 || isCluster(this.client)) return 0;
+    if (!this.hasLegacyPending) return 0;
     let moved = 0;
     while ((await this.client.lMove(this.keys.legacyPending, this.keys.pending.detect, 'LEFT', 'RIGHT')) !== null) moved += 1;
     return moved;
@@ -262,10 +267,9 @@ export class ReliableQueue {
    */
   async discardVideoJobs(videoId: string): Promise<number> {
     const keys = this.shards[this.layout.shardOfVideo(videoId)]!;
-    // The pending list of versions before job kinds exists only in the untagged one-shard layout; a tagged
-    // shard passes its detect list again (a second pass that finds nothing), keeping every key in its slot.
-    const tagged = this.shards.length > 1 || isCluster(this.client);
-    const legacy = tagged ? keys.pending.detect : keys.legacyPending;
+    // Without the legacy list (a tagged shard) the detect list goes in its place: a second pass that finds
+    // nothing, and every key stays in the shard's slot.
+    const legacy = this.hasLegacyPending ? keys.legacyPending : keys.pending.detect;
     const scriptKeys = [keys.pending.extract, keys.pending.detect, legacy, keys.deadLetters, keys.extractionsEnqueued];
     return Number(await withFailover(this.client, this.failoverTimeoutMs, () => this.scripts.discardVideoJobs.run(this.client, scriptKeys, [videoId])));
   }
