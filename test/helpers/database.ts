@@ -1,7 +1,8 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import postgres from 'postgres';
 import { createSql, type Sql } from '../../src/db/client.ts';
 import { migrate } from '../../src/db/migrate.ts';
+import type { NewVideo } from '../../src/db/types.ts';
 
 const ADMIN_URL = process.env.TEST_DATABASE_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -61,4 +62,19 @@ export async function detectionRows(sql: Sql, videoId: string): Promise<string[]
     ...frames.map((f) => `frame ${f.frame_index} ${f.pts_ms} ${f.detection_count} ${f.error ?? '-'}`),
     ...boxes.map((r) => `box ${r.frame_index} ${r.pts_ms} ${r.class_id} ${r.class_name} ${float(r.confidence)} ${float(r.x1)} ${float(r.y1)} ${float(r.x2)} ${float(r.y2)}`),
   ].sort();
+}
+
+/** A new video's row as the upload service would insert it; each test overrides what it is about. */
+export function newVideoInput(overrides: Partial<NewVideo> = {}): NewVideo {
+  return {
+    id: randomUUID(),
+    originalName: 'street.mp4',
+    sizeBytes: 5_000_000_000, // beyond 32 bits, to check bigint handling
+    storageKey: 'videos/x/source',
+    sampleFps: 5,
+    source: { durationMs: 8000, fps: 10, width: 768, height: 576, codec: 'h264', creationTime: null, startTimeMs: 0 },
+    capturedAt: new Date('2026-01-01T12:00:00Z'),
+    probe: { format: { format_name: 'mov,mp4' } },
+    ...overrides,
+  };
 }

@@ -8,10 +8,10 @@ import { randomUUID } from 'node:crypto';
 import { createClient } from 'redis';
 import { PgDetectionRepository } from '../../src/db/detections.repository.ts';
 import { PgVideoRepository } from '../../src/db/videos.repository.ts';
-import type { FrameResult, NewVideo } from '../../src/db/types.ts';
+import type { FrameResult } from '../../src/db/types.ts';
 import { ReliableQueue } from '../../src/queue/reliable-queue.ts';
 import type { DeadLetter, DetectionJob, QueueJob } from '../../src/queue/types.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { createTestDatabase, newVideoInput, type TestDatabase } from '../helpers/database.ts';
 import { deleteKeys, uniquePrefix } from '../helpers/redis.ts';
 import { sleep } from '../helpers/service.ts';
 
@@ -84,16 +84,7 @@ describe('cancel and delete against commits (real PostgreSQL)', () => {
   after(() => db?.drop());
 
   async function newVideo(): Promise<string> {
-    const video: NewVideo = {
-      id: randomUUID(),
-      originalName: 'clip.mp4',
-      sizeBytes: 10,
-      storageKey: 'videos/x/source',
-      sampleFps: 5,
-      source: { durationMs: 2000, fps: 10, width: 64, height: 48, codec: 'h264', creationTime: null, startTimeMs: 0 },
-      capturedAt: new Date(0),
-      probe: {},
-    };
+    const video = newVideoInput();
     await videos.create(video);
     assert.equal(await videos.startExtraction(video.id), 0);
     return video.id;

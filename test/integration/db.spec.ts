@@ -3,23 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { createSql } from '../../src/db/client.ts';
 import { PgDetectionRepository } from '../../src/db/detections.repository.ts';
 import { loadMigrations, migrate } from '../../src/db/migrate.ts';
-import type { FrameResult, NewVideo } from '../../src/db/types.ts';
+import type { FrameResult } from '../../src/db/types.ts';
 import { PgVideoRepository } from '../../src/db/videos.repository.ts';
-import { createTestDatabase, onlyRow, type TestDatabase } from '../helpers/database.ts';
-
-function newVideo(overrides: Partial<NewVideo> = {}): NewVideo {
-  return {
-    id: randomUUID(),
-    originalName: 'street.mp4',
-    sizeBytes: 5_000_000_000, // beyond 32 bits, to check bigint handling
-    storageKey: 'videos/x/source',
-    sampleFps: 5,
-    source: { durationMs: 8000, fps: 10, width: 768, height: 576, codec: 'h264', creationTime: null, startTimeMs: 0 },
-    capturedAt: new Date('2026-01-01T12:00:00Z'),
-    probe: { format: { format_name: 'mov,mp4' } },
-    ...overrides,
-  };
-}
+import { createTestDatabase, newVideoInput, onlyRow, type TestDatabase } from '../helpers/database.ts';
 
 function frame(frameIndex: number, classes: string[] = ['person']): FrameResult {
   return {
@@ -60,7 +46,7 @@ describe('PostgreSQL repositories (real database)', () => {
   });
 
   it('creates and reads a video, keeping bigints and the probe', async () => {
-    const input = newVideo();
+    const input = newVideoInput();
     const created = await videos.create(input);
     assert.equal(created.status, 'queued');
     assert.equal(created.sizeBytes, 5_000_000_000);
@@ -72,7 +58,7 @@ describe('PostgreSQL repositories (real database)', () => {
   });
 
   it('records a preview on a video, and refuses a preview without its MIME type', async () => {
-    const video = await videos.create(newVideo());
+    const video = await videos.create(newVideoInput());
     assert.equal(video.preview, null);
     await videos.setPreview(video.id, { key: `videos/${video.id}/preview.mp4`, mimeType: 'video/mp4' });
     assert.deepEqual((await videos.get(video.id))!.preview, { key: `videos/${video.id}/preview.mp4`, mimeType: 'video/mp4' });
@@ -80,7 +66,7 @@ describe('PostgreSQL repositories (real database)', () => {
   });
 
   it('commits idempotently: a redelivered job adds no rows and no progress', async () => {
-    const video = await videos.create(newVideo());
+    const video = await videos.create(newVideoInput());
     assert.equal(await videos.startExtraction(video.id), 0);
     const batch = [frame(0, ['person', 'car']), frame(1), frame(2, [])];
     assert.equal(await detections.commitFrames(video.id, video.capturedAt, batch), 3);
@@ -99,7 +85,7 @@ describe('PostgreSQL repositories (real database)', () => {
   });
 
   it('completes when the last frame is committed after extraction ends', async () => {
-    const video = await videos.create(newVideo());
+    const video = await videos.create(newVideoInput());
     await detections.commitFrames(video.id, video.capturedAt, [frame(0)]);
     const extracted = await videos.markExtracted(video.id, 2);
     assert.equal(extracted.status, 'processing');
@@ -110,7 +96,7 @@ describe('PostgreSQL repositories (real database)', () => {
   });
 
   it('completes when extraction ends after the last frame was committed', async () => {
-    const video = await videos.create(newVideo());
+    const video = await videos.create(newVideoInput());
     await detections.commitFrames(video.id, video.capturedAt, [frame(0), frame(1)]);
     assert.equal((await videos.get(video.id))!.status, 'queued');
     const extracted = await videos.markExtracted(video.id, 2);
@@ -119,16 +105,16 @@ describe('PostgreSQL repositories (real database)', () => {
   });
 
   it('a video with no frames completes at once; framesDone can never exceed framesTotal', async () => {
-    const empty = await videos.create(newVideo());
+    const empty = await videos.create(newVideoInput());
     assert.equal((await videos.markExtracted(empty.id, 0)).status, 'completed');
-    const video = await videos.create(newVideo());
+    const video = await videos.create(newVideoInput());
     await videos.markExtracted(video.id, 1);
     await assert.rejects(detections.commitFrames(video.id, video.capturedAt, [frame(0), frame(1)]), /frames_done|check constraint/);
     assert.equal((await videos.get(video.id))!.framesDone, 0, 'the refused commit left nothing');
   });
 
   it('a failed video takes no more results and is never revived', async () => {
-    const video = await videos.create(newVideo());
+    const video = await videos.create(newVideoInput());
     await videos.markFailed(video.id, 'frame extraction failed: boom');
     assert.equal(await detections.commitFrames(video.id, video.capturedAt, [frame(0)]), 0);
     const after = await videos.markExtracted(video.id, 1);
@@ -137,7 +123,7 @@ describe('PostgreSQL repositories (real database)', () => {
   });
 
   it('two workers committing the same frames at once record them once', async () => {
-    const video = await videos.create(newVideo());
+    const video = await videos.create(newVideoInput());
     await videos.markExtracted(video.id, 4);
     const other = createSql(db.url, { max: 2 });
     try {
@@ -160,7 +146,7 @@ describe('PostgreSQL repositories (real database)', () => {
 
   it('completes whichever of markExtracted and the last commit runs second, even when they race', async () => {
     for (let round = 0; round < 10; round += 1) {
-      const video = await videos.create(newVideo());
+      const video = await videos.create(newVideoInput());
       await detections.commitFrames(video.id, video.capturedAt, [frame(0)]);
       const [, extracted] = await Promise.all([detections.commitFrames(video.id, video.capturedAt, [frame(1)]), videos.markExtracted(video.id, 2)]);
       assert.ok(extracted.status === 'processing' || extracted.status === 'completed');
@@ -172,13 +158,13 @@ describe('PostgreSQL repositories (real database)', () => {
   });
 
   it('a deleted video takes no results', async () => {
-    const video = await videos.create(newVideo());
+    const video = await videos.create(newVideoInput());
     await videos.delete(video.id);
     assert.equal(await detections.commitFrames(video.id, video.capturedAt, [frame(0)]), 0);
   });
 
   it('records failed frames, completes the video with them counted, and lets a later success replace a failure', async () => {
-    const video = await videos.create(newVideo());
+    const video = await videos.create(newVideoInput());
     await videos.markExtracted(video.id, 3);
     const failed = (frameIndex: number): FrameResult => ({ frameIndex, ptsMs: frameIndex * 200, detections: [], error: 'dead-lettered after 3 attempts: ENOENT' });
     assert.equal(await detections.commitFrames(video.id, video.capturedAt, [frame(0), failed(1), failed(2)]), 3);
@@ -196,7 +182,7 @@ describe('PostgreSQL repositories (real database)', () => {
   });
 
   it('a video whose every frame failed is failed with a reason, and a retried dead letter that succeeds completes it', async () => {
-    const video = await videos.create(newVideo());
+    const video = await videos.create(newVideoInput());
     await videos.markExtracted(video.id, 4);
     // A corrupt frame fails for good; a dead letter's frames may pass on a retry.
     const failed = (frameIndex: number, error: string): FrameResult => ({ frameIndex, ptsMs: frameIndex * 200, detections: [], error, retryable: error.startsWith('dead-lettered') });
@@ -220,7 +206,7 @@ describe('PostgreSQL repositories (real database)', () => {
   });
 
   it('a frame failed for good counts as settled for a redelivery; a dead letter\'s frames stay retryable', async () => {
-    const video = await videos.create(newVideo());
+    const video = await videos.create(newVideoInput());
     await videos.markExtracted(video.id, 4);
     await detections.commitFrames(video.id, video.capturedAt, [
       { frameIndex: 0, ptsMs: 0, detections: [] },
@@ -245,18 +231,18 @@ describe('PostgreSQL repositories (real database)', () => {
   });
 
   it('markExtracted settles a video whose frames were all recorded first: failed when none succeeded', async () => {
-    const video = await videos.create(newVideo());
+    const video = await videos.create(newVideoInput());
     await detections.commitFrames(video.id, video.capturedAt, [{ frameIndex: 0, ptsMs: 0, detections: [], error: 'dead-lettered after 5 attempts: ENOENT' }]);
     const extracted = await videos.markExtracted(video.id, 1);
     assert.deepEqual([extracted.status, extracted.framesDone, extracted.framesFailed, extracted.error], ['failed', 0, 1, '1 of 1 frames failed: dead-lettered after 5 attempts: ENOENT']);
-    const clean = await videos.create(newVideo());
+    const clean = await videos.create(newVideoInput());
     await detections.commitFrames(clean.id, clean.capturedAt, [frame(0), frame(1)]);
     const done = await videos.markExtracted(clean.id, 2);
     assert.deepEqual([done.status, done.error], ['completed', null]);
   });
 
   it('extraction checkpoints: a job starts or resumes only a queued or extracting video, from frames_published', async () => {
-    const video = await videos.create(newVideo());
+    const video = await videos.create(newVideoInput());
     assert.equal(await videos.startExtraction(video.id), 0);
     assert.equal((await videos.get(video.id))!.status, 'extracting');
     assert.equal(await videos.recordFramesPublished(video.id, 8), true);
@@ -265,7 +251,7 @@ describe('PostgreSQL repositories (real database)', () => {
     await videos.markExtracted(video.id, 10);
     assert.equal(await videos.startExtraction(video.id), undefined, 'an extracted video is not extracted again');
     assert.equal(await videos.recordFramesPublished(video.id, 12), false, 'a running extraction learns its video left extracting');
-    const failed = await videos.create(newVideo());
+    const failed = await videos.create(newVideoInput());
     assert.equal(await videos.markFailed(failed.id, 'frame extraction failed: x'), true);
     assert.equal(await videos.startExtraction(failed.id), undefined);
     // A late failure of a second delivery never fails a video its extraction already finished.
@@ -278,11 +264,11 @@ describe('PostgreSQL repositories (real database)', () => {
 
   it('lists queued videos older than a grace, oldest first, by keyset pages', async () => {
     const queued = [];
-    for (let i = 0; i < 3; i += 1) queued.push(await videos.create(newVideo()));
-    const started = await videos.create(newVideo());
+    for (let i = 0; i < 3; i += 1) queued.push(await videos.create(newVideoInput()));
+    const started = await videos.create(newVideoInput());
     await videos.startExtraction(started.id);
     for (const [i, video] of [...queued, started].entries()) await db.sql`UPDATE videos SET created_at = now() - ${60 - i} * interval '1 minute' WHERE id = ${video.id}`;
-    const young = await videos.create(newVideo());
+    const young = await videos.create(newVideoInput());
     const mine = new Set([...queued, started, young].map((video) => video.id));
     const all: string[] = [];
     for (let after: { createdAt: Date; id: string } | undefined, page; (page = await videos.listQueued(10_000, after, 2)).length > 0; after = page.at(-1)) {
@@ -292,7 +278,7 @@ describe('PostgreSQL repositories (real database)', () => {
   });
 
   it('lists frames with keyset pagination and filters', async () => {
-    const video = await videos.create(newVideo());
+    const video = await videos.create(newVideoInput());
     await detections.commitFrames(video.id, video.capturedAt, [frame(0, ['person']), frame(1, []), frame(2, ['car', 'person']), frame(3, ['car']), frame(4, ['person'])]);
     const first = await detections.listFrames({ videoId: video.id, cursor: null, limit: 2 });
     assert.deepEqual(first.frames.map((f) => f.frameIndex), [0, 1]);
@@ -317,7 +303,7 @@ describe('PostgreSQL repositories (real database)', () => {
   });
 
   it('bulk-inserts a large batch in one commit (beyond the 65,535-parameter limit of row-wise inserts)', async () => {
-    const video = await videos.create(newVideo());
+    const video = await videos.create(newVideoInput());
     const frames = Array.from({ length: 16 }, (_, i) => frame(i, Array.from({ length: 1250 }, () => 'person')));
     assert.equal(await detections.commitFrames(video.id, video.capturedAt, frames), 16);
     const { boxes } = onlyRow(await db.sql<{ boxes: number }[]>`SELECT count(*)::int AS boxes FROM detections WHERE video_id = ${video.id}`);
@@ -325,7 +311,7 @@ describe('PostgreSQL repositories (real database)', () => {
   });
 
   it('deleting a video removes its frames and detections', async () => {
-    const video = await videos.create(newVideo());
+    const video = await videos.create(newVideoInput());
     await detections.commitFrames(video.id, video.capturedAt, [frame(0)]);
     await videos.delete(video.id);
     const { left } = onlyRow(await db.sql<{ left: number }[]>`

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { createClient } from 'redis';
-import type { NewVideo, VideoRecord } from '../../src/db/types.ts';
+import type { VideoRecord } from '../../src/db/types.ts';
 import { PgVideoRepository } from '../../src/db/videos.repository.ts';
 import { createLogger, type Logger } from '../../src/logger.ts';
 import { resolveMediaBinaries } from '../../src/media/binaries.ts';
@@ -13,7 +13,7 @@ import { MediaRepository } from '../../src/media/media.repository.ts';
 import { PreviewService, type PreviewSettings } from '../../src/services/preview.service.ts';
 import { LocalStorage } from '../../src/storage/local-storage.ts';
 import { apiFetch } from '../helpers/api-client.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { createTestDatabase, newVideoInput, type TestDatabase } from '../helpers/database.ts';
 import * as fixtures from '../helpers/media-fixtures.ts';
 import { deleteKeys, uniquePrefix } from '../helpers/redis.ts';
 import { freePort, ServiceProcess, waitFor } from '../helpers/service.ts';
@@ -88,17 +88,13 @@ describe('previews: a browser-playable copy written at extraction (real ffmpeg, 
   }
 
   async function newVideo(): Promise<VideoRecord> {
-    const video: NewVideo = {
-      id: randomUUID(),
-      originalName: 'clip.avi',
-      sizeBytes: 1000,
-      storageKey: 'unused',
-      sampleFps: 2,
-      source: { durationMs: 4000, fps: 10, width: 768, height: 576, codec: 'msmpeg4v3', creationTime: null, startTimeMs: 0 },
-      capturedAt: new Date(),
-      probe: {},
-    };
-    return videos.create(video);
+    return videos.create(
+      newVideoInput({
+        originalName: 'clip.avi',
+        storageKey: 'unused',
+        source: { durationMs: 4000, fps: 10, width: 768, height: 576, codec: 'msmpeg4v3', creationTime: null, startTimeMs: 0 },
+      }),
+    );
   }
 
   async function assertNothingLeft(video: VideoRecord): Promise<void> {
