@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
+import { DetectorPool } from './detector-pool.ts';
 import { OnnxDetector, type OnnxDetectorOptions } from './onnx-detector.ts';
 import { convertOnnxFile } from './tfjs/convert-file.ts';
 import { chooseEngine } from './engine-selection.ts';
@@ -19,6 +20,12 @@ export interface CreateDetectorOptions {
   modelPath: string;
   /** Inference threads; 0 or undefined lets the engine choose. */
   threads?: number;
+  /**
+   * ONNX Runtime: run `lanes` sessions of `threadsPerLane` threads, each on a worker thread of its own
+   * (DetectorPool; see planLanes); undefined runs one session of `threads` on the calling thread (its runs
+   * then hold the event loop).
+   */
+  onnxLanes?: { lanes: number; threadsPerLane: number };
   /** ONNX Runtime: frames per session.run (the rewritten model's batch is dynamic). */
   onnxFramesPerRun?: number;
   /** ONNX Runtime: told when the model keeps its fixed batch (frames then run one batch-sized chunk at a time). */
@@ -64,6 +71,15 @@ export async function createDetector(options: CreateDetectorOptions): Promise<De
       maxBatch: options.tfjs.maxBatch,
       requireGpu: choice.requireGpu,
       importer,
+    });
+  }
+  if (options.onnxLanes !== undefined) {
+    return DetectorPool.create({
+      modelPath: options.modelPath,
+      ...options.onnxLanes,
+      framesPerRun: options.onnxFramesPerRun,
+      onFixedBatch: options.onOnnxFixedBatch,
+      onFloatInput: options.onOnnxFloatInput,
     });
   }
   return OnnxDetector.create(options.modelPath, {

@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { Worker } from 'node:worker_threads';
+import { createDetector } from '../../src/detection/create-detector.ts';
+import { DetectorPool, type DetectorPoolOptions } from '../../src/detection/detector-pool.ts';
+import { prepareFrame } from '../../src/detection/letterbox.ts';
+import { OnnxDetector } from '../../src/detection/onnx-detector.ts';
+import type { DetectOptions, DetectTimings, PreparedFrame } from '../../src/detection/types.ts';
+import { frameJpegAt } from '../helpers/media-fixtures.ts';
+
+const MODEL = 'models/yolov8n.onnx';
+const VIDEO = '/usr/share/doc/opencv-doc/examples/data/vtest.avi';
+const OPTIONS: DetectOptions = { confidenceThreshold: 0.25, iouThreshold: 0.7 };
+
+/**
+ * DetectorPool: ONNX Runtime sessions on worker threads (the worker's detector since DETECT_LANES), run on
+ * real vtest.avi frames with the real model against the same session on the calling thread.
+ */
+describe('DetectorPool (ONNX Runtime lanes on worker threads, real model and frames)', function () {
+  this.timeout(180_000);
+  let pool: DetectorPool;
+  let reference: OnnxDetector;
+  const frames: PreparedFrame[] = [];
+
+  before(async () => {
+    // One thread per session on both sides: the same kernels in the same order, so the same numbers.
+    [pool, reference] = await Promise.all([DetectorPool.create({ modelPath: MODEL, lanes: 2, threadsPerLane: 1 }), OnnxDetector.create(MODEL, { threads: 1 })]);
+    for (let second = 1; second <= 12; second += 1) frames.push(await prepareFrame(await frameJpegAt(VIDEO, second * 5), reference.modelInfo.imgsz));
+  });
+
+  after(async () => {
+    await Promise.all([pool?.close(), reference?.close()]);
+  });
+
+  it('finds exactly what one session on the calling thread finds, and reports its timings and runs', async () => {
+    const timings: DetectTimings = { inferenceMs: 0, postprocessMs: 0, runs: 0 };
+    const [pooled, direct] = [await pool.detectBatch(frames.slice(0, 4), OPTIONS, timings), await reference.detectBatch(frames.slice(0, 4), OPTIONS)];
+    assert.deepEqual(pooled, direct);
+    assert.ok(direct.flat().some((detection) => detection.className === 'person'), 'vtest.avi shows pedestrians');
+    assert.equal(timings.runs, 4);
+    assert.ok(timings.inferenceMs > 0 && timings.postprocessMs > 0);
+    assert.deepEqual(pool.modelInfo, reference.modelInfo);
+  });
+
+  it('runs calls on both lanes at once, each answered with its own frames, a third waiting for a free lane', async () => {
+    const batches = [frames.slice(0, 4), frames.slice(4, 8), frames.slice(8, 12)];
+    const pooled = await Promise.all(batches.map((batch) => pool.detectBatch(batch, OPTIONS)));
+    for (const [i, batch] of batches.entries()) assert.deepEqual(pooled[i], await reference.detectBatch(batch, OPTIONS), `batch ${i}`);
+  });
+
+  it("keeps the event loop turning while a batch infers (a session on the calling thread holds it for each run)", async () => {
+    // A 10 ms timer during 8 frames of inference: on the calling thread it can fire only between the 8
+    // runs; with the run on a lane's thread it fires all along.
+    const count = async (detector: { detectBatch: OnnxDetector['detectBatch'] }) => {
+      let ticks = 0;
+      const timer = setInterval(() => (ticks += 1), 10);
+      try {
+        await detector.detectBatch(frames.slice(0, 8), OPTIONS);
+      } finally {
+        clearInterval(timer);
+      }
+      return ticks;
+    };
+    const blocked = await count(reference);
+    const free = await count(pool);
+    assert.ok(blocked <= 9, `on the calling thread the timer fired ${blocked} times in 8 runs`);
+    assert.ok(free > blocked + 5, `with the pool the timer fired ${free} times (on the calling thread ${blocked})`);
+  });
+
+  it('answers a bad batch with its error, and the lane goes on serving', async () => {
+    const wrongSize: PreparedFrame = { ...frames[0]!, pixels: new Uint8Array(100) };
+    await assert.rejects(pool.detectBatch([wrongSize], OPTIONS), /frame has 100 bytes/);
+    await assert.rejects(pool.detectBatch([wrongSize], OPTIONS), /frame has 100 bytes/);
+    assert.deepEqual(await pool.detectBatch(frames.slice(0, 2), OPTIONS), await reference.detectBatch(frames.slice(0, 2), OPTIONS));
+  });
+
+  it('fails to start with the model load error, leaving no thread behind', async () => {
+    // A worker thread counts among the process's active resources (as a MessagePort) while it lives.
+    const threads = () => process.getActiveResourcesInfo().filter((resource) => resource === 'MessagePort').length;
+    const before = threads();
+    await assert.rejects(DetectorPool.create({ modelPath: 'package.json', lanes: 2, threadsPerLane: 1 }), /not an ONNX model/);
+    for (let waited = 0; threads() > before && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(threads(), before);
+  });
+
+  it('is what createDetector makes when asked for lanes, and refuses calls once closed', async () => {
+    const made = await createDetector({ modelPath: MODEL, onnxLanes: { lanes: 1, threadsPerLane: 1 } });
+    assert.ok(made instanceof DetectorPool);
+    assert.equal(made.lanes, 1);
+    await made.close();
+    await assert.rejects(made.detectBatch(frames.slice(0, 1), OPTIONS), /closed/);
+  });
+
+  it('replaces a lane whose thread dies, idle or during a call (that call fails), and serves on', async function () {
+    this.timeout(30_000);
+    // The dying threads are stand-ins that report ready, then exit: one by itself while idle, one on its first
+    // request (as a lane's thread does on an uncaught error or out of heap). Ending a real lane with
+    // terminate() is no way to test this: onnxruntime-node may then throw from native code, which aborts the
+    // whole process (seen in a full test run).
+    const stub = (exit: string) => `const { parentPort } = require('node:worker_threads');
+      parentPort.postMessage({ type: 'ready', modelInfo: {} });
+      ${exit}`;
+    const standIns: Record<number, string> = {
+      1: stub('setTimeout(() => process.exit(4), 100);'),
+      2: stub("parentPort.on('message', () => process.exit(3));"),
+    };
+    const threads: Worker[] = [];
+    const exited: Array<Promise<unknown>> = [];
+    const spawnThread: DetectorPoolOptions['spawnThread'] = (settings) => {
+      const code = standIns[threads.length];
+      const thread = code ? new Worker(code, { eval: true }) : DetectorPool.defaultSpawn(settings);
+      threads.push(thread);
+      exited.push(new Promise((resolve) => thread.once('exit', resolve)));
+      return thread;
+    };
+    const pool2 = await DetectorPool.create({ modelPath: MODEL, lanes: 2, threadsPerLane: 1, spawnThread });
+    try {
+      await exited[1];
+      // Two calls: the first finds the dead idle lane, replaces it (by the stand-in that dies on its request)
+      // and runs on the live one; the second waits for the replacement and fails with it (the queue retries its job).
+      const [first, second] = await Promise.allSettled([pool2.detectBatch(frames.slice(0, 2), OPTIONS), pool2.detectBatch(frames.slice(2, 4), OPTIONS)]);
+      assert.deepEqual(first.status === 'fulfilled' && first.value, await reference.detectBatch(frames.slice(0, 2), OPTIONS));
+      assert.match(second.status === 'rejected' ? String(second.reason) : 'fulfilled', /detector thread exited \(code 3\)/);
+      // Its replacement, a real lane, and the first one share the next lone batch.
+      for (let waited = 0; threads.length < 4 && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.deepEqual(await pool2.detectBatch(frames.slice(0, 4), OPTIONS), await reference.detectBatch(frames.slice(0, 4), OPTIONS));
+      assert.equal(threads.length, 4);
+      assert.equal(pool2.lanes, 2);
+    } finally {
+      await pool2.close();
+    }
+  });
+
+  it('shares a lone batch among the idle lanes, in order; two batches at once run one on each lane', async () => {
+    const answered = new Map<number, number>();
+    const spawnThread: DetectorPoolOptions['spawnThread'] = (settings) => {
+      const thread = DetectorPool.defaultSpawn(settings);
+      thread.on('message', (reply: { type: string }) => reply.type === 'result' && answered.set(thread.threadId, (answered.get(thread.threadId) ?? 0) + 1));
+      return thread;
+    };
+    const shared = await DetectorPool.create({ modelPath: MODEL, lanes: 2, threadsPerLane: 1, spawnThread });
+    try {
+      const timings: DetectTimings = { inferenceMs: 0, postprocessMs: 0, runs: 0 };
+      assert.deepEqual(await shared.detectBatch(frames.slice(0, 7), OPTIONS, timings), await reference.detectBatch(frames.slice(0, 7), OPTIONS));
+      assert.deepEqual([...answered.values()], [1, 1], 'each lane answered a share of the lone batch');
+      assert.equal(timings.runs, 7);
+      answered.clear();
+      const [first, second] = await Promise.all([shared.detectBatch(frames.slice(0, 4), OPTIONS), shared.detectBatch(frames.slice(4, 8), OPTIONS)]);
+      assert.deepEqual([...first, ...second], await reference.detectBatch(frames.slice(0, 8), OPTIONS));
+      assert.deepEqual([...answered.values()], [1, 1], 'one call on each lane');
+      // A single frame is not split.
+      answered.clear();
+      await shared.detectBatch(frames.slice(0, 1), OPTIONS);
+      assert.deepEqual([...answered.values()], [1]);
+    } finally {
+      await shared.close();
+    }
+  });
+});
