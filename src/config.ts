@@ -76,6 +76,8 @@ export interface Config {
   readonly ortThreads: number;
   /** Frames per ONNX Runtime run; 1 is fastest on CPU, larger suits accelerator providers. */
   readonly onnxFramesPerRun: number;
+  /** DETECT_LANES: ONNX Runtime sessions a worker runs at once, each on a thread of its own; 0 plans them from the cores (planLanes). */
+  readonly detectLanes: number;
   /** Port of a worker process's /healthz and /readyz; unset: none (the API serves its own on PORT). */
   readonly workerHealthPort: number | undefined;
   /** Failed deliveries of a job before it goes to the dead-letter list. */
@@ -254,6 +256,7 @@ export function loadConfig(env: Env = process.env): Config {
     reclaimIntervalMs: read.integer('RECLAIM_INTERVAL_MS', 5_000, { min: 100 }),
     ortThreads: read.integer('ORT_THREADS', 0, { min: 0, max: 256 }),
     onnxFramesPerRun: read.integer('ONNX_FRAMES_PER_RUN', 1, { min: 1, max: 256 }),
+    detectLanes: read.integer('DETECT_LANES', 0, { min: 0, max: 64 }),
     workerHealthPort: env.WORKER_HEALTH_PORT ? read.integer('WORKER_HEALTH_PORT', 0, { min: 0, max: 65535 }) : undefined,
     maxAttempts: read.integer('MAX_ATTEMPTS', 5, { min: 1, max: 100 }),
     retryBaseMs: read.integer('RETRY_BASE_MS', 500, { min: 1 }),

@@ -6,6 +6,7 @@ import { healthRoutes, type ReadinessCheck } from '../api/health.routes.ts';
 import { createHttpServer, listen } from '../api/http-server.ts';
 import { metricsHandler } from '../api/metrics.routes.ts';
 import { createDetector } from '../detection/create-detector.ts';
+import { availableCores, DetectorPool, planLanes } from '../detection/detector-pool.ts';
 import type { EngineChoice } from '../detection/engine-selection.ts';
 import { prepareFrame, tuneImageDecoding } from '../detection/letterbox.ts';
 import type { Detector } from '../detection/types.ts';
@@ -105,6 +106,7 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
         engine: config.detectorEngine,
         modelPath,
         threads: config.ortThreads,
+        onnxLanes: planLanes(await availableCores(), config.detectLanes, config.ortThreads),
         onnxFramesPerRun: config.onnxFramesPerRun,
         onOnnxFixedBatch: (reason) => logger.warn('ONNX model keeps its fixed batch: ONNX_FRAMES_PER_RUN has no effect', { reason }),
         onOnnxFloatInput: (reason) => logger.warn('ONNX model keeps its float input: frames are normalised in JavaScript', { reason }),
@@ -114,7 +116,8 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
           logger.info('detector engine chosen', { requested: config.detectorEngine, engine: picked.engine, backend: picked.backend, reason: picked.reason });
         },
       }));
-    logger.info('detector ready', { engine: model.engine, backend: model.backend, device: model.device, classes: model.modelInfo.names.length, modelPath, precision: config.modelPrecision });
+    const lanes = model instanceof DetectorPool ? model.lanes : 1;
+    logger.info('detector ready', { lanes, engine: model.engine, backend: model.backend, device: model.device, classes: model.modelInfo.names.length, modelPath, precision: config.modelPrecision });
     // One libvips thread per frame (a job's frames decode in parallel on libuv's threads) and no libvips cache.
     tuneImageDecoding(1);
     detection = new DetectionService(runtime.videos, runtime.detections, runtime.storage, model, prepareFrame, {
@@ -122,7 +125,7 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
       iouThreshold: config.iouThreshold,
     }, { keepFrames: config.keepFrames, logger }, runtime.metrics);
     runtime.metrics.setDetector({ engine: model.engine, backend: model.backend, device: model.device, model: path.basename(config.modelPath) });
-    handlers.detect = detectHandler(detection, config, logger);
+    handlers.detect = detectHandler(detection, { heartbeatTtlMs: config.heartbeatTtlMs, lanes }, logger);
   }
   if (roles.includes('extract')) {
     // ffmpeg and prlimit are looked up now: a worker image without them fails here, before taking a job.

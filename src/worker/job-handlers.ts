@@ -53,12 +53,18 @@ export function handlerFor(registry: HandlerRegistry, kind: JobKind): JobHandler
   return handler;
 }
 
-/** Detection: read and decode a batch of frames (prepared while the previous batch infers), detect, commit. */
-export function detectHandler(detection: DetectionService, settings: { heartbeatTtlMs: number }, logger: Pick<Logger, 'warn'>): JobHandler<DetectionJob, PreparedJob> {
+/**
+ * Detection: read and decode a batch of frames, detect, commit; `lanes` jobs at once when the detector runs
+ * that many sessions (DetectorPool), one per lane.
+ */
+export function detectHandler(detection: DetectionService, settings: { heartbeatTtlMs: number; lanes?: number }, logger: Pick<Logger, 'warn'>): JobHandler<DetectionJob, PreparedJob> {
+  const lanes = settings.lanes ?? 1;
   return {
     kind: 'detect',
-    concurrency: 1,
-    prefetch: true,
+    concurrency: lanes,
+    // One lane prefetches so decoding overlaps its inference; with several, one lane decodes while the others
+    // infer (measured on 2 cores: prefetching as well changed nothing but the memory held).
+    prefetch: lanes === 1,
     prepare: (job) => detection.prepare(job),
     async run(prepared) {
       const { detectMs } = await detection.detectAndCommit(prepared);
