@@ -523,7 +523,7 @@ describe('Helm chart deploy/helm/vidsense: rendered, validated against the Kuber
   });
 
   describe('the renderer against Go: text/template with Sprig and Helm\'s functions (test/helpers/helm-go/main.go)', function () {
-    // Debian's Go and Sprig, when installed (not by scripts/test: a Go toolchain for one cross-check is a lot).
+    // Debian's Go and Sprig (scripts/test installs them; skipped, saying why, where they are missing).
     const GOPATH = '/usr/share/gocode';
     let binary: string;
     let tmp: string;
