@@ -114,9 +114,7 @@ class Lane {
     if (this.call) return Promise.reject(new Error('a detector lane was given a second call'));
     return new Promise((resolve, reject) => {
       this.call = { resolve, reject };
-      // The frames' pixels are copied to the thread (structured clone; one copy per buffer however many frames
-      // view it): about 15 MB for a 16-frame job, a few ms against a second of inference.
-      const request: LaneRequest = { type: 'detect', id: this.nextId++, frames, options };
+      const request: LaneRequest = { type: 'detect', id: this.nextId++, frames: onSharedMemory(frames), options };
       this.thread.postMessage(request);
     });
   }
@@ -134,6 +132,23 @@ class Lane {
     await exited;
     clearTimeout(timer);
   }
+}
+
+/**
+ * The frames with their pixels in one SharedArrayBuffer, which a thread reads without a copy. Posted as they
+ * come, a job's frames (views into one batch buffer) cost the structured clone a copy of the whole buffer per
+ * frame: 167 ms and 315 MB for 16 frames of 640×640, measured, against about 5 ms for this copy.
+ */
+function onSharedMemory(frames: PreparedFrame[]): PreparedFrame[] {
+  if (frames.every((frame) => frame.pixels.buffer instanceof SharedArrayBuffer)) return frames;
+  const shared = new Uint8Array(new SharedArrayBuffer(frames.reduce((bytes, frame) => bytes + frame.pixels.length, 0)));
+  let offset = 0;
+  return frames.map((frame) => {
+    shared.set(frame.pixels, offset);
+    const pixels = shared.subarray(offset, offset + frame.pixels.length);
+    offset += frame.pixels.length;
+    return { ...frame, pixels };
+  });
 }
 
 /**

@@ -51,7 +51,10 @@ async function serve(): Promise<void> {
       return;
     }
     const timings: Required<DetectTimings> = { inferenceMs: 0, postprocessMs: 0, runs: 0 };
-    detector.detectBatch(request.frames, request.options, timings).then(
+    // The pixels come in shared memory (see onSharedMemory), which onnxruntime-node refuses as tensor data
+    // ("Invalid argument"): one copy into this thread's own memory, a fraction of a ms a frame.
+    const frames = request.frames.map((frame) => ({ ...frame, pixels: frame.pixels.slice() }));
+    detector.detectBatch(frames, request.options, timings).then(
       (detections) => send({ type: 'result', id: request.id, detections, timings }),
       (error: unknown) => send({ type: 'error', id: request.id, error: errorMessage(error) }),
     );
