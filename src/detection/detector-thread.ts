@@ -14,18 +14,19 @@ export interface LaneSettings {
   framesPerRun?: number;
 }
 
-export type LaneRequest = { type: 'detect'; id: number; frames: PreparedFrame[]; options: DetectOptions } | { type: 'close' };
+/** The frames' pixels are views into one ArrayBuffer, moved to the thread and back (LaneReply's `input`). */
+export type LaneRequest = { type: 'detect'; frames: PreparedFrame[]; options: DetectOptions } | { type: 'close' };
 
 export type LaneReply =
   | { type: 'ready'; modelInfo: OnnxDetector['modelInfo']; fixedBatch?: string; floatInput?: string }
   | { type: 'failed'; error: string }
-  | { type: 'result'; id: number; detections: Awaited<ReturnType<OnnxDetector['detectBatch']>>; timings: Required<DetectTimings> }
-  | { type: 'error'; id: number; error: string };
+  | { type: 'result'; detections: Awaited<ReturnType<OnnxDetector['detectBatch']>>; timings: Required<DetectTimings>; input: ArrayBuffer }
+  | { type: 'error'; error: string; input: ArrayBuffer };
 
 const port = parentPort;
 if (!port) throw new Error('detector-thread.ts runs as a worker thread of a DetectorPool');
 const settings = workerData as LaneSettings;
-const send = (reply: LaneReply) => port!.postMessage(reply);
+const send = (reply: LaneReply) => port!.postMessage(reply, 'input' in reply ? [reply.input] : []);
 
 async function serve(): Promise<void> {
   let fixedBatch: string | undefined;
@@ -51,12 +52,10 @@ async function serve(): Promise<void> {
       return;
     }
     const timings: Required<DetectTimings> = { inferenceMs: 0, postprocessMs: 0, runs: 0 };
-    // The pixels come in shared memory (see onSharedMemory), which onnxruntime-node refuses as tensor data
-    // ("Invalid argument"): one copy into this thread's own memory, a fraction of a ms a frame.
-    const frames = request.frames.map((frame) => ({ ...frame, pixels: frame.pixels.slice() }));
-    detector.detectBatch(frames, request.options, timings).then(
-      (detections) => send({ type: 'result', id: request.id, detections, timings }),
-      (error: unknown) => send({ type: 'error', id: request.id, error: errorMessage(error) }),
+    const input = request.frames[0]!.pixels.buffer as ArrayBuffer; // goes back with the answer, for the next call
+    detector.detectBatch(request.frames, request.options, timings).then(
+      (detections) => send({ type: 'result', detections, timings, input }),
+      (error: unknown) => send({ type: 'error', error: errorMessage(error), input }),
     );
   });
 }

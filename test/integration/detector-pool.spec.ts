@@ -39,6 +39,8 @@ describe('DetectorPool (ONNX Runtime lanes on worker threads, real model and fra
     assert.equal(timings.runs, 4);
     assert.ok(timings.inferenceMs > 0 && timings.postprocessMs > 0);
     assert.deepEqual(pool.modelInfo, reference.modelInfo);
+    // The caller's frames are copied into the lane's own memory, never moved away from the caller.
+    assert.ok(frames.slice(0, 4).every((frame) => frame.pixels.length === 640 * 640 * 3));
   });
 
   it('runs calls on both lanes at once, each answered with its own frames, a third waiting for a free lane', async () => {

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { loadConfig, parseWorkerRoles } from '../../../src/config.ts';
 import { createLogger } from '../../../src/logger.ts';
 import { jobKind, type JobKind, type QueueJob, type ReservedJob } from '../../../src/queue/types.ts';
-import type { HandlerRegistry, JobHandler } from '../../../src/worker/job-handlers.ts';
+import type { DetectionService } from '../../../src/services/detection.service.ts';
+import { detectHandler, type HandlerRegistry, type JobHandler } from '../../../src/worker/job-handlers.ts';
 import { QueueWorker, type WorkerQueue } from '../../../src/worker/queue-worker.ts';
 
 const logger = createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true });
@@ -113,6 +114,20 @@ describe('job handler registry and WORKER_ROLES', () => {
     }
     assert.throws(() => loadConfig({ WORKER_ROLES: 'extract,train' }), /WORKER_ROLES must be a comma-separated list of extract, detect/);
     assert.deepEqual(loadConfig({ WORKER_ROLES: 'extract' }).workerRoles, ['extract']);
+  });
+
+  it('takes a detect job per detector lane (DETECT_LANES), prefetching only with one lane', () => {
+    assert.equal(loadConfig({}).detectLanes, 0);
+    assert.equal(loadConfig({ DETECT_LANES: '3' }).detectLanes, 3);
+    assert.throws(() => loadConfig({ DETECT_LANES: '-1' }), /DETECT_LANES/);
+    const detection = {} as DetectionService; // the handler's shape is all this reads
+    const shape = (lanes?: number) => {
+      const { concurrency, prefetch } = detectHandler(detection, { heartbeatTtlMs: 15_000, lanes }, logger);
+      return { concurrency, prefetch };
+    };
+    assert.deepEqual(shape(), { concurrency: 1, prefetch: true });
+    assert.deepEqual(shape(1), { concurrency: 1, prefetch: true });
+    assert.deepEqual(shape(3), { concurrency: 3, prefetch: false });
   });
 
   it('warns that EXTRACTION_LEASE_MS is gone instead of refusing to start', () => {
