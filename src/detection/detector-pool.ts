@@ -13,6 +13,8 @@ export interface DetectorPoolOptions {
   /** ONNX Runtime intra-op threads of each lane. */
   threadsPerLane: number;
   framesPerRun?: number;
+  /** Frames a lane is given at a time; by default one session.run's worth (see detectBatch). */
+  chunkFrames?: number;
   onFixedBatch?: (reason: string) => void;
   onFloatInput?: (reason: string) => void;
   /** Starts a lane's thread; tests wrap the default to reach the threads (and end one). */
@@ -154,6 +156,24 @@ class Lane {
   }
 }
 
+/** One detectBatch call: its frames go to the lanes in chunks, and it is answered once every chunk is. */
+interface PoolCall {
+  /** Detections of each chunk, in the chunks' order. */
+  results: Detection[][][];
+  pending: number;
+  failed: boolean;
+  timings?: DetectTimings;
+  resolve: (detections: Detection[][]) => void;
+  reject: (error: Error) => void;
+}
+
+interface Chunk {
+  call: PoolCall;
+  index: number;
+  frames: PreparedFrame[];
+  options: DetectOptions;
+}
+
 /**
  * YOLOv8 on ONNX Runtime's CPU provider in `lanes` sessions, each on a worker thread of its own. Two things
  * follow: the process's event loop never waits on an inference (heartbeats, extraction in the same process
@@ -166,7 +186,8 @@ export class DetectorPool implements Detector {
   readonly backend = 'cpu';
   readonly device = 'cpu';
   private readonly idle: Lane[] = [];
-  private readonly waiting: Array<{ resolve: (lane: Lane) => void; reject: (error: Error) => void }> = [];
+  /** Chunks no lane has taken yet, the oldest call's first. */
+  private readonly queue: Chunk[] = [];
   private live: number;
   private closed = false;
 
@@ -175,6 +196,8 @@ export class DetectorPool implements Detector {
     private readonly spawn: (settings: LaneSettings) => Worker,
     lanes: Lane[],
     readonly modelInfo: ModelInfo,
+    /** Frames a lane is given at a time. */
+    private readonly chunkFrames: number,
   ) {
     this.idle.push(...lanes);
     this.live = lanes.length;
@@ -190,6 +213,9 @@ export class DetectorPool implements Detector {
 
   static async create(options: DetectorPoolOptions): Promise<DetectorPool> {
     if (!Number.isSafeInteger(options.lanes) || options.lanes < 1) throw new RangeError(`lanes must be a whole number of at least 1, got ${options.lanes}`);
+    if (options.chunkFrames !== undefined && !(Number.isSafeInteger(options.chunkFrames) && options.chunkFrames >= 1)) {
+      throw new RangeError(`chunkFrames must be a whole number of at least 1, got ${options.chunkFrames}`);
+    }
     const settings: LaneSettings = { modelPath: options.modelPath, threads: options.threadsPerLane, framesPerRun: options.framesPerRun };
     const spawn = options.spawnThread ?? spawnThread;
     const started = await Promise.allSettled(Array.from({ length: options.lanes }, () => Lane.start(settings, spawn)));
@@ -202,69 +228,76 @@ export class DetectorPool implements Detector {
     const ready = lanes[0]!.ready;
     if (ready.fixedBatch !== undefined) options.onFixedBatch?.(ready.fixedBatch);
     if (ready.floatInput !== undefined) options.onFloatInput?.(ready.floatInput);
-    return new DetectorPool(settings, spawn, lanes.map(({ lane }) => lane), ready.modelInfo);
+    // A chunk of one session.run's frames (one frame unless ONNX_FRAMES_PER_RUN or a fixed batch says more).
+    const chunkFrames = options.chunkFrames ?? Math.max(1, ready.runFrames ?? 1);
+    return new DetectorPool(settings, spawn, lanes.map(({ lane }) => lane), ready.modelInfo, chunkFrames);
   }
 
   /**
-   * Runs the batch on a free lane, waiting for one when all are busy; lanes that are idle at that moment join
-   * in, each taking a contiguous share of the frames. So a lone job (the first and last of a video, a worker
-   * with one video) keeps every core busy, and with a job for every lane each runs on its own.
+   * Runs the batch in chunks (chunkFrames each), every chunk on the next lane to come free, the oldest call's
+   * chunks first. So every lane works as long as any call has frames left: a lone job (the first and last of
+   * a video, a worker with one video) is shared by all lanes, and a lane that finishes its part of one job
+   * takes up the next job's frames instead of idling while another lane finishes (with a job per lane, up
+   * to half a job of one core's time at each job's end). Answers in the frames' order.
    */
-  async detectBatch(frames: PreparedFrame[], options: DetectOptions, timings?: DetectTimings): Promise<Detection[][]> {
-    if (frames.length === 0) return [];
-    const lanes = [await this.acquire(), ...this.takeIdle(frames.length - 1)];
-    // Shares differ by at most one frame, none empty (there are never more lanes than frames).
-    const start = (i: number) => Math.floor((i * frames.length) / lanes.length);
-    // Each lane goes back as soon as its share is done, not when the slowest share is.
-    const replies = await Promise.allSettled(
-      lanes.map(async (lane, i) => {
-        try {
-          return await lane.detect(frames.slice(start(i), start(i + 1)), options);
-        } finally {
-          this.release(lane);
-        }
-      }),
-    );
-    const failed = replies.find((reply): reply is PromiseRejectedResult => reply.status === 'rejected');
-    if (failed) throw failed.reason;
-    const results = replies.map((reply) => (reply as PromiseFulfilledResult<Extract<LaneReply, { type: 'result' }>>).value);
-    if (timings) {
-      for (const { timings: lane } of results) {
-        timings.inferenceMs += lane.inferenceMs;
-        timings.postprocessMs += lane.postprocessMs;
-        if (timings.runs !== undefined) timings.runs += lane.runs;
+  detectBatch(frames: PreparedFrame[], options: DetectOptions, timings?: DetectTimings): Promise<Detection[][]> {
+    if (frames.length === 0) return Promise.resolve([]);
+    if (this.closed) return Promise.reject(new Error('the detector is closed'));
+    if (this.live === 0) return Promise.reject(new Error('every detector thread failed to restart'));
+    return new Promise((resolve, reject) => {
+      const count = Math.ceil(frames.length / this.chunkFrames);
+      const call: PoolCall = { results: new Array<Detection[][]>(count), pending: count, failed: false, timings, resolve, reject };
+      for (let index = 0; index < count; index += 1) {
+        this.queue.push({ call, index, frames: frames.slice(index * this.chunkFrames, (index + 1) * this.chunkFrames), options });
       }
-    }
-    return results.flatMap((reply) => reply.detections);
+      this.dispatch();
+    });
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const waiter of this.waiting.splice(0)) waiter.reject(new Error('the detector is closed'));
+    const reason = new Error('the detector is closed');
+    for (const chunk of this.queue.splice(0)) this.fail(chunk.call, reason);
     await Promise.all(this.idle.splice(0).map((lane) => lane.close(10_000)));
   }
 
-  private acquire(): Promise<Lane> {
-    if (this.closed) return Promise.reject(new Error('the detector is closed'));
-    if (this.live === 0) return Promise.reject(new Error('every detector thread failed to restart'));
-    // A lane whose thread died while idle is replaced rather than handed a call it can only fail.
-    for (let lane = this.idle.pop(); lane; lane = this.idle.pop()) {
-      if (!lane.gone) return Promise.resolve(lane);
-      this.replace();
+  /** Gives queued chunks to idle lanes, oldest first. A lane whose thread died while idle is replaced instead. */
+  private dispatch(): void {
+    while (this.queue.length > 0) {
+      const lane = this.idle.pop();
+      if (!lane) return;
+      if (lane.gone) this.replace();
+      else this.run(lane, this.queue.shift()!);
     }
-    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
   }
 
-  /** Up to `most` lanes that are idle now, without waiting. */
-  private takeIdle(most: number): Lane[] {
-    const taken: Lane[] = [];
-    while (taken.length < most) {
-      const lane = this.idle.pop();
-      if (!lane) break;
-      if (lane.gone) this.replace();
-      else taken.push(lane);
-    }
-    return taken;
+  private run(lane: Lane, chunk: Chunk): void {
+    const { call } = chunk;
+    lane
+      .detect(chunk.frames, chunk.options)
+      .then(
+        (reply) => {
+          if (call.failed) return;
+          call.results[chunk.index] = reply.detections;
+          if (call.timings) {
+            call.timings.inferenceMs += reply.timings.inferenceMs;
+            call.timings.postprocessMs += reply.timings.postprocessMs;
+            if (call.timings.runs !== undefined) call.timings.runs += reply.timings.runs;
+          }
+          call.pending -= 1;
+          if (call.pending === 0) call.resolve(call.results.flat());
+        },
+        (error: unknown) => this.fail(call, error instanceof Error ? error : new Error(String(error))),
+      )
+      .finally(() => this.release(lane));
+  }
+
+  /** Fails the call at its first failed chunk; its chunks not yet on a lane are dropped (its job is retried whole). */
+  private fail(call: PoolCall, error: Error): void {
+    if (call.failed) return;
+    call.failed = true;
+    for (let i = this.queue.length - 1; i >= 0; i -= 1) if (this.queue[i]!.call === call) this.queue.splice(i, 1);
+    call.reject(error);
   }
 
   private release(lane: Lane): void {
@@ -276,12 +309,11 @@ export class DetectorPool implements Detector {
       this.replace();
       return;
     }
-    const waiter = this.waiting.shift();
-    if (waiter) waiter.resolve(lane);
-    else this.idle.push(lane);
+    this.idle.push(lane);
+    this.dispatch();
   }
 
-  /** Starts a thread in place of one that died; the new lane goes to a waiting call or the idle ones. */
+  /** Starts a thread in place of one that died; the new lane takes queued chunks or joins the idle ones. */
   private replace(): void {
     Lane.start(this.settings, this.spawn).then(
       ({ lane }) => this.release(lane),
@@ -289,7 +321,7 @@ export class DetectorPool implements Detector {
         this.live -= 1;
         if (this.live > 0) return;
         const reason = new Error(`every detector thread failed to restart: ${error instanceof Error ? error.message : String(error)}`);
-        for (const waiter of this.waiting.splice(0)) waiter.reject(reason);
+        for (const chunk of this.queue.splice(0)) this.fail(chunk.call, reason);
       },
     );
   }

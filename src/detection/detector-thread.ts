@@ -18,7 +18,7 @@ export interface LaneSettings {
 export type LaneRequest = { type: 'detect'; frames: PreparedFrame[]; options: DetectOptions } | { type: 'close' };
 
 export type LaneReply =
-  | { type: 'ready'; modelInfo: OnnxDetector['modelInfo']; fixedBatch?: string; floatInput?: string }
+  | { type: 'ready'; modelInfo: OnnxDetector['modelInfo']; runFrames: number; fixedBatch?: string; floatInput?: string }
   | { type: 'failed'; error: string }
   | { type: 'result'; detections: Awaited<ReturnType<OnnxDetector['detectBatch']>>; timings: Required<DetectTimings>; input: ArrayBuffer }
   | { type: 'error'; error: string; input: ArrayBuffer };
@@ -45,7 +45,7 @@ async function serve(): Promise<void> {
     port!.close();
     return;
   }
-  send({ type: 'ready', modelInfo: detector.modelInfo, fixedBatch, floatInput });
+  send({ type: 'ready', modelInfo: detector.modelInfo, runFrames: detector.runFrames, fixedBatch, floatInput });
   port!.on('message', (request: LaneRequest) => {
     if (request.type === 'close') {
       void detector.close().finally(() => port!.close());

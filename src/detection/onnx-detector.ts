@@ -44,6 +44,11 @@ export class OnnxDetector implements Detector {
     private readonly inputType: 'uint8' | 'float32',
   ) {}
 
+  /** Frames one session.run takes: the model's fixed batch, or framesPerRun for a dynamic-batch model. */
+  get runFrames(): number {
+    return this.fixedBatch ?? this.framesPerRun;
+  }
+
   static async create(modelPath: string, options: OnnxDetectorOptions = {}): Promise<OnnxDetector> {
     const bytes = await readFile(modelPath);
     // Metadata first: a file that is not a YOLOv8 export fails with a clear message before ORT loads it.
@@ -91,7 +96,7 @@ export class OnnxDetector implements Detector {
   async detectBatch(frames: PreparedFrame[], options: DetectOptions, timings?: DetectTimings): Promise<Detection[][]> {
     const results: Detection[][] = [];
     // A dynamic-batch model takes framesPerRun frames a run; a fixed-batch one (a graph the rewrite refused) its own batch.
-    const chunk = this.fixedBatch ?? this.framesPerRun;
+    const chunk = this.runFrames;
     for (let start = 0; start < frames.length; start += chunk) {
       results.push(...(await this.runChunk(frames.slice(start, start + chunk), options, timings)));
     }

@@ -72,6 +72,10 @@ describe('DetectorPool (ONNX Runtime lanes on worker threads, real model and fra
     const wrongSize: PreparedFrame = { ...frames[0]!, pixels: new Uint8Array(100) };
     await assert.rejects(pool.detectBatch([wrongSize], OPTIONS), /frame has 100 bytes/);
     await assert.rejects(pool.detectBatch([wrongSize], OPTIONS), /frame has 100 bytes/);
+    // A bad frame among good ones fails its call alone; a call beside it is answered in full.
+    const [mixed, beside] = await Promise.allSettled([pool.detectBatch([frames[0]!, wrongSize, frames[1]!, frames[2]!], OPTIONS), pool.detectBatch(frames.slice(3, 6), OPTIONS)]);
+    assert.match(mixed.status === 'rejected' ? String(mixed.reason) : 'fulfilled', /frame has 100 bytes/);
+    assert.deepEqual(beside.status === 'fulfilled' && beside.value, await reference.detectBatch(frames.slice(3, 6), OPTIONS));
     assert.deepEqual(await pool.detectBatch(frames.slice(0, 2), OPTIONS), await reference.detectBatch(frames.slice(0, 2), OPTIONS));
   });
 
@@ -117,11 +121,16 @@ describe('DetectorPool (ONNX Runtime lanes on worker threads, real model and fra
     const pool2 = await DetectorPool.create({ modelPath: MODEL, lanes: 2, threadsPerLane: 1, spawnThread });
     try {
       await exited[1];
-      // Two calls: the first finds the dead idle lane, replaces it (by the stand-in that dies on its request)
-      // and runs on the live one; the second waits for the replacement and fails with it (the queue retries its job).
-      const [first, second] = await Promise.allSettled([pool2.detectBatch(frames.slice(0, 2), OPTIONS), pool2.detectBatch(frames.slice(2, 4), OPTIONS)]);
-      assert.deepEqual(first.status === 'fulfilled' && first.value, await reference.detectBatch(frames.slice(0, 2), OPTIONS));
-      assert.match(second.status === 'rejected' ? String(second.reason) : 'fulfilled', /detector thread exited \(code 3\)/);
+      // Two calls, a frame a chunk: the first chunk finds the dead idle lane, replaces it (by the stand-in that
+      // dies on its request) and runs on the live one; the next chunk to go to the stand-in fails its call (the
+      // queue retries that job) and the other call is answered in full by the live lane.
+      const calls = [frames.slice(0, 2), frames.slice(2, 4)];
+      const settled = await Promise.allSettled(calls.map((batch) => pool2.detectBatch(batch, OPTIONS)));
+      const failed = settled.filter((result): result is PromiseRejectedResult => result.status === 'rejected');
+      assert.equal(failed.length, 1, 'one call met the dying thread');
+      assert.match(String(failed[0]!.reason), /detector thread exited \(code 3\)/);
+      const answered = settled.findIndex((result) => result.status === 'fulfilled');
+      assert.deepEqual((settled[answered] as PromiseFulfilledResult<unknown>).value, await reference.detectBatch(calls[answered]!, OPTIONS));
       // Its replacement, a real lane, and the first one share the next lone batch.
       for (let waited = 0; threads.length < 4 && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
       assert.deepEqual(await pool2.detectBatch(frames.slice(0, 4), OPTIONS), await reference.detectBatch(frames.slice(0, 4), OPTIONS));
@@ -132,29 +141,48 @@ describe('DetectorPool (ONNX Runtime lanes on worker threads, real model and fra
     }
   });
 
-  it('shares a lone batch among the idle lanes, in order; two batches at once run one on each lane', async () => {
+  it('runs calls a chunk at a time on whichever lane is free, the oldest call first, answering in order', async () => {
     const answered = new Map<number, number>();
     const spawnThread: DetectorPoolOptions['spawnThread'] = (settings) => {
       const thread = DetectorPool.defaultSpawn(settings);
       thread.on('message', (reply: { type: string }) => reply.type === 'result' && answered.set(thread.threadId, (answered.get(thread.threadId) ?? 0) + 1));
       return thread;
     };
+    const lanes = () => [...answered.values()].sort((a, b) => b - a);
     const shared = await DetectorPool.create({ modelPath: MODEL, lanes: 2, threadsPerLane: 1, spawnThread });
     try {
+      // A lone batch: a frame a chunk (one session.run's worth), both lanes on it.
       const timings: DetectTimings = { inferenceMs: 0, postprocessMs: 0, runs: 0 };
       assert.deepEqual(await shared.detectBatch(frames.slice(0, 7), OPTIONS, timings), await reference.detectBatch(frames.slice(0, 7), OPTIONS));
-      assert.deepEqual([...answered.values()], [1, 1], 'each lane answered a share of the lone batch');
+      assert.equal(lanes().length, 2, 'both lanes ran part of the lone batch');
+      assert.equal(lanes().reduce((a, b) => a + b), 7, 'one chunk a frame');
       assert.equal(timings.runs, 7);
+      // Two calls at once: both lanes work through the first call's frames, then the second's, so the first
+      // is answered first (with a call per lane, a lane that finished its call would idle beside the other).
       answered.clear();
-      const [first, second] = await Promise.all([shared.detectBatch(frames.slice(0, 4), OPTIONS), shared.detectBatch(frames.slice(4, 8), OPTIONS)]);
-      assert.deepEqual([...first, ...second], await reference.detectBatch(frames.slice(0, 8), OPTIONS));
-      assert.deepEqual([...answered.values()], [1, 1], 'one call on each lane');
-      // A single frame is not split.
-      answered.clear();
-      await shared.detectBatch(frames.slice(0, 1), OPTIONS);
-      assert.deepEqual([...answered.values()], [1]);
+      const order: string[] = [];
+      const answers = await Promise.all(
+        (['first', 'second'] as const).map((name, i) => shared.detectBatch(frames.slice(6 * i, 6 * i + 6), OPTIONS).finally(() => order.push(name))),
+      );
+      assert.deepEqual(answers.flat(), await reference.detectBatch(frames.slice(0, 12), OPTIONS));
+      assert.deepEqual(order, ['first', 'second']);
+      assert.equal(lanes().length, 2);
+      assert.equal(lanes().reduce((a, b) => a + b), 12);
     } finally {
       await shared.close();
     }
+    // chunkFrames: larger chunks, fewer messages; a batch smaller than a chunk is one chunk.
+    answered.clear();
+    const coarse = await DetectorPool.create({ modelPath: MODEL, lanes: 2, threadsPerLane: 1, chunkFrames: 4, spawnThread });
+    try {
+      assert.deepEqual(await coarse.detectBatch(frames.slice(0, 7), OPTIONS), await reference.detectBatch(frames.slice(0, 7), OPTIONS));
+      assert.deepEqual(lanes(), [1, 1], 'a chunk of 4 frames and one of 3');
+      answered.clear();
+      await coarse.detectBatch(frames.slice(0, 3), OPTIONS);
+      assert.deepEqual(lanes(), [1]);
+    } finally {
+      await coarse.close();
+    }
+    await assert.rejects(DetectorPool.create({ modelPath: MODEL, lanes: 1, threadsPerLane: 1, chunkFrames: 0 }), /chunkFrames must be a whole number/);
   });
 });
