@@ -66,6 +66,45 @@ describe('DetectionService frame preparation', () => {
   });
 });
 
+describe('DetectionService batch buffers', () => {
+  it("reuses a job's batch buffer for a later job once the detector is done with it, never for a job in hand", async () => {
+    const { service, slots } = setUp(true);
+    const first = await service.prepare(job);
+    const second = await service.prepare({ ...job, id: 'v1:1' }); // prepared while the first still waits for the detector
+    assert.notEqual(slots[3]!.batch.buffer, slots[0]!.batch.buffer, 'two jobs in hand, two buffers');
+    await service.detectAndCommit(first);
+    await service.prepare({ ...job, id: 'v1:2' });
+    assert.equal(slots[6]!.batch.buffer, slots[0]!.batch.buffer, "the third job decodes into the first job's buffer");
+    assert.equal(slots[6]!.batch.length, 3 * 3 * 640 * 640);
+    // A smaller job takes a view of a spare that fits; it goes back whole.
+    await service.detectAndCommit(second);
+    await service.prepare({ ...job, id: 'v1:3', frames: job.frames.slice(0, 1) });
+    assert.equal(slots[9]!.batch.buffer, slots[3]!.batch.buffer);
+    assert.equal(slots[9]!.batch.length, 3 * 640 * 640);
+  });
+
+  it('gives the buffer back when the detector fails, and refuses to run a prepared job twice (its buffer may hold another job)', async () => {
+    const { service, slots } = setUp(true);
+    const failing = new DetectionService(
+      { get: async () => ({ id: 'v1', status: 'processing', framesTotal: 3, capturedAt: new Date(0), source: { width: 768, height: 576 } }) as VideoRecord },
+      { commitFrames: async () => 0, committedFrames: async () => new Set() },
+      { read: async (key) => Buffer.from(key), delete: async () => {} },
+      { ...detector, detectBatch: async () => Promise.reject(new Error('detector thread exited')) },
+      async (_jpeg, _imgsz, slot) => (slots.push(slot), { pixels: slot!.batch } as unknown as PreparedFrame),
+      { confidenceThreshold: 0.25, iouThreshold: 0.7 },
+      { keepFrames: true, logger: { warn: () => undefined } as never },
+    );
+    const prepared = await failing.prepare(job);
+    await assert.rejects(failing.detectAndCommit(prepared), /detector thread exited/);
+    await failing.prepare({ ...job, id: 'v1:1' });
+    assert.equal(slots[3]!.batch.buffer, slots[0]!.batch.buffer);
+    await assert.rejects(failing.detectAndCommit(prepared), /already run/);
+    const ran = await service.prepare(job);
+    await service.detectAndCommit(ran);
+    await assert.rejects(service.detectAndCommit(ran), /already run; prepare the job again/);
+  });
+});
+
 describe('DetectionService frame lifecycle', () => {
   it('records a corrupt frame as failed for good, and the frames of a job it gives up on as retryable', async () => {
     const committed: FrameResult[][] = [];
