@@ -64,6 +64,10 @@ export function frameExtractionArgs({ input, fps, jpegQuality, scale, maxPixels 
     'mjpeg',
     '-q:v',
     String(jpegQuality),
+    // The standard Huffman tables instead of ones computed for each frame: the same pixels (Huffman coding is
+    // lossless), files about 2% larger, and 28% less CPU for the whole extraction (vtest.avi at 5 frames/s, 640×480).
+    '-huffman',
+    'default',
     '-color_range',
     'pc',
     // mjpeg takes plain yuv420p only at this compliance level; the output is still standard JPEG.

@@ -4,7 +4,7 @@ import { ffprobeArgs } from '../../../src/media/probe.ts';
 
 const DEMUXERS = 'mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,flv,asf,ogg,ivf,h264,hevc,m4v';
 const POLICY = ['-protocol_whitelist', 'file', '-format_whitelist', DEMUXERS];
-const OUTPUT = ['-fps_mode', 'passthrough', '-c:v', 'mjpeg', '-q:v', '3', '-color_range', 'pc', '-strict', 'unofficial', '-f', 'image2pipe', 'pipe:1'];
+const OUTPUT = ['-fps_mode', 'passthrough', '-c:v', 'mjpeg', '-q:v', '3', '-huffman', 'default', '-color_range', 'pc', '-strict', 'unofficial', '-f', 'image2pipe', 'pipe:1'];
 const INPUT = ['-nostdin', '-hide_banner', '-nostats', '-loglevel', 'info', '-copyts', ...POLICY, '-i', 'file:/data/in.mp4', '-map', '0:V:0', '-an', '-sn', '-dn'];
 
 describe('media argument builders', () => {
