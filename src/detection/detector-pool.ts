@@ -63,9 +63,9 @@ class Lane {
   private call: Call | undefined;
   /**
    * The lane's input memory: the frames are copied into it and it is moved (transferred) to the thread, which
-   * moves it back with its answer. Measured for a 16-frame job of 640×640 frames: 4 ms a job; posting the
-   * frames as they are cost 167 ms (the structured clone copies a job's whole buffer once per frame that views
-   * it), and a fresh buffer each job 38 ms (page faults).
+   * moves it back with its answer. Measured for calls of 16 frames of 640×640: 4 ms a call; posting the frames
+   * as they were cost 167 ms (the structured clone copied the job's whole batch buffer once per frame viewing
+   * it), and a fresh buffer each call 38 ms (page faults).
    */
   private input: ArrayBuffer | undefined;
   /** Set once the thread is gone (crashed or closed): the pool replaces the lane. */
@@ -236,9 +236,9 @@ export class DetectorPool implements Detector {
   /**
    * Runs the batch in chunks (chunkFrames each), every chunk on the next lane to come free, the oldest call's
    * chunks first. So every lane works as long as any call has frames left: a lone job (the first and last of
-   * a video, a worker with one video) is shared by all lanes, and a lane that finishes its part of one job
-   * takes up the next job's frames instead of idling while another lane finishes (with a job per lane, up
-   * to half a job of one core's time at each job's end). Answers in the frames' order.
+   * a video, a worker with one video) is shared by all lanes, and a lane done with its part of one job takes
+   * up another held job's frames, where with a job a lane it idled until its next job was fetched and decoded,
+   * or, at a video's end, while the other lane finished the last job. Answers in the frames' order.
    */
   detectBatch(frames: PreparedFrame[], options: DetectOptions, timings?: DetectTimings): Promise<Detection[][]> {
     if (frames.length === 0) return Promise.resolve([]);

@@ -49,10 +49,10 @@ export interface PreparedJob {
 }
 
 /**
- * Batch buffers kept for later jobs. A job's buffer is large (16 frames of 640×640: 19.7 MB); a fresh one a job
- * cost its first touch of every page and the collector's time to free it (in a bench run's CPU profile of the
- * worker's main thread: 1.1 s of garbage collection and 0.5 s of copying into fresh slots for 398 frames).
- * Enough for the jobs a worker holds at once (one a detector lane, and a prefetched one).
+ * Batch buffers kept for later jobs. A job's buffer is large (16 frames of 640×640: 19.7 MB), and a fresh one
+ * faults in every page on first touch: in CPU profiles of the worker's main thread over a bench run, decoding
+ * into slots took 472 ms with a fresh buffer a job and 364 ms with reuse (398 frames). Four covers the jobs a
+ * worker holds at once (one a detector lane, up to four lanes; or one lane and its prefetched job).
  */
 const SPARE_BATCHES = 4;
 

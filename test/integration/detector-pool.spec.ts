@@ -43,7 +43,7 @@ describe('DetectorPool (ONNX Runtime lanes on worker threads, real model and fra
     assert.ok(frames.slice(0, 4).every((frame) => frame.pixels.length === 640 * 640 * 3));
   });
 
-  it('runs calls on both lanes at once, each answered with its own frames, a third waiting for a free lane', async () => {
+  it('answers calls made at once, more calls than lanes, each with its own frames', async () => {
     const batches = [frames.slice(0, 4), frames.slice(4, 8), frames.slice(8, 12)];
     const pooled = await Promise.all(batches.map((batch) => pool.detectBatch(batch, OPTIONS)));
     for (const [i, batch] of batches.entries()) assert.deepEqual(pooled[i], await reference.detectBatch(batch, OPTIONS), `batch ${i}`);
@@ -88,11 +88,14 @@ describe('DetectorPool (ONNX Runtime lanes on worker threads, real model and fra
     assert.equal(threads(), before);
   });
 
-  it('is what createDetector makes when asked for lanes, and refuses calls once closed', async () => {
+  it('is what createDetector makes when asked for lanes; closing fails the calls in hand and refuses new ones', async () => {
     const made = await createDetector({ modelPath: MODEL, onnxLanes: { lanes: 1, threadsPerLane: 1 } });
     assert.ok(made instanceof DetectorPool);
     assert.equal(made.lanes, 1);
+    // Closed with a call in hand (a frame on the lane, two queued): the call fails rather than waits for ever.
+    const inHand = made.detectBatch(frames.slice(0, 3), OPTIONS);
     await made.close();
+    await assert.rejects(inHand, /the detector is closed/);
     await assert.rejects(made.detectBatch(frames.slice(0, 1), OPTIONS), /closed/);
   });
 
@@ -131,7 +134,7 @@ describe('DetectorPool (ONNX Runtime lanes on worker threads, real model and fra
       assert.match(String(failed[0]!.reason), /detector thread exited \(code 3\)/);
       const answered = settled.findIndex((result) => result.status === 'fulfilled');
       assert.deepEqual((settled[answered] as PromiseFulfilledResult<unknown>).value, await reference.detectBatch(calls[answered]!, OPTIONS));
-      // Its replacement, a real lane, and the first one share the next lone batch.
+      // Its replacement, a real lane, and the first one serve on.
       for (let waited = 0; threads.length < 4 && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
       assert.deepEqual(await pool2.detectBatch(frames.slice(0, 4), OPTIONS), await reference.detectBatch(frames.slice(0, 4), OPTIONS));
       assert.equal(threads.length, 4);
