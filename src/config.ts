@@ -119,6 +119,8 @@ export interface Config {
   readonly previewMaxBytes: number;
   /** A preview encode running longer than this is stopped and dropped. */
   readonly previewTimeoutMs: number;
+  /** The preview's ffmpeg runs at this nice value (0-19) so detection of the same video comes first. */
+  readonly previewNiceness: number;
 
   // Frame size and model precision (FRAME_SIZE, MODEL_PRECISION, CALIBRATION_*).
   /**
@@ -278,6 +280,7 @@ export function loadConfig(env: Env = process.env): Config {
     previewCodec: read.oneOf('PREVIEW_CODEC', ['h264', 'vp9', 'off'] as const, 'h264'),
     previewMaxBytes: read.integer('PREVIEW_MAX_BYTES', 1024 ** 3, { min: 1024 }),
     previewTimeoutMs: read.integer('PREVIEW_TIMEOUT_MS', 30 * 60_000, { min: 1000 }),
+    previewNiceness: read.integer('PREVIEW_NICENESS', 19, { min: 0, max: 19 }),
     frameSize: readFrameSize(env.FRAME_SIZE, problems),
     modelPrecision: read.oneOf('MODEL_PRECISION', ['fp32', 'int8'] as const, 'fp32'),
     calibrationVideo: path.resolve(env.CALIBRATION_VIDEO || '/usr/share/doc/opencv-doc/examples/data/vtest.avi'),

@@ -83,6 +83,10 @@ const schemas: Record<string, Schema> = {
     error: nullable({ type: 'string' }),
     topClasses: { type: 'array', maxItems: 5, items: ref('ClassCount') },
     preview: nullable(ref('VideoPreview')),
+    previewPending: {
+      type: 'boolean',
+      description: 'True while the preview is being made: it is written after the frames are extracted, while they are detected, so a completed video may still be waiting for it. False once it is there (preview) or will not be (preview null).',
+    },
   }),
   VideoPage: object({ items: { type: 'array', items: ref('Video') }, nextCursor: nullable({ type: 'string' }) }),
   Accepted: object({ id: uuid, status: ref('VideoStatus') }),

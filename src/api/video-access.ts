@@ -27,7 +27,7 @@ export function ownerFilter(principal: Principal): string | undefined {
   return isAdmin(principal) ? undefined : principal.keyId;
 }
 
-/** The browser-playable preview of a video (written at extraction by PreviewService), null while there is none. */
+/** The browser-playable preview of a video (written after extraction by PreviewService), null while there is none. */
 export function previewOf(video: CatalogVideo): VideoPreview | null {
   return video.preview ? { url: `/videos/${video.id}/preview`, mimeType: video.preview.mimeType } : null;
 }
@@ -58,6 +58,7 @@ export function presentVideo(video: CatalogVideo, topClasses: ClassCount[], now:
     error: video.error,
     topClasses,
     preview: previewOf(video),
+    previewPending: video.previewPending,
   };
 }
 

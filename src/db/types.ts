@@ -46,6 +46,8 @@ export interface VideoRecord {
   completedAt: Date | null;
   /** null until the preview is written, and for good when it could not be. */
   preview: VideoPreview | null;
+  /** Extraction is over and the preview is being made (it is written after the frames, at a lower CPU priority). */
+  previewPending: boolean;
 }
 
 export interface NewVideo {
@@ -110,7 +112,7 @@ export interface VideoRepository {
    * Extraction is over: frames_total is known. The status becomes 'processing', or at once
    * 'completed' / 'failed' when every frame is already recorded (or there were none; see commitFrames).
    */
-  markExtracted(id: string, framesTotal: number): Promise<VideoRecord>;
+  markExtracted(id: string, framesTotal: number, previewPending?: boolean): Promise<VideoRecord>;
   /**
    * The video's extraction failed: it becomes 'failed' with this error if it is still being extracted
    * ('queued' or 'extracting'). False when it is not (another delivery of its extraction job finished it
@@ -126,8 +128,11 @@ export interface VideoRepository {
   cancel(id: string): Promise<VideoRecord | undefined>;
   /** True when the video was cancelled or deleted: its extraction should stop (polled by ExtractionService). */
   isCancelled(id: string): Promise<boolean>;
-  /** Records the video's browser-playable preview. */
-  setPreview(id: string, preview: VideoPreview): Promise<void>;
+  /**
+   * Records the video's browser-playable preview, or (null) that it has none for good; either way it is no
+   * longer pending. False when the video no longer exists (deleted meanwhile).
+   */
+  setPreview(id: string, preview: VideoPreview | null): Promise<boolean>;
   /** Removes the video and everything that references it (frames, detections, class counts); a missing video is no error. */
   delete(id: string): Promise<void>;
 }

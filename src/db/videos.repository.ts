@@ -28,9 +28,10 @@ interface VideoRow {
   completed_at: Date | null;
   preview_key: string | null;
   preview_mime_type: string | null;
+  preview_pending: boolean;
 }
 
-const columns = 'id, status, original_name, size_bytes, storage_key, sample_fps, duration_ms, source_fps, width, height, codec, creation_time, start_time_ms, captured_at, frames_total, frames_done, frames_failed, error, created_at, updated_at, completed_at, preview_key, preview_mime_type';
+const columns = 'id, status, original_name, size_bytes, storage_key, sample_fps, duration_ms, source_fps, width, height, codec, creation_time, start_time_ms, captured_at, frames_total, frames_done, frames_failed, error, created_at, updated_at, completed_at, preview_key, preview_mime_type, preview_pending';
 
 function toRecord(row: VideoRow): VideoRecord {
   return {
@@ -58,6 +59,7 @@ function toRecord(row: VideoRow): VideoRecord {
     updatedAt: row.updated_at,
     completedAt: row.completed_at,
     preview: row.preview_key === null || row.preview_mime_type === null ? null : { key: row.preview_key, mimeType: row.preview_mime_type as VideoPreview['mimeType'] },
+    previewPending: row.preview_pending,
   };
 }
 
@@ -104,12 +106,12 @@ export class PgVideoRepository implements VideoRepository {
     return rows.map((row) => ({ id: row.id, createdAt: row.created_at }));
   }
 
-  async markExtracted(id: string, framesTotal: number): Promise<VideoRecord> {
+  async markExtracted(id: string, framesTotal: number, previewPending = false): Promise<VideoRecord> {
     // Under the row lock taken by the first UPDATE: a worker committing the last frame at the same
     // moment either commits first (and settling here finishes the video) or waits and finishes it.
     const row = await this.sql.begin(async (tx) => {
       const updated = await tx`
-        UPDATE videos SET frames_total = ${framesTotal}, status = 'processing', completed_at = NULL, updated_at = now()
+        UPDATE videos SET frames_total = ${framesTotal}, status = 'processing', completed_at = NULL, preview_pending = ${previewPending}, updated_at = now()
         WHERE id = ${id} AND status NOT IN ('failed', 'cancelled')
         RETURNING id`;
       if (updated.length === 0) return undefined;
@@ -143,8 +145,9 @@ export class PgVideoRepository implements VideoRepository {
     return !row || row.status === 'cancelled';
   }
 
-  async setPreview(id: string, preview: VideoPreview): Promise<void> {
-    await this.sql`UPDATE videos SET preview_key = ${preview.key}, preview_mime_type = ${preview.mimeType}, updated_at = now() WHERE id = ${id}`;
+  async setPreview(id: string, preview: VideoPreview | null): Promise<boolean> {
+    const rows = await this.sql`UPDATE videos SET preview_key = ${preview?.key ?? null}, preview_mime_type = ${preview?.mimeType ?? null}, preview_pending = false, updated_at = now() WHERE id = ${id} RETURNING id`;
+    return rows.length === 1;
   }
 
   async delete(id: string): Promise<void> {

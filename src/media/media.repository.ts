@@ -35,6 +35,11 @@ export interface PreviewEncodeOptions {
   maxBytes: number;
   /** ffmpeg is stopped after this long. */
   timeoutMs: number;
+  /**
+   * Added to ffmpeg's nice value (0-19; 0 or none: as the worker runs): the preview is encoded while the
+   * video's frames are detected, and the lower priority leaves the CPU to detection first.
+   */
+  niceness?: number;
 }
 
 export interface ExtractionLimits {
@@ -293,7 +298,10 @@ export class MediaRepository {
    * output in every case.
    */
   async encodePreview(path: string, output: string, options: PreviewEncodeOptions): Promise<{ bytes: number }> {
-    const { file, args } = this.command(this.binaries.ffmpeg, previewArgs({ input: path, output, codec: options.codec, maxBytes: options.maxBytes, maxPixels: this.ceilings.maxPixels }));
+    const { file, args } = withNiceness(
+      options.niceness ?? 0,
+      this.command(this.binaries.ffmpeg, previewArgs({ input: path, output, codec: options.codec, maxBytes: options.maxBytes, maxPixels: this.ceilings.maxPixels })),
+    );
     const result = await execa(file, args, { reject: false, stdin: 'ignore', timeout: options.timeoutMs });
     if (result.timedOut) throw new FfmpegError(`the preview took longer than ${options.timeoutMs} ms`);
     if (result.exitCode === undefined) throw new FfmpegError(`could not run ffmpeg (${this.binaries.ffmpeg}): ${result.shortMessage ?? ''}`);
@@ -416,4 +424,14 @@ export function shortReason(stderr: string, path: string): string {
 
 function withoutPath(line: string, path: string): string {
   return line.split(`file:${path}`).join('the file').split(path).join('the file');
+}
+
+/**
+ * The command run through coreutils' `nice`, which lowers its priority and then execs it: every thread ffmpeg
+ * starts inherits the value (setpriority on the child's pid after spawning would only reach its first thread).
+ */
+export function withNiceness(niceness: number, command: { file: string; args: string[] }): { file: string; args: string[] } {
+  if (!Number.isInteger(niceness) || niceness < 0 || niceness > 19) throw new RangeError(`niceness must be a whole number from 0 to 19, got ${niceness}`);
+  if (niceness === 0) return command;
+  return { file: 'nice', args: ['-n', String(niceness), command.file, ...command.args] };
 }

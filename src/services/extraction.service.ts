@@ -50,9 +50,9 @@ export interface ExtractionQueue extends VideoJobDiscarder {
 
 export type ExtractionMedia = Pick<MediaRepository, 'extractFrames'>;
 
-export type PreviewMaker = Pick<PreviewService, 'create'>;
+export type PreviewMaker = Pick<PreviewService, 'create' | 'enabled'>;
 
-export type ExtractionVideos = Pick<VideoRepository, 'get' | 'startExtraction' | 'recordFramesPublished' | 'markExtracted' | 'markFailed' | 'listQueued' | 'isCancelled'>;
+export type ExtractionVideos = Pick<VideoRepository, 'get' | 'startExtraction' | 'recordFramesPublished' | 'markExtracted' | 'markFailed' | 'listQueued' | 'isCancelled' | 'setPreview'>;
 
 /** The abort reason of an extraction whose video was cancelled or deleted. */
 export class ExtractionCancelledError extends Error {
@@ -104,9 +104,10 @@ export class ExtractionService {
   async run(job: Pick<ExtractionJob, 'videoId'>, signal?: AbortSignal): Promise<void> {
     const video = await this.videos.get(job.videoId);
     if (video && (video.status === 'queued' || video.status === 'extracting')) await this.extract(video, signal);
-    else if (video && video.framesTotal !== null && this.settings.keepSourceVideo === false) {
-      // Extracted by a delivery that died before it deleted the source (or before its ack).
-      await this.deleteSource(video);
+    else if (video && video.framesTotal !== null) {
+      // Extracted by a delivery that died before its preview was made, its source deleted or its ack.
+      if (video.previewPending) await this.resumePreview(video);
+      if (this.settings.keepSourceVideo === false) await this.deleteSource(video);
     }
     await this.queue.extractionFinished(job.videoId);
   }
@@ -175,7 +176,7 @@ export class ExtractionService {
       };
       const limits = { maxFrames: this.settings.limits.maxFrames, maxDurationMs: this.settings.limits.maxDurationS * 1000 };
       const options = { fps: video.sampleFps, jpegQuality: this.settings.jpegQuality, startTimeMs: video.source.startTimeMs, scale: this.frameScale(video), limits };
-      const { frames } = await withLocalCopy(this.storage, video.storageKey, this.settings.workDir, async (file) => {
+      const updated = await withLocalCopy(this.storage, video.storageKey, this.settings.workDir, async (file) => {
         const extracted = await this.media.extractFrames(file, options, async (frame) => {
           if (frame.index < resumeFrom) {
             skipped += 1; // stored and published by an earlier delivery
@@ -189,22 +190,23 @@ export class ExtractionService {
         await flush();
         // A header that promised frames the stream does not have; refused at upload when it tells the truth.
         if (extracted.frames === 0) throw new Error('the video yielded no frame at this sampling rate');
-        // From the same local copy, while workers detect, and before the video can complete, so a
-        // completed video has its preview (or none for good). It never throws: a preview failure
-        // leaves the video without one.
-        await this.previews.create(video, file);
+        // The video may complete from here on: it does not wait for its preview (previewPending until then).
+        const extractedVideo = await this.videos.markExtracted(video.id, extracted.frames, this.previews.enabled);
+        if (extractedVideo.status === 'cancelled') return extractedVideo;
+        this.logger.info('extraction finished', { videoId: video.id, frames: extracted.frames, skipped, ms: Date.now() - started, status: extractedVideo.status });
+        this.observer.stage('extraction', (Date.now() - started) / 1000);
+        // From the same local copy, while the frames are detected, at a lower CPU priority (PREVIEW_NICENESS),
+        // so the detections are not held back by it. It never throws: a failure leaves the video without one.
+        if (extractedVideo.previewPending) await this.previews.create(video, file);
         // Stopped while the preview was made: its file goes with the rest below.
         signal.throwIfAborted();
-        return extracted;
+        return extractedVideo;
       });
-      const updated = await this.videos.markExtracted(video.id, frames);
       if (updated.status === 'cancelled') {
         // Cancelled after the last frame was published: those jobs must not wait in the queue.
         await this.discardStopped(video);
         return;
       }
-      this.logger.info('extraction finished', { videoId: video.id, frames, skipped, ms: Date.now() - started, status: updated.status });
-      this.observer.stage('extraction', (Date.now() - started) / 1000);
       if (this.settings.keepSourceVideo === false) await this.deleteSource(video);
     } catch (error) {
       // A cancel or delete, seen by the poll, by a checkpoint, or as whatever it broke first (the source
@@ -261,6 +263,23 @@ export class ExtractionService {
       }
       after = page.at(-1);
     }
+  }
+
+  /**
+   * The preview of a video whose extraction finished in a delivery that stopped before the preview was
+   * made (a worker that died or was stopped): made now from the source. A source that cannot be read
+   * (deleted meanwhile) leaves the video without one; a service briefly away is retried with the job.
+   */
+  private async resumePreview(video: VideoRecord): Promise<void> {
+    try {
+      await withLocalCopy(this.storage, video.storageKey, this.settings.workDir, (file) => this.previews.create(video, file));
+    } catch (error) {
+      if (isTransientError(error)) throw error;
+      this.logger.warn('could not read the source for its preview; the video has none', { videoId: video.id, error: errorMessage(error) });
+      await this.videos.setPreview(video.id, null);
+    }
+    // Deleted while the preview was made: its preview goes too (a cancelled video keeps it, as it keeps the source).
+    if ((await this.videos.get(video.id)) === undefined) await discardVideoWorkQuietly(this.queue, this.storage, video.id, 'everything', this.logger);
   }
 
   /** Where FRAME_SIZE stores this video's frames smaller than the source; undefined when they fit already. */

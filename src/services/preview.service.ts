@@ -15,6 +15,8 @@ export interface PreviewSettings {
   previewCodec: PreviewCodec | 'off';
   previewMaxBytes: number;
   previewTimeoutMs: number;
+  /** The nice value of the preview's ffmpeg (see PreviewEncodeOptions.niceness). */
+  previewNiceness?: number;
   /** Where ffmpeg writes the preview before it is stored; default os.tmpdir(). */
   workDir?: string;
 }
@@ -23,7 +25,9 @@ export type PreviewMedia = Pick<MediaRepository, 'encodePreview'>;
 
 /**
  * Browser-playable previews: browsers cannot play many uploaded codecs (msmpeg4, cinepak, ...), so the
- * web app plays this H.264 (or VP9) copy, written from the upload in one bounded ffmpeg run.
+ * web app plays this H.264 (or VP9) copy, written from the upload in one bounded ffmpeg run. It is made
+ * once the frames are extracted, at a lower CPU priority, while they are detected: the video does not
+ * wait for it to complete (it stays previewPending until the preview is stored or given up).
  */
 export class PreviewService {
   constructor(
@@ -34,10 +38,15 @@ export class PreviewService {
     private readonly logger: Logger,
   ) {}
 
+  /** False with PREVIEW_CODEC=off: no video waits for a preview. */
+  get enabled(): boolean {
+    return this.settings.previewCodec !== 'off';
+  }
+
   /**
    * Writes a video's preview from sourceFile (a local copy of its upload), stores it and records it on
    * the video; true when it did. Never throws: a preview is a convenience, so a failure is logged and
-   * leaves the video as it was, without one. Nothing is left in workDir either way.
+   * recorded as no preview for good (the video is otherwise unaffected). Nothing is left in workDir either way.
    */
   async create(video: Pick<VideoRecord, 'id'>, sourceFile: string): Promise<boolean> {
     const codec = this.settings.previewCodec;
@@ -54,10 +63,16 @@ export class PreviewService {
         codec,
         maxBytes: this.settings.previewMaxBytes,
         timeoutMs: this.settings.previewTimeoutMs,
+        niceness: this.settings.previewNiceness ?? 0,
       });
       await this.storage.writeStream(key, createReadStream(output));
       stored = true;
-      await this.videos.setPreview(video.id, { key, mimeType: format.mimeType });
+      if (!(await this.videos.setPreview(video.id, { key, mimeType: format.mimeType }))) {
+        // Deleted while the preview was made: the delete's clean-up may have run before the file was stored.
+        await this.storage.delete([key]).catch((cleanup: unknown) => this.logger.warn('could not delete the preview of a deleted video', { videoId: video.id, error: errorMessage(cleanup) }));
+        this.logger.info('preview dropped: the video was deleted meanwhile', { videoId: video.id });
+        return false;
+      }
       this.logger.info('preview written', { videoId: video.id, codec, bytes, ms: Date.now() - started });
       return true;
     } catch (error) {
@@ -65,6 +80,8 @@ export class PreviewService {
       if (stored) {
         await this.storage.delete([key]).catch((cleanup: unknown) => this.logger.warn('could not delete an unrecorded preview', { videoId: video.id, error: errorMessage(cleanup) }));
       }
+      // No longer pending: the web app says there is none instead of waiting for it.
+      await this.videos.setPreview(video.id, null).catch((recording: unknown) => this.logger.warn('could not record that the video has no preview', { videoId: video.id, error: errorMessage(recording) }));
       return false;
     } finally {
       if (dir !== undefined) {

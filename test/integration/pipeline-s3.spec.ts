@@ -100,13 +100,13 @@ describe('pipeline end to end on S3 storage (STORAGE_DRIVER=s3, s3rver): real pr
     assert.ok(people >= 5, `people seen in only ${people} of 6 frames`);
 
     // KEEP_FRAMES=false (default) and KEEP_SOURCE_VIDEO=false: the video's frames and upload are deleted;
-    // only its browser preview stays (the web app plays it). The last deletions may land just after the
-    // status turns completed.
+    // only its browser preview stays (the web app plays it). The preview (made while the frames are
+    // detected, the source deleted after it) and the last deletions may land just after the status turns completed.
     const preview = storageKeys.preview(id, 'mp4');
     await waitFor('only the preview to stay in the bucket', async () => {
       const keys = await storage.list(`videos/${id}`);
       return keys.length === 1 && keys[0] === preview ? true : undefined;
-    }, 10_000, 100);
+    }, 60_000, 100);
     assert.equal(await s3.objectCount(), 1);
     assert.deepEqual(await s3.multipartUploads().then((u) => u.open), 0);
     // ffmpeg's downloaded copies are gone, and nothing was written to local storage.

@@ -10,7 +10,7 @@ import { PgVideoRepository } from '../../src/db/videos.repository.ts';
 import { createLogger, type Logger } from '../../src/logger.ts';
 import { resolveMediaBinaries } from '../../src/media/binaries.ts';
 import { MediaRepository } from '../../src/media/media.repository.ts';
-import { PreviewService, type PreviewSettings } from '../../src/services/preview.service.ts';
+import { PreviewService, type PreviewMedia, type PreviewSettings } from '../../src/services/preview.service.ts';
 import { LocalStorage } from '../../src/storage/local-storage.ts';
 import { apiFetch } from '../helpers/api-client.ts';
 import { createTestDatabase, newVideoInput, type TestDatabase } from '../helpers/database.ts';
@@ -48,7 +48,7 @@ function topLevelBoxes(data: Buffer): Map<string, number> {
   return boxes;
 }
 
-describe('previews: a browser-playable copy written at extraction (real ffmpeg, storage and PostgreSQL)', function () {
+describe('previews: a browser-playable copy written after extraction (real ffmpeg, storage and PostgreSQL)', function () {
   this.timeout(180_000);
   let db: TestDatabase;
   let videos: PgVideoRepository;
@@ -97,17 +97,28 @@ describe('previews: a browser-playable copy written at extraction (real ffmpeg, 
     );
   }
 
+  /** After a failed preview: nothing stored or left, and the video recorded as having none for good (no longer pending). */
   async function assertNothingLeft(video: VideoRecord): Promise<void> {
     assert.deepEqual(await storage.list(`videos/${video.id}`), [], 'nothing stored');
     assert.deepEqual(await fs.readdir(workDir), [], 'nothing left in the work directory');
-    assert.deepEqual(await videos.get(video.id), video, 'the video is untouched');
+    const { updatedAt: _updatedAt, ...now } = (await videos.get(video.id))!;
+    const { updatedAt: _before, ...before } = video;
+    assert.deepEqual(now, { ...before, preview: null, previewPending: false }, 'the video otherwise untouched');
+  }
+
+  /** A video whose extraction is over and whose preview is being made (as markExtracted leaves it). */
+  async function pendingVideo(): Promise<VideoRecord> {
+    const video = await newVideo();
+    return videos.markExtracted(video.id, 40, true);
   }
 
   it('writes H.264 MP4 from msmpeg4 AVI (vtest.avi): same size, every frame, from 0 s, index first, recorded on the video', async () => {
-    const video = await newVideo();
+    const video = await pendingVideo();
+    assert.equal(video.previewPending, true);
     assert.equal(await previews().create(video, vtestClip), true);
     const recorded = await videos.get(video.id);
     assert.deepEqual(recorded!.preview, { key: `videos/${video.id}/preview.mp4`, mimeType: 'video/mp4' });
+    assert.equal(recorded!.previewPending, false);
     const file = storage.localPath(recorded!.preview!.key);
     const { streams, format } = await probePreview(file);
     assert.equal(streams.length, 1, 'video only');
@@ -153,7 +164,7 @@ describe('previews: a browser-playable copy written at extraction (real ffmpeg, 
   });
 
   it('drops a preview that reaches PREVIEW_MAX_BYTES: no preview, nothing stored or left behind, the failure logged', async () => {
-    const video = await newVideo();
+    const video = await pendingVideo();
     assert.equal(await previews({ previewMaxBytes: 20_000 }).create(video, vtestClip), false);
     await assertNothingLeft(video);
     assert.equal(warnings.length, 1);
@@ -164,19 +175,58 @@ describe('previews: a browser-playable copy written at extraction (real ffmpeg, 
     // A FIFO that nobody writes to: ffmpeg waits on it for ever, so only the time limit can end the run.
     const fifo = path.join(tmp, 'never-written.avi');
     await execa('mkfifo', [fifo]);
-    const video = await newVideo();
+    const video = await pendingVideo();
     assert.equal(await previews({ previewTimeoutMs: 1000 }).create(video, fifo), false);
     await assertNothingLeft(video);
     assert.match(String(warnings[0]!.meta.error), /the preview took longer than 1000 ms/);
   });
 
   it('logs a source ffmpeg cannot read, and leaves the video without a preview', async () => {
-    const video = await newVideo();
+    const video = await pendingVideo();
     const junk = await fixtures.makeRandomBytes(tmp, 50_000);
     assert.equal(await previews().create(video, junk), false);
     await assertNothingLeft(video);
     assert.match(String(warnings[0]!.meta.error), /ffmpeg exited with code \d+ writing the preview/);
     assert.doesNotMatch(String(warnings[0]!.meta.error), new RegExp(tmp), 'no server paths in the message');
+  });
+
+  it('runs ffmpeg at PREVIEW_NICENESS, every thread of it, and at the worker\'s own priority with 0', async () => {
+    // An ffmpeg that records the nice value of each of its threads while it encodes (x264 starts several).
+    const dir = await fs.mkdtemp(path.join(tmp, 'nice-'));
+    const realFfmpeg = (await execa('sh', ['-c', 'command -v ffmpeg'])).stdout.trim();
+    const wrapper = path.join(dir, 'ffmpeg');
+    await fs.writeFile(
+      wrapper,
+      // Every 20 ms while it runs: "thread-id nice" for each of its threads (field 19 of /proc/<pid>/task/<tid>/stat).
+      `#!/bin/sh\n"${realFfmpeg}" "$@" &\npid=$!\n: > "${dir}/niceness"\nwhile kill -0 $pid 2>/dev/null; do for t in /proc/$pid/task/*; do cut -d' ' -f1,19 "$t/stat" 2>/dev/null; done >> "${dir}/niceness"; sleep 0.02; done\nwait $pid\n`,
+      { mode: 0o755 },
+    );
+    const recording = new MediaRepository(await resolveMediaBinaries({ ffmpegPath: wrapper }));
+    const base = os.getPriority();
+    for (const niceness of [7, 0]) {
+      const video = await pendingVideo();
+      const service = new PreviewService({ previewCodec: 'h264', previewMaxBytes: 100_000_000, previewTimeoutMs: 120_000, previewNiceness: niceness, workDir }, videos, storage, recording, logger);
+      assert.equal(await service.create(video, vtestClip), true);
+      const samples = (await fs.readFile(path.join(dir, 'niceness'), 'utf8')).trim().split('\n').map((line) => line.split(' ').map(Number) as [number, number]);
+      assert.ok(new Set(samples.map(([thread]) => thread)).size > 1, `ffmpeg's threads seen: ${samples.length} samples`);
+      assert.deepEqual(new Set(samples.map(([, nice]) => nice)), new Set([Math.min(19, base + niceness)]), `nice values of ffmpeg's threads with PREVIEW_NICENESS=${niceness}`);
+    }
+  });
+
+  it('drops the preview of a video deleted while it was made: nothing stored or left behind', async () => {
+    const video = await pendingVideo();
+    // The delete lands during the encode: its clean-up of storage ran before the preview was there.
+    const deleting: PreviewMedia = {
+      encodePreview: async (...args) => {
+        await videos.delete(video.id);
+        return media.encodePreview(...args);
+      },
+    };
+    const service = new PreviewService({ previewCodec: 'h264', previewMaxBytes: 100_000_000, previewTimeoutMs: 120_000, workDir }, videos, storage, deleting, logger);
+    assert.equal(await service.create(video, vtestClip), false);
+    assert.deepEqual(await storage.list(`videos/${video.id}`), []);
+    assert.deepEqual(await fs.readdir(workDir), []);
+    assert.deepEqual(warnings, []);
   });
 
   it('runs nothing with PREVIEW_CODEC=off', async () => {
@@ -211,9 +261,14 @@ describe('GET /videos/:id/preview: byte ranges for the browser (real API process
     baseUrl = `http://127.0.0.1:${port}`;
     const env = { DATABASE_URL: db.url, QUEUE_PREFIX: prefix, STORAGE_DIR: storageDir, PORT: String(port), HOST: '127.0.0.1', API_KEY: 'test-admin-token' };
     api = ServiceProcess.start('api', env);
-    // An extract-only worker and no detector: it extracts frames and writes the preview before the video
-    // moves on to 'processing', where it stays.
-    extractor = ServiceProcess.start('worker', { ...env, WORKER_ROLES: 'extract' });
+    // An extract-only worker and no detector: it extracts the frames, the video moves on to 'processing' (where
+    // it stays), and then the preview is written. Its ffmpeg waits for the file `release` first, so the test
+    // sees the video extracted with its preview still pending.
+    const realFfmpeg = (await execa('sh', ['-c', 'command -v ffmpeg'])).stdout.trim();
+    const release = path.join(tmp, 'release');
+    const wrapper = path.join(tmp, 'ffmpeg');
+    await fs.writeFile(wrapper, `#!/bin/sh\ncase "$*" in *preview.mp4*) while [ ! -e "${release}" ]; do sleep 0.05; done;; esac\nexec "${realFfmpeg}" "$@"\n`, { mode: 0o755 });
+    extractor = ServiceProcess.start('worker', { ...env, WORKER_ROLES: 'extract', FFMPEG_PATH: wrapper });
     await redis.connect();
     await api.waitForLog('api listening');
     await extractor.waitForLog('worker started');
@@ -224,9 +279,16 @@ describe('GET /videos/:id/preview: byte ranges for the browser (real API process
     const upload = await apiFetch(`${baseUrl}/videos`, { method: 'POST', body: form });
     assert.equal(upload.status, 202, await upload.clone().text());
     videoId = ((await upload.json()) as { id: string }).id;
-    const video = await waitFor('the preview', async () => {
-      const body = (await (await apiFetch(`${baseUrl}/videos/${videoId}`)).json()) as { status: string; preview: unknown };
+    type VideoBody = { status: string; framesTotal: number | null; preview: unknown; previewPending: boolean };
+    const extracted = await waitFor('the extraction', async () => {
+      const body = (await (await apiFetch(`${baseUrl}/videos/${videoId}`)).json()) as VideoBody;
       return body.status === 'processing' ? body : undefined;
+    }, 120_000);
+    assert.deepEqual([extracted.framesTotal, extracted.preview, extracted.previewPending], [3, null, true], 'extracted, its preview still being made');
+    await fs.writeFile(release, '');
+    const video = await waitFor('the preview', async () => {
+      const body = (await (await apiFetch(`${baseUrl}/videos/${videoId}`)).json()) as VideoBody;
+      return body.previewPending ? undefined : body;
     }, 120_000);
     assert.deepEqual(video.preview, { url: `/videos/${videoId}/preview`, mimeType: 'video/mp4' });
     preview = await fs.readFile(path.join(storageDir, 'videos', videoId, 'preview.mp4'));

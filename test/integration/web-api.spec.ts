@@ -143,7 +143,11 @@ describe('web API end to end: live progress, analytics, OpenAPI conformance and 
   });
 
   it('shows the video with ETA, top classes and preview, in the list; summary and export agree with SQL', async () => {
-    const { body: video } = await call('GET', `/videos/${videoId}`);
+    // The preview is made while the frames are detected and may come just after completion.
+    const video = await waitFor('the preview', async () => {
+      const { body } = await call('GET', `/videos/${videoId}`);
+      return (body as { previewPending: boolean }).previewPending ? undefined : body;
+    }, 60_000, 200);
     const expectedTop = await db.sql<{ className: string; count: number }[]>`
       SELECT class_name AS "className", count(*)::int AS count FROM detections WHERE video_id = ${videoId}
       GROUP BY class_name ORDER BY count(*) DESC, class_name LIMIT 5`;

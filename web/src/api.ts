@@ -29,6 +29,8 @@ export interface Video {
   error: string | null;
   topClasses: ClassCount[];
   preview: { url: string; mimeType: string } | null;
+  /** The preview is still being made (it may come after the video completes). */
+  previewPending: boolean;
 }
 
 /** What GET /videos/:id/events sends as `progress`. */

@@ -23,6 +23,7 @@ function video(overrides: Partial<CatalogVideo> = {}): CatalogVideo {
     updatedAt: new Date(T0),
     completedAt: null,
     preview: null,
+    previewPending: false,
     ownerKeyId: null,
     progress: { firstCommitAt: null, firstCommitFrames: null, lastCommitAt: null },
     ...overrides,

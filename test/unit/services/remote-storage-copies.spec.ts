@@ -51,7 +51,7 @@ describe('Upload checks and extraction with a storage that has no local files (S
     const rows = new Map<string, VideoRecord>();
     const videos = {
       create: async (video: NewVideo) => {
-        const row = { ...video, status: 'queued', framesTotal: null, framesDone: 0, framesFailed: 0, error: null, createdAt: new Date(), updatedAt: new Date(), completedAt: null, preview: null } as VideoRecord;
+        const row = { ...video, status: 'queued', framesTotal: null, framesDone: 0, framesFailed: 0, error: null, createdAt: new Date(), updatedAt: new Date(), completedAt: null, preview: null, previewPending: false } as VideoRecord;
         rows.set(video.id, row);
         return row;
       },
@@ -59,7 +59,7 @@ describe('Upload checks and extraction with a storage that has no local files (S
       delete: async (id: string) => void rows.delete(id),
       startExtraction: async (id: string) => (rows.get(id)!.status = 'extracting', 0),
       recordFramesPublished: async () => true,
-      markExtracted: async (id: string, framesTotal: number) => Object.assign(rows.get(id)!, { framesTotal, status: 'processing' }),
+      markExtracted: async (id: string, framesTotal: number, previewPending = false) => Object.assign(rows.get(id)!, { framesTotal, status: 'processing', previewPending }),
       markFailed: async (id: string, error: string) => (Object.assign(rows.get(id)!, { status: 'failed', error }), true),
       isCancelled: async () => false,
     } as unknown as VideoRepository;
@@ -81,6 +81,7 @@ describe('Upload checks and extraction with a storage that has no local files (S
     const logger = createLogger({ logLevel: 'error', logFormat: 'json' }, 'test', { silent: true });
     // The preview is made from the same downloaded copy as the frames, before that copy is deleted.
     const previews = {
+      enabled: true,
       create: async (_video: unknown, file: string) => {
         seen.push(`preview from ${await fs.readFile(file, 'utf8')}`);
         return true;

@@ -87,7 +87,7 @@ class MemoryVideos implements VideoRepository {
   readonly rows = new Map<string, VideoRecord>();
   async create(video: NewVideo): Promise<VideoRecord> {
     const now = new Date();
-    const record: VideoRecord = { ...video, status: 'queued', framesTotal: null, framesDone: 0, framesFailed: 0, error: null, createdAt: now, updatedAt: now, completedAt: null, preview: null };
+    const record: VideoRecord = { ...video, status: 'queued', framesTotal: null, framesDone: 0, framesFailed: 0, error: null, createdAt: now, updatedAt: now, completedAt: null, preview: null, previewPending: false };
     this.rows.set(video.id, record);
     return record;
   }
@@ -112,11 +112,11 @@ class MemoryVideos implements VideoRepository {
     const start = after ? queued.findIndex((row) => row.id === after.id) + 1 : 0;
     return queued.slice(start, start + limit).map((row) => ({ id: row.id, createdAt: row.createdAt }));
   }
-  async markExtracted(id: string, framesTotal: number) {
+  async markExtracted(id: string, framesTotal: number, previewPending = false) {
     const row = this.rows.get(id);
     if (!row) throw new Error(`video ${id} no longer exists`);
     if (row.status === 'failed' || row.status === 'cancelled') return row;
-    Object.assign(row, { framesTotal, status: framesTotal === row.framesDone ? 'completed' : 'processing' });
+    Object.assign(row, { framesTotal, status: framesTotal === row.framesDone ? 'completed' : 'processing', previewPending });
     return row;
   }
   async cancel(id: string) {
@@ -134,8 +134,10 @@ class MemoryVideos implements VideoRepository {
     Object.assign(row, { status: 'failed', error });
     return true;
   }
-  async setPreview(id: string, preview: VideoPreview) {
-    Object.assign(this.rows.get(id)!, { preview });
+  async setPreview(id: string, preview: VideoPreview | null) {
+    const row = this.rows.get(id);
+    if (row) Object.assign(row, { preview, previewPending: false });
+    return row !== undefined;
   }
   async delete(id: string) {
     this.rows.delete(id);
@@ -149,16 +151,26 @@ const goodProbe = {
   raw: {},
 };
 
-function setUp(media: Partial<UploadMedia & ExtractionMedia> = {}, overrides: Partial<UploadSettings & ExtractionSettings> = {}) {
+function setUp(media: Partial<UploadMedia & ExtractionMedia> = {}, overrides: Partial<UploadSettings & ExtractionSettings> = {}, previewsEnabled = true) {
   const storage = new MemoryStorage();
   const videos = new MemoryVideos();
   const queue = new MemoryQueue();
   const published = queue.published;
-  // What the preview maker saw when it was called: the file, the jobs published and the video's status by then.
-  const previewCalls: Array<{ file: string; jobsPublished: number; status: string }> = [];
+  // What the preview maker saw when it was called: the file, the jobs published, the video as it was by then,
+  // and whether its source was still stored.
+  const previewCalls: Array<{ file: string; jobsPublished: number; status: string; framesTotal: number | null; previewPending: boolean; sourceStored: boolean }> = [];
+  // previews.dying > 0: that many preview runs break off as a dying worker's would (before anything is recorded).
   const previews = {
+    enabled: previewsEnabled,
+    dying: 0,
     create: async (video: { id: string }, file: string) => {
-      previewCalls.push({ file, jobsPublished: published.length, status: videos.rows.get(video.id)!.status });
+      if (previews.dying > 0) {
+        previews.dying -= 1;
+        throw new Error('the worker died');
+      }
+      const row = videos.rows.get(video.id)!;
+      previewCalls.push({ file, jobsPublished: published.length, status: row.status, framesTotal: row.framesTotal, previewPending: row.previewPending, sourceStored: await storage.exists(row.storageKey) });
+      await videos.setPreview(video.id, { key: `videos/${video.id}/preview.mp4`, mimeType: 'video/mp4' });
       return true;
     },
   };
@@ -178,7 +190,7 @@ function setUp(media: Partial<UploadMedia & ExtractionMedia> = {}, overrides: Pa
   const drain = async () => {
     for (let videoId = queue.extractions.shift(); videoId !== undefined; videoId = queue.extractions.shift()) await extraction.run({ videoId });
   };
-  return { service, extraction, drain, queue, storage, videos, published, previewCalls };
+  return { service, extraction, drain, queue, storage, videos, published, previewCalls, previews };
 }
 
 describe('UploadService and ExtractionService', () => {
@@ -196,14 +208,41 @@ describe('UploadService and ExtractionService', () => {
     assert.equal(videos.rows.get(video.id)!.status, 'processing');
   });
 
-  it('makes the preview from the local file once every job is published, before the video is marked extracted', async () => {
+  it('makes the preview from the local file after the video is marked extracted (pending until then), so completion does not wait for it', async () => {
     const { service, drain, videos, published, previewCalls } = setUp();
     const staged = await service.stageUpload('clip.mp4', Readable.from([Buffer.from('video bytes')]));
     const video = await service.acceptUpload(staged, undefined);
     await drain();
-    assert.deepEqual(previewCalls, [{ file: `/memory/videos/${video.id}/source`, jobsPublished: published.length, status: 'extracting' }]);
+    assert.deepEqual(previewCalls, [{ file: `/memory/videos/${video.id}/source`, jobsPublished: published.length, status: 'processing', framesTotal: 10, previewPending: true, sourceStored: true }]);
     assert.equal(published.length, 3);
-    assert.equal(videos.rows.get(video.id)!.status, 'processing');
+    const row = videos.rows.get(video.id)!;
+    assert.equal(row.status, 'processing');
+    assert.deepEqual([row.previewPending, row.preview?.mimeType], [false, 'video/mp4']);
+  });
+
+  it('with previews off, marks no video as waiting for one and makes none', async () => {
+    const { service, drain, videos, previewCalls } = setUp({}, {}, false);
+    const video = await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('x')])), undefined);
+    await drain();
+    assert.deepEqual(previewCalls, []);
+    assert.deepEqual([videos.rows.get(video.id)!.status, videos.rows.get(video.id)!.previewPending], ['processing', false]);
+  });
+
+  it('a redelivered job of an extracted video whose preview is still pending makes it, then deletes the source (KEEP_SOURCE_VIDEO=false)', async () => {
+    const { service, extraction, drain, videos, storage, published, previewCalls, previews } = setUp({}, { keepSourceVideo: false }, true);
+    // The first delivery extracted the frames and died making the preview: pending, the source still there.
+    previews.dying = 1;
+    const video = await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('x')])), undefined);
+    await drain();
+    const row = videos.rows.get(video.id)!;
+    assert.deepEqual([row.status, row.previewPending, row.preview], ['processing', true, null]);
+    const jobs = published.length;
+    // The job is delivered again: no frame is extracted again, the preview is made from the source, which then goes.
+    await extraction.run({ videoId: video.id });
+    assert.equal(published.length, jobs);
+    assert.deepEqual(previewCalls, [{ file: `/memory/videos/${video.id}/source`, jobsPublished: jobs, status: 'processing', framesTotal: 10, previewPending: true, sourceStored: true }]);
+    assert.deepEqual([row.previewPending, row.preview?.key], [false, `videos/${video.id}/preview.mp4`]);
+    assert.equal(await storage.exists(row.storageKey), false);
   });
 
   it('makes no preview when extraction breaks', async () => {

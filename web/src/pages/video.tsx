@@ -9,6 +9,9 @@ import { formatBytes, formatDuration } from '../lib/format.ts';
 import { classColor } from '../lib/overlay.ts';
 import { routeHash } from '../lib/route.ts';
 
+/** How often a video whose preview is still being made is read again. */
+const PREVIEW_POLL_MS = 2000;
+
 /**
  * One video: live progress, the preview with its detections drawn over it, class and confidence
  * filters, the per-class timeline (click to seek) and the downloads.
@@ -55,6 +58,15 @@ export function VideoPage({ id }: { id: string }) {
       setResultsVersion((version) => version + 1);
     },
   );
+
+  // The preview may come after the video completes (it is made while the frames are detected, at a lower
+  // priority): until it is there or given up, the video is read again every few seconds.
+  const previewPending = loaded && video.previewPending;
+  useEffect(() => {
+    if (!previewPending) return;
+    const timer = setInterval(() => void reloadVideo(), PREVIEW_POLL_MS);
+    return () => clearInterval(timer);
+  }, [id, previewPending]);
 
   const durationMs = loaded ? video.source.durationMs : null;
   useEffect(() => {
@@ -138,7 +150,9 @@ export function VideoPage({ id }: { id: string }) {
             <Player src={video.preview.url} mimeType={video.preview.mimeType} source={video.source} frames={frames} filter={filter} video={player} videoRef={setPlayer} />
           ) : (
             <div class="no-preview">
-              {video.status === 'cancelled'
+              {video.previewPending
+                ? 'Preparing the preview…'
+                : video.status === 'cancelled'
                 ? 'No preview: the video was cancelled before it was made. Its detections so far are below and in the downloads.'
                 : finished
                   ? 'No preview: this video could not be converted to a format browsers play. Its detections are below and in the downloads.'
