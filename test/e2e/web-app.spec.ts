@@ -59,7 +59,12 @@ describe("web app end to end in Debian's Chromium (real API, worker, Redis, Post
     clip = await copyClip(VTEST_AVI, CLIP_SECONDS, path.join(tmp, 'pedestrians.avi'));
     stack = await Stack.start(tmp);
     await stack.startApi();
-    await stack.startWorker();
+    // The preview's ffmpeg waits for the file `release-preview`, so the page is seen with the video completed
+    // and its preview still being made (it is made after extraction, and the video does not wait for it).
+    const realFfmpeg = (await execa('sh', ['-c', 'command -v ffmpeg'])).stdout.trim();
+    const ffmpeg = path.join(tmp, 'ffmpeg');
+    await fs.writeFile(ffmpeg, `#!/bin/sh\ncase "$*" in *preview.mp4*) while [ ! -e "${path.join(tmp, 'release-preview')}" ]; do sleep 0.05; done;; esac\nexec "${realFfmpeg}" "$@"\n`, { mode: 0o755 });
+    await stack.startWorker({ FFMPEG_PATH: ffmpeg });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
@@ -217,6 +222,12 @@ describe("web app end to end in Debian's Chromium (real API, worker, Redis, Post
     const progress = page.getByRole('progressbar', { name: 'Processing progress' });
     assert.equal(await progress.evaluate((bar: HTMLProgressElement) => bar.value), 100);
     await page.getByText(`${video.framesTotal} / ${video.framesTotal} frames (100%)`).waitFor();
+    // Completed before its preview: the page says it is coming, then plays it once made (it reads the video again).
+    assert.equal((await api<{ previewPending: boolean }>(`/videos/${videoId}`)).previewPending, true);
+    await page.locator('.no-preview', { hasText: 'Preparing the preview…' }).waitFor();
+    await fs.writeFile(path.join(tmp, 'release-preview'), '');
+    await page.locator('.player video').waitFor({ timeout: 60_000 });
+    assert.equal((await api<{ previewPending: boolean }>(`/videos/${videoId}`)).previewPending, false);
     frames = [];
     for (let cursor: number | null = null; ; ) {
       const pageOfFrames: { frames: ApiFrame[]; nextCursor: number | null } = await api(`/videos/${videoId}/detections?limit=1000${cursor === null ? '' : `&cursor=${cursor}`}`);

@@ -23,6 +23,7 @@ export interface VideoBody {
   framesDone: number;
   framesFailed: number;
   error: string | null;
+  previewPending: boolean;
 }
 
 export class Stack {

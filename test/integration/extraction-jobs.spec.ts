@@ -8,7 +8,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { cutClip, VTEST_AVI } from '../helpers/media-fixtures.ts';
-import { sleep } from '../helpers/service.ts';
+import { sleep, waitFor } from '../helpers/service.ts';
 import { Stack } from '../helpers/stack.ts';
 
 describe('extraction jobs and worker roles (real processes)', function () {
@@ -52,7 +52,11 @@ describe('extraction jobs and worker roles (real processes)', function () {
     assert.ok(extractor.logs.some((line) => line.includes('"extraction finished"')), 'the extractor did not extract');
     assert.ok(!extractor.logs.some((line) => line.includes('detector ready')), 'the extractor loaded the model');
     assert.ok(!detector.logs.some((line) => line.includes('extraction')), 'the detector extracted');
-    assert.equal(await stack.redis.sCard(stack.keys.extractionsEnqueued), 0, 'the finished extraction is no longer marked queued');
+    // The extraction job ends after the preview, which the video does not wait for.
+    const redis = stack.redis;
+    const enqueued = stack.keys.extractionsEnqueued;
+    await waitFor('the extraction job to end', async () => ((await redis.sCard(enqueued)) === 0 ? true : undefined), 60_000, 100);
+    assert.equal((await stack.video(id)).previewPending, false);
   });
 
   it('an upload whose API died between its row and its job is queued by the extractors\' sweep and completes', async () => {
