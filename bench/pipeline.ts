@@ -17,7 +17,8 @@
  * BENCH_ROLES=combined runs one worker taking both kinds.
  *
  * Environment: BENCH_VIDEO (default opencv-doc's vtest.avi), BENCH_FPS (default 5; "all" = every frame),
- * BATCH_SIZE (default 16), ORT_THREADS (default 0 = ONNX Runtime decides).
+ * BATCH_SIZE (default 16), ORT_THREADS (default 0 = ONNX Runtime decides), BENCH_LOGS (a directory: each
+ * process's log lines and the upload's start time are written there, for a timeline of the run).
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -112,6 +113,12 @@ async function main(): Promise<void> {
 
     const workerRssMb = await peakRssMb(worker.child.pid!);
     await Promise.all([worker.stop(), extractor.stop(), api.stop()]);
+    if (process.env.BENCH_LOGS) {
+      await fs.mkdir(process.env.BENCH_LOGS, { recursive: true });
+      const named = { api, worker, ...(combined ? {} : { extractor }) };
+      for (const [name, service] of Object.entries(named)) await fs.writeFile(path.join(process.env.BENCH_LOGS, `${name}.log`), service.logs.join('\n') + '\n');
+      await fs.writeFile(path.join(process.env.BENCH_LOGS, 'upload-started'), new Date(startedAt).toISOString() + '\n');
+    }
     const stages = logField<StageTimings>(worker.logs, 'detection stage timings', 'stageTimings');
     const extractMs = logField<number>(extractor.logs, 'extraction finished', 'ms');
 
