@@ -268,9 +268,14 @@ export class ExtractionService {
   /**
    * The preview of a video whose extraction finished in a delivery that stopped before the preview was
    * made (a worker that died or was stopped): made now from the source. A source that cannot be read
-   * (deleted meanwhile) leaves the video without one; a service briefly away is retried with the job.
+   * (deleted meanwhile), or previews turned off since, leave the video without one; a service briefly
+   * away is retried with the job.
    */
   private async resumePreview(video: VideoRecord): Promise<void> {
+    if (!this.previews.enabled) {
+      await this.videos.setPreview(video.id, null);
+      return;
+    }
     try {
       await withLocalCopy(this.storage, video.storageKey, this.settings.workDir, (file) => this.previews.create(video, file));
     } catch (error) {
@@ -278,8 +283,6 @@ export class ExtractionService {
       this.logger.warn('could not read the source for its preview; the video has none', { videoId: video.id, error: errorMessage(error) });
       await this.videos.setPreview(video.id, null);
     }
-    // Deleted while the preview was made: its preview goes too (a cancelled video keeps it, as it keeps the source).
-    if ((await this.videos.get(video.id)) === undefined) await discardVideoWorkQuietly(this.queue, this.storage, video.id, 'everything', this.logger);
   }
 
   /** Where FRAME_SIZE stores this video's frames smaller than the source; undefined when they fit already. */

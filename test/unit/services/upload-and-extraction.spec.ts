@@ -245,6 +245,18 @@ describe('UploadService and ExtractionService', () => {
     assert.equal(await storage.exists(row.storageKey), false);
   });
 
+  it('a redelivered job finds previews turned off since: the pending video is recorded as having none', async () => {
+    const { service, extraction, drain, videos, previewCalls, previews } = setUp();
+    previews.dying = 1;
+    const video = await service.acceptUpload(await service.stageUpload('clip.mp4', Readable.from([Buffer.from('x')])), undefined);
+    await drain();
+    assert.equal(videos.rows.get(video.id)!.previewPending, true);
+    previews.enabled = false;
+    await extraction.run({ videoId: video.id });
+    assert.deepEqual(previewCalls, []);
+    assert.deepEqual([videos.rows.get(video.id)!.previewPending, videos.rows.get(video.id)!.preview], [false, null]);
+  });
+
   it('makes no preview when extraction breaks', async () => {
     const { service, drain, videos, previewCalls } = setUp({
       extractFrames: async () => {
