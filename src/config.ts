@@ -113,7 +113,7 @@ export interface Config {
   // Web app and previews (issue 10).
   /** The built web app (index.html and assets/) the API serves at /. */
   readonly webDir: string;
-  /** The browser-playable preview written at extraction: h264 (MP4), vp9 (WebM) or off. */
+  /** The browser-playable preview written after extraction: h264 (MP4), vp9 (WebM) or off. */
   readonly previewCodec: PreviewCodec | 'off';
   /** A preview that would reach this size is dropped (the video has none). */
   readonly previewMaxBytes: number;
