@@ -5,7 +5,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
 import { apiFetch, TEST_API_KEY } from '../helpers/api-client.ts';
-import { copyClip, VTEST_AVI } from '../helpers/media-fixtures.ts';
+import { copyClip, ffmpegHoldingPreviews, VTEST_AVI } from '../helpers/media-fixtures.ts';
 import { waitFor } from '../helpers/service.ts';
 import { Stack } from '../helpers/stack.ts';
 
@@ -61,10 +61,7 @@ describe("web app end to end in Debian's Chromium (real API, worker, Redis, Post
     await stack.startApi();
     // The preview's ffmpeg waits for the file `release-preview`, so the page is seen with the video completed
     // and its preview still being made (it is made after extraction, and the video does not wait for it).
-    const realFfmpeg = (await execa('sh', ['-c', 'command -v ffmpeg'])).stdout.trim();
-    const ffmpeg = path.join(tmp, 'ffmpeg');
-    await fs.writeFile(ffmpeg, `#!/bin/sh\ncase "$*" in *preview.mp4*) while [ ! -e "${path.join(tmp, 'release-preview')}" ]; do sleep 0.05; done;; esac\nexec "${realFfmpeg}" "$@"\n`, { mode: 0o755 });
-    await stack.startWorker({ FFMPEG_PATH: ffmpeg });
+    await stack.startWorker({ FFMPEG_PATH: await ffmpegHoldingPreviews(tmp, path.join(tmp, 'release-preview')) });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,

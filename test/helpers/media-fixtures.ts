@@ -209,3 +209,14 @@ export async function makeOffsetClip(dir: string, offsetSeconds: number, seconds
   await ffmpeg(['-f', 'lavfi', '-i', `testsrc2=size=160x120:rate=10`, '-t', String(seconds), '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-output_ts_offset', String(offsetSeconds), file]);
   return file;
 }
+
+/**
+ * An ffmpeg for FFMPEG_PATH that runs the real one, except that a preview run (its output ends in preview.mp4)
+ * first waits until the file `release` exists: a test sees a video extracted with its preview still being made.
+ */
+export async function ffmpegHoldingPreviews(dir: string, release: string): Promise<string> {
+  const real = (await execa('sh', ['-c', 'command -v ffmpeg'])).stdout.trim();
+  const wrapper = path.join(dir, 'ffmpeg-holding-previews');
+  await fs.writeFile(wrapper, `#!/bin/sh\ncase "$*" in *preview.mp4*) while [ ! -e "${release}" ]; do sleep 0.05; done;; esac\nexec "${real}" "$@"\n`, { mode: 0o755 });
+  return wrapper;
+}

@@ -264,11 +264,8 @@ describe('GET /videos/:id/preview: byte ranges for the browser (real API process
     // An extract-only worker and no detector: it extracts the frames, the video moves on to 'processing' (where
     // it stays), and then the preview is written. Its ffmpeg waits for the file `release` first, so the test
     // sees the video extracted with its preview still pending.
-    const realFfmpeg = (await execa('sh', ['-c', 'command -v ffmpeg'])).stdout.trim();
     const release = path.join(tmp, 'release');
-    const wrapper = path.join(tmp, 'ffmpeg');
-    await fs.writeFile(wrapper, `#!/bin/sh\ncase "$*" in *preview.mp4*) while [ ! -e "${release}" ]; do sleep 0.05; done;; esac\nexec "${realFfmpeg}" "$@"\n`, { mode: 0o755 });
-    extractor = ServiceProcess.start('worker', { ...env, WORKER_ROLES: 'extract', FFMPEG_PATH: wrapper });
+    extractor = ServiceProcess.start('worker', { ...env, WORKER_ROLES: 'extract', FFMPEG_PATH: await fixtures.ffmpegHoldingPreviews(tmp, release) });
     await redis.connect();
     await api.waitForLog('api listening');
     await extractor.waitForLog('worker started');
