@@ -10,14 +10,16 @@
  * `ratioVsInferenceOnly` compares with that, the stricter measure.
  *
  * `preprocessOneCore` is the preprocessing alone: the stored frames (as extraction wrote them, FRAME_SIZE)
- * read from memory and prepared one at a time (decode + letterbox into the model's input bytes) with one
- * libvips thread, as wall and CPU milliseconds per frame.
+ * read from memory and prepared one at a time (decode + letterbox into the model's input bytes) on one
+ * thread, as wall and CPU milliseconds per frame, with the worker's decoder (FRAME_DECODER, default auto:
+ * libjpeg-turbo where it loads) and, side by side in the same run, with libvips.
  *
  * The pipeline runs an extractor (WORKER_ROLES=extract) beside a detection worker, as compose deploys it;
  * BENCH_ROLES=combined runs one worker taking both kinds.
  *
  * Environment: BENCH_VIDEO (default opencv-doc's vtest.avi), BENCH_FPS (default 5; "all" = every frame),
- * BATCH_SIZE (default 16), ORT_THREADS (default 0 = ONNX Runtime decides), BENCH_LOGS (a directory: each
+ * BATCH_SIZE (default 16), ORT_THREADS (default 0 = ONNX Runtime decides), FRAME_DECODER (the workers' and
+ * this process's; default auto), BENCH_LOGS (a directory: each
  * process's log lines and the upload's start time are written there, for a timeline of the run).
  */
 import fs from 'node:fs/promises';
@@ -26,7 +28,7 @@ import path from 'node:path';
 import { createClient } from 'redis';
 import { createDetector } from '../src/detection/create-detector.ts';
 import { availableCores, planLanes } from '../src/detection/detector-pool.ts';
-import { jpegFrameSize, prepareFrame, tuneImageDecoding } from '../src/detection/letterbox.ts';
+import { jpegFrameSize, prepareFrame, tuneImageDecoding, useFrameDecoder } from '../src/detection/letterbox.ts';
 import type { PreparedFrame } from '../src/detection/types.ts';
 import type { StageTimings } from '../src/services/detection.service.ts';
 import { LocalStorage } from '../src/storage/local-storage.ts';
@@ -40,6 +42,7 @@ const fps = process.env.BENCH_FPS ?? '5';
 const batchSize = Number(process.env.BATCH_SIZE ?? 16);
 const ortThreads = Number(process.env.ORT_THREADS ?? 0);
 const modelPath = path.resolve(process.env.MODEL_PATH ?? 'models/yolov8n.onnx');
+const frameDecoder = (process.env.FRAME_DECODER ?? 'auto') as 'auto' | 'libjpeg-turbo' | 'libvips';
 
 
 /** Peak resident memory of a live process, from the kernel's high-water mark. */
@@ -55,7 +58,11 @@ function logField<T>(logs: string[], message: string, field: string): T {
   return (JSON.parse(line) as Record<string, T>)[field]!;
 }
 
+const round = (value: number, digits = 1) => Number(value.toFixed(digits));
+
 async function main(): Promise<void> {
+  // The bare detector below decodes as the worker does.
+  const decoder = useFrameDecoder(frameDecoder);
   const db = await createTestDatabase();
   const prefix = uniquePrefix();
   const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'vidsense-bench-'));
@@ -174,15 +181,22 @@ async function main(): Promise<void> {
     }
     await pool.close();
 
-    // Preprocessing alone, one frame at a time on one libvips thread: read from memory, decode, letterbox into bytes.
+    // Preprocessing alone, one frame at a time on one thread (one libvips thread): read from memory, decode,
+    // letterbox into bytes; the worker's decoder, then libvips, in turn.
     tuneImageDecoding(1);
     const slot = { batch: new Uint8Array(3 * imgsz[0] * imgsz[1]), index: 0 };
-    for (const jpeg of jpegs.slice(0, 8)) await prepareFrame(jpeg, imgsz, slot, source);
-    const cpuBefore = process.cpuUsage();
-    const preprocessStarted = performance.now();
-    for (const jpeg of jpegs) await prepareFrame(jpeg, imgsz, slot, source);
-    const preprocessMs = performance.now() - preprocessStarted;
-    const cpu = process.cpuUsage(cpuBefore);
+    const preprocessAlone = async (name: typeof decoder) => {
+      useFrameDecoder(name);
+      for (const jpeg of jpegs.slice(0, 8)) await prepareFrame(jpeg, imgsz, slot, source);
+      const cpuBefore = process.cpuUsage();
+      const started = performance.now();
+      for (const jpeg of jpegs) await prepareFrame(jpeg, imgsz, slot, source);
+      const wallMs = performance.now() - started;
+      const cpu = process.cpuUsage(cpuBefore);
+      return { decoder: name, msPerFrame: round(wallMs / jpegs.length, 2), cpuMsPerFrame: round((cpu.user + cpu.system) / 1000 / jpegs.length, 2) };
+    };
+    const preprocessWorkers = await preprocessAlone(decoder);
+    const preprocessLibvips = decoder === 'libvips' ? preprocessWorkers : await preprocessAlone('libvips');
     const stored = jpegFrameSize(jpegs[0]!);
     const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
     const oneSessionFps = jpegs.length / (mean(inferenceOnlyMs) / 1000);
@@ -191,7 +205,6 @@ async function main(): Promise<void> {
     const detectorFps = jpegs.length / (mean(withDecodeMs) / 1000);
 
     const pipelineFps = frames / (pipelineMs / 1000);
-    const round = (value: number, digits = 1) => Number(value.toFixed(digits));
     console.log(
       JSON.stringify({
         video: path.basename(video),
@@ -232,10 +245,11 @@ async function main(): Promise<void> {
           bareDetector: round(1000 / detectorFps, 2),
           bareInferenceOnly: round(1000 / inferenceOnlyFps, 2),
         },
+        frameDecoder: decoder,
         preprocessOneCore: {
           frameSize: stored ? `${stored.width}x${stored.height}` : 'unknown',
-          msPerFrame: round(preprocessMs / jpegs.length, 2),
-          cpuMsPerFrame: round((cpu.user + cpu.system) / 1000 / jpegs.length, 2),
+          ...preprocessWorkers,
+          libvips: { msPerFrame: preprocessLibvips.msPerFrame, cpuMsPerFrame: preprocessLibvips.cpuMsPerFrame },
         },
         workerPeakRssMb: workerRssMb,
         loadAverage: os.loadavg().map((v) => round(v, 2)),

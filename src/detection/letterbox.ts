@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import { decodeJpegInto, loadJpegTurbo, type FrameDecoderName } from './jpeg-turbo.ts';
 import { computeLetterbox, isScaledCopy, type FrameSize, type Letterbox } from './letterbox-geometry.ts';
 import type { PreparedFrame } from './types.ts';
 
@@ -31,6 +32,31 @@ export function tuneImageDecoding(threads: number): void {
   sharp.cache(false);
 }
 
+/** libjpeg-turbo where its optional binding loads, libvips (sharp) otherwise. */
+let frameDecoder: FrameDecoderName = loadJpegTurbo() ? 'libjpeg-turbo' : 'libvips';
+
+/**
+ * Chooses the library that decodes JPEG frames of the letterbox's size (FRAME_DECODER); process-wide.
+ * 'auto' takes libjpeg-turbo when its binding loads. Asking for libjpeg-turbo where it does not load throws.
+ * Frames that need a resize, and anything but a 1- or 3-component baseline or progressive JPEG, always go to
+ * libvips. Returns the decoder now in use.
+ */
+export function useFrameDecoder(choice: FrameDecoderName | 'auto'): FrameDecoderName {
+  if (choice === 'libjpeg-turbo' && !loadJpegTurbo()) {
+    throw new Error('FRAME_DECODER=libjpeg-turbo: the optional package @julusian/jpeg-turbo is not installed or does not load on this platform');
+  }
+  frameDecoder = choice === 'auto' ? (loadJpegTurbo() ? 'libjpeg-turbo' : 'libvips') : choice;
+  return frameDecoder;
+}
+
+/** The library decoding JPEG frames now (see useFrameDecoder). */
+export function currentFrameDecoder(): FrameDecoderName {
+  return frameDecoder;
+}
+
+/** Start-of-frame markers libjpeg-turbo decodes: baseline, extended sequential and progressive Huffman. */
+const TURBO_SOF_MARKERS = new Set([0xc0, 0xc1, 0xc2]);
+
 /**
  * Decodes a frame and letterboxes it into the network's input: RGB bytes, rows of pixels (HWC), gray 114
  * padding. Pixels stay bytes: normalisation and layout happen inside the model (onnx-preprocess.ts) or the
@@ -49,6 +75,30 @@ export async function prepareFrame(image: Buffer, imgsz: [number, number], slot?
   const size = header ?? (await imageSize(image));
   const source = scaledFrom && (size.width !== scaledFrom.width || size.height !== scaledFrom.height) && isScaledCopy(size, scaledFrom) ? scaledFrom : size;
   const box = computeLetterbox(source.width, source.height, dstH, dstW);
+  const pixels = slotPixels(imgsz, slot);
+  const prepared = { pixels, sourceWidth: source.width, sourceHeight: source.height, scale: box.scale, padLeft: box.left, padTop: box.top };
+
+  const turbo = frameDecoder === 'libjpeg-turbo' ? loadJpegTurbo() : undefined;
+  const fitsAsItIs = box.newWidth === size.width && box.newHeight === size.height;
+  if (turbo && header && fitsAsItIs && (header.components === 3 || header.components === 1) && TURBO_SOF_MARKERS.has(header.sof)) {
+    // The stored frame is already the letterbox's size (FRAME_SIZE): decoded where it goes in the slot.
+    const row = 3 * dstW;
+    try {
+      if (box.left === 0 && box.right === 0) {
+        pixels.fill(PAD_VALUE, 0, box.top * row);
+        pixels.fill(PAD_VALUE, (box.top + box.newHeight) * row);
+        await decodeJpegInto(turbo, image, box.newWidth, box.newHeight, pixels.subarray(box.top * row, (box.top + box.newHeight) * row));
+      } else {
+        const content = new Uint8Array(3 * box.newWidth * box.newHeight);
+        await decodeJpegInto(turbo, image, box.newWidth, box.newHeight, content);
+        placeLetterboxed(content, box, dstW, dstH, pixels);
+      }
+      return prepared;
+    } catch {
+      // A JPEG libjpeg-turbo refuses (truncated, corrupt) goes to libvips, which rewrites the whole slot and
+      // either decodes it or names what is wrong (TurboJPEG's own message is often just "No error").
+    }
+  }
 
   // A 3-component JPEG decodes to RGB as it is; anything else (greyscale, CMYK, PNG with alpha) is made 3-channel sRGB.
   let pipeline = sharp(image, { sequentialRead: true });
@@ -62,17 +112,17 @@ export async function prepareFrame(image: Buffer, imgsz: [number, number], slot?
   if (info.width !== box.newWidth || info.height !== box.newHeight || info.channels !== 3) {
     throw new Error(`prepareFrame: expected ${box.newWidth}x${box.newHeight}x3 after decoding, got ${info.width}x${info.height}x${info.channels}`);
   }
-  const bytes = frameBytes(imgsz);
-  let pixels: Uint8Array;
-  if (slot) {
-    const offset = slot.index * bytes;
-    if (offset + bytes > slot.batch.length) throw new RangeError(`prepareFrame: batch slot ${slot.index} is past the end of the batch buffer`);
-    pixels = slot.batch.subarray(offset, offset + bytes);
-  } else {
-    pixels = new Uint8Array(bytes);
-  }
   placeLetterboxed(data, box, dstW, dstH, pixels);
-  return { pixels, sourceWidth: source.width, sourceHeight: source.height, scale: box.scale, padLeft: box.left, padTop: box.top };
+  return prepared;
+}
+
+/** The bytes a frame is letterboxed into: its slot of a batch buffer, or a new frame. */
+function slotPixels(imgsz: [number, number], slot: BatchSlot | undefined): Uint8Array {
+  const bytes = frameBytes(imgsz);
+  if (!slot) return new Uint8Array(bytes);
+  const offset = slot.index * bytes;
+  if (offset + bytes > slot.batch.length) throw new RangeError(`prepareFrame: batch slot ${slot.index} is past the end of the batch buffer`);
+  return slot.batch.subarray(offset, offset + bytes);
 }
 
 /** Copies the resized image (newWidth x newHeight RGB) into `out` (dstW x dstH) at the letterbox offsets, padding around it. */
@@ -100,7 +150,7 @@ export function placeLetterboxed(content: Uint8Array, box: Letterbox, dstW: numb
  * Width and height from a JPEG's start-of-frame header, without decoding (undefined for anything else, which
  * sharp then reads). The size decides the decode (shrink-on-load, or none) before libvips is called.
  */
-export function jpegFrameSize(bytes: Uint8Array): (FrameSize & { components: number }) | undefined {
+export function jpegFrameSize(bytes: Uint8Array): (FrameSize & { components: number; sof: number }) | undefined {
   if (bytes.length < 4 || bytes[0] !== 0xff || bytes[1] !== 0xd8) return undefined;
   let pos = 2;
   while (pos + 4 <= bytes.length) {
@@ -120,7 +170,7 @@ export function jpegFrameSize(bytes: Uint8Array): (FrameSize & { components: num
       if (pos + 10 > bytes.length || length < 8) return undefined;
       const height = (bytes[pos + 5]! << 8) | bytes[pos + 6]!;
       const width = (bytes[pos + 7]! << 8) | bytes[pos + 8]!;
-      return width > 0 && height > 0 ? { width, height, components: bytes[pos + 9]! } : undefined;
+      return width > 0 && height > 0 ? { width, height, components: bytes[pos + 9]!, sof: marker } : undefined;
     }
     if (marker === 0xda || length < 2) return undefined; // scan data before a frame header: not a JPEG we know
     pos += 2 + length;

@@ -8,7 +8,7 @@ import { metricsHandler } from '../api/metrics.routes.ts';
 import { createDetector } from '../detection/create-detector.ts';
 import { availableCores, DetectorPool, planLanes } from '../detection/detector-pool.ts';
 import type { EngineChoice } from '../detection/engine-selection.ts';
-import { prepareFrame, tuneImageDecoding } from '../detection/letterbox.ts';
+import { prepareFrame, tuneImageDecoding, useFrameDecoder } from '../detection/letterbox.ts';
 import type { Detector } from '../detection/types.ts';
 import { AuthService } from '../services/auth.service.ts';
 import { int8ModelFor } from '../services/calibration.service.ts';
@@ -101,6 +101,10 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
   let detection: DetectionService | undefined;
   let extraction: ExtractionService | undefined;
   if (roles.includes('detect')) {
+    // Before int8 calibration, which prepares its frames as the worker will. One libvips thread per frame (a
+    // job's frames decode in parallel on libuv's threads) and no libvips cache.
+    tuneImageDecoding(1);
+    logger.info('frame decoder chosen', { requested: config.frameDecoder, decoder: useFrameDecoder(config.frameDecoder) });
     const modelPath = detector ? config.modelPath : await modelForPrecision(runtime);
     model = detector ?? (await createDetector({
         engine: config.detectorEngine,
@@ -118,8 +122,6 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
       }));
     const lanes = model instanceof DetectorPool ? model.lanes : 1;
     logger.info('detector ready', { lanes, engine: model.engine, backend: model.backend, device: model.device, classes: model.modelInfo.names.length, modelPath, precision: config.modelPrecision });
-    // One libvips thread per frame (a job's frames decode in parallel on libuv's threads) and no libvips cache.
-    tuneImageDecoding(1);
     detection = new DetectionService(runtime.videos, runtime.detections, runtime.storage, model, prepareFrame, {
       confidenceThreshold: config.confidenceThreshold,
       iouThreshold: config.iouThreshold,

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { ensureInt8Model, type QuantizeStats } from '../detection/int8-model.ts';
 import { scaledFrameSize, type FrameSize } from '../detection/letterbox-geometry.ts';
-import { prepareFrame } from '../detection/letterbox.ts';
+import { currentFrameDecoder, prepareFrame } from '../detection/letterbox.ts';
 import { readOnnxModelInfo } from '../detection/onnx-metadata.ts';
 import type { PreparedFrame } from '../detection/types.ts';
 import type { MediaRepository } from '../media/media.repository.ts';
@@ -45,7 +45,11 @@ export async function calibrationFrames(media: CalibrationMedia, settings: Calib
   return Promise.all(jpegs.map((jpeg) => prepareFrame(jpeg, imgsz, undefined, source)));
 }
 
-/** Names a calibration set: the video's content, how many frames and at what size; a change makes the int8 model again. */
+/**
+ * Names a calibration set: the video's content, how many frames, at what size and decoded by which library
+ * (FRAME_DECODER: libjpeg-turbo's fast DCT differs from libvips by a level or two); a change makes the int8
+ * model again.
+ */
 export async function calibrationId(settings: CalibrationSettings): Promise<string> {
   const hash = createHash('sha256');
   try {
@@ -54,7 +58,7 @@ export async function calibrationId(settings: CalibrationSettings): Promise<stri
     throw new CalibrationError(`calibration video ${settings.video} cannot be read (set CALIBRATION_VIDEO): ${(error as Error).message}`);
   }
   const size = settings.frameSize ? `${settings.frameSize.width}x${settings.frameSize.height}` : 'source';
-  return `video sha256 ${hash.digest('hex')}, ${settings.frames} frames, frame size ${size}`;
+  return `video sha256 ${hash.digest('hex')}, ${settings.frames} frames, frame size ${size}, decoded by ${currentFrameDecoder()}`;
 }
 
 /**

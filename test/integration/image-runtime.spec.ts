@@ -76,6 +76,7 @@ describe('image runtime: production dependencies and compiled dist/, as in docke
     const installed = await fs.readdir(path.join(appDir, 'node_modules'));
     for (const devOnly of ['typescript', 'tsx', 'mocha', 's3rver', 'vite', 'preact', 'playwright-core']) assert.ok(!installed.includes(devOnly), `${devOnly} is in the production node_modules`);
     assert.ok(installed.includes('onnxruntime-node') && installed.includes('sharp'));
+    assert.ok((await fs.readdir(path.join(appDir, 'node_modules/@julusian'))).includes('jpeg-turbo'), 'the optional frame decoder is installed');
   });
 
   it('runs the compiled API (migrations from dist/) and worker, whose health checks pass, on a real video', async () => {
@@ -89,6 +90,8 @@ describe('image runtime: production dependencies and compiled dist/, as in docke
     const worker = ServiceProcess.startCompiled('worker', appDir, { ...env, WORKER_HEALTH_PORT: String(workerHealthPort) });
     processes.push(worker);
     await worker.waitForLog('worker health endpoints listening', 60_000);
+    // The optional libjpeg-turbo binding loads from the production install (its install script skipped).
+    assert.ok(worker.logs.some((line) => line.includes('"frame decoder chosen"') && line.includes('"decoder":"libjpeg-turbo"')), 'the compiled worker decodes with libjpeg-turbo');
 
     // The images' HEALTHCHECK: the API's /readyz on PORT, the worker's on WORKER_HEALTH_PORT.
     const healthcheck = (extra: Record<string, string>) =>

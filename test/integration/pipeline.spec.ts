@@ -116,6 +116,10 @@ describe('pipeline end to end: real processes, Redis, PostgreSQL, ffmpeg and YOL
   it('uploads a real video and gets person detections in source pixels', async () => {
     const worker = startWorker();
     await worker.waitForLog('worker started');
+    assert.ok(
+      worker.logs.some((line) => line.includes('"frame decoder chosen"') && line.includes('"decoder":"libjpeg-turbo"')),
+      'FRAME_DECODER=auto: the worker decodes frames with libjpeg-turbo',
+    );
 
     const res = await upload(clip, { fps: '5' });
     assert.equal(res.status, 202);

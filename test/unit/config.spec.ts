@@ -77,6 +77,13 @@ describe('loadConfig', () => {
     }
   });
 
+  it('reads FRAME_DECODER: auto by default, libjpeg-turbo or libvips', () => {
+    assert.equal(loadConfig({}).frameDecoder, 'auto');
+    assert.equal(loadConfig({ FRAME_DECODER: 'libvips' }).frameDecoder, 'libvips');
+    assert.equal(loadConfig({ FRAME_DECODER: 'libjpeg-turbo' }).frameDecoder, 'libjpeg-turbo');
+    assert.throws(() => loadConfig({ FRAME_DECODER: 'opencv' }), /FRAME_DECODER must be one of auto, libjpeg-turbo, libvips/);
+  });
+
   it('reads MODEL_PRECISION (fp32 by default; int8 on ONNX Runtime only) and the calibration settings', () => {
     const defaults = loadConfig({});
     assert.equal(defaults.modelPrecision, 'fp32');

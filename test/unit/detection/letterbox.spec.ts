@@ -1,7 +1,22 @@
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
 import { isScaledCopy, scaledFrameSize } from '../../../src/detection/letterbox-geometry.ts';
-import { computeLetterbox, hwcToChw, jpegFrameSize, packBatch, placeLetterboxed, prepareFrame, roundHalfEven, writeFrameToBatch } from '../../../src/detection/letterbox.ts';
+import { forgetJpegTurbo, jpegTurboLoader, loadJpegTurbo } from '../../../src/detection/jpeg-turbo.ts';
+import {
+  computeLetterbox,
+  currentFrameDecoder,
+  hwcToChw,
+  jpegFrameSize,
+  packBatch,
+  PAD_VALUE,
+  placeLetterboxed,
+  prepareFrame,
+  roundHalfEven,
+  useFrameDecoder,
+  writeFrameToBatch,
+  type BatchSlot,
+} from '../../../src/detection/letterbox.ts';
+import { SKIMAGE_PHOTOS } from '../../helpers/media-fixtures.ts';
 
 describe('roundHalfEven (Python round)', () => {
   it('sends halves to the even neighbour', () => {
@@ -91,10 +106,10 @@ describe('scaledFrameSize / isScaledCopy (extraction at the letterbox size)', ()
 describe('jpegFrameSize', () => {
   it('reads the size from the frame header of baseline and progressive JPEGs', async () => {
     const image = sharp({ create: { width: 37, height: 21, channels: 3, background: { r: 9, g: 9, b: 9 } } });
-    assert.deepEqual(jpegFrameSize(await image.clone().jpeg().toBuffer()), { width: 37, height: 21, components: 3 });
-    assert.deepEqual(jpegFrameSize(await image.clone().jpeg({ progressive: true }).toBuffer()), { width: 37, height: 21, components: 3 });
-    assert.deepEqual(jpegFrameSize(await image.clone().withMetadata().jpeg().toBuffer()), { width: 37, height: 21, components: 3 }, 'after APP segments');
-    assert.deepEqual(jpegFrameSize(await image.clone().toColourspace('b-w').jpeg().toBuffer()), { width: 37, height: 21, components: 1 });
+    assert.deepEqual(jpegFrameSize(await image.clone().jpeg().toBuffer()), { width: 37, height: 21, components: 3, sof: 0xc0 });
+    assert.deepEqual(jpegFrameSize(await image.clone().jpeg({ progressive: true }).toBuffer()), { width: 37, height: 21, components: 3, sof: 0xc2 });
+    assert.deepEqual(jpegFrameSize(await image.clone().withMetadata().jpeg().toBuffer()), { width: 37, height: 21, components: 3, sof: 0xc0 }, 'after APP segments');
+    assert.deepEqual(jpegFrameSize(await image.clone().toColourspace('b-w').jpeg().toBuffer()), { width: 37, height: 21, components: 1, sof: 0xc0 });
   });
 
   it('gives nothing for other formats and for truncated headers', async () => {
@@ -229,5 +244,117 @@ describe('prepareFrame', () => {
     assert.deepEqual([rotated.sourceWidth, rotated.sourceHeight, rotated.scale], [36, 48, 40 / 48]);
     const same = await prepareFrame(await solid(48, 36, [10, 20, 30]).jpeg().toBuffer(), [40, 40], undefined, video);
     assert.deepEqual({ ...same, pixels: undefined }, { ...full, pixels: undefined });
+  });
+});
+
+describe('prepareFrame with libjpeg-turbo (FRAME_DECODER)', () => {
+  const turbo = loadJpegTurbo();
+  // A real photo as extraction stores frames: a JPEG at the letterbox's width (or height, for a portrait frame).
+  const photoJpeg = (width: number, height: number, options: sharp.JpegOptions = {}) =>
+    sharp(SKIMAGE_PHOTOS[0]!).resize(width, height, { fit: 'fill' }).jpeg({ quality: 90, ...options }).toBuffer();
+  const decodedBy = async (decoder: 'libjpeg-turbo' | 'libvips', jpeg: Buffer, imgsz: [number, number], slot?: BatchSlot) => {
+    useFrameDecoder(decoder);
+    try {
+      return await prepareFrame(jpeg, imgsz, slot);
+    } finally {
+      useFrameDecoder('auto');
+    }
+  };
+  const differences = (a: Uint8Array, b: Uint8Array) => {
+    let max = 0;
+    let sum = 0;
+    for (let i = 0; i < a.length; i++) {
+      const d = Math.abs(a[i]! - b[i]!);
+      max = Math.max(max, d);
+      sum += d;
+    }
+    return { max, mean: sum / a.length };
+  };
+
+  it('loads here (the optional binding is installed), and auto chooses it', () => {
+    assert.ok(turbo, '@julusian/jpeg-turbo should load on this platform');
+    assert.equal(useFrameDecoder('auto'), 'libjpeg-turbo');
+    assert.equal(currentFrameDecoder(), 'libjpeg-turbo');
+  });
+
+  it('decodes a landscape frame into its slot between the padding rows, as libjpeg-turbo decodes it alone', async () => {
+    const jpeg = await photoJpeg(64, 48);
+    const batch = new Uint8Array(2 * 3 * 64 * 64).fill(7);
+    const frame = await decodedBy('libjpeg-turbo', jpeg, [64, 64], { batch, index: 1 });
+    assert.equal(frame.pixels.buffer, batch.buffer);
+    assert.equal(frame.pixels.byteOffset, 3 * 64 * 64);
+    assert.ok(batch.subarray(0, 3 * 64 * 64).every((v) => v === 7), 'the other slot is untouched');
+    const row = 3 * 64;
+    assert.ok(frame.pixels.subarray(0, 8 * row).every((v) => v === PAD_VALUE), 'padding above');
+    assert.ok(frame.pixels.subarray(56 * row).every((v) => v === PAD_VALUE), 'padding below');
+    const alone = await turbo!.decompress(jpeg, Buffer.alloc(3 * 64 * 48), { format: turbo!.FORMAT_RGB });
+    assert.deepEqual([alone.width, alone.height], [64, 48]);
+    assert.deepEqual(Buffer.from(frame.pixels.subarray(8 * row, 56 * row)), alone.data.subarray(0, 3 * 64 * 48));
+  });
+
+  it('agrees with libvips within rounding (fast integer DCT), with the same geometry, landscape and portrait', async () => {
+    for (const [width, height, imgsz] of [[640, 480, [640, 640]], [480, 640, [640, 640]]] as const) {
+      const jpeg = await photoJpeg(width, height);
+      const viaTurbo = await decodedBy('libjpeg-turbo', jpeg, [...imgsz]);
+      const viaVips = await decodedBy('libvips', jpeg, [...imgsz]);
+      assert.deepEqual({ ...viaTurbo, pixels: undefined }, { ...viaVips, pixels: undefined });
+      const { max, mean } = differences(viaTurbo.pixels, viaVips.pixels);
+      assert.ok(max > 0, `${width}x${height}: the two decoders differ at all, so each was used`);
+      assert.ok(max <= 12 && mean < 1.5, `${width}x${height}: max ${max}, mean ${mean.toFixed(3)}`);
+    }
+  });
+
+  it('expands a greyscale JPEG to RGB and decodes progressive JPEGs', async () => {
+    const grey = await sharp(SKIMAGE_PHOTOS[0]!).resize(32, 32).toColourspace('b-w').jpeg().toBuffer();
+    const frame = await decodedBy('libjpeg-turbo', grey, [32, 32]);
+    for (let i = 0; i < frame.pixels.length; i += 3) assert.ok(frame.pixels[i] === frame.pixels[i + 1] && frame.pixels[i] === frame.pixels[i + 2]);
+    const progressive = await photoJpeg(32, 24, { progressive: true });
+    assert.equal(jpegFrameSize(progressive)?.sof, 0xc2);
+    const decoded = await decodedBy('libjpeg-turbo', progressive, [32, 32]);
+    assert.ok(differences(decoded.pixels, (await decodedBy('libvips', progressive, [32, 32])).pixels).mean < 1.5);
+  });
+
+  it('leaves frames that need a resize, and CMYK JPEGs, to libvips', async () => {
+    for (const jpeg of [await photoJpeg(80, 60), await sharp(SKIMAGE_PHOTOS[0]!).resize(32, 24).toColourspace('cmyk').jpeg().toBuffer()]) {
+      const viaTurbo = await decodedBy('libjpeg-turbo', jpeg, [32, 32]);
+      const viaVips = await decodedBy('libvips', jpeg, [32, 32]);
+      assert.deepEqual([...viaTurbo.pixels], [...viaVips.pixels]);
+    }
+  });
+
+  it('hands a JPEG it refuses to libvips, which names what is wrong', async () => {
+    const jpeg = await photoJpeg(64, 48);
+    const truncated = jpeg.subarray(0, jpeg.length / 2);
+    await assert.rejects(turbo!.decompress(truncated, Buffer.alloc(3 * 64 * 48), { format: turbo!.FORMAT_RGB }), 'libjpeg-turbo refuses it');
+    const viaVips = await decodedBy('libvips', truncated, [64, 64]).catch((error: Error) => error.message);
+    assert.match(String(viaVips), /premature end/i);
+    await assert.rejects(decodedBy('libjpeg-turbo', truncated, [64, 64]), (error: Error) => error.message === viaVips);
+  });
+
+  it('switches between the decoders by name', () => {
+    assert.equal(useFrameDecoder('libvips'), 'libvips');
+    assert.equal(useFrameDecoder('libjpeg-turbo'), 'libjpeg-turbo');
+    useFrameDecoder('auto');
+  });
+
+  it('where the binding does not load: auto is libvips, and libjpeg-turbo is refused by name', async () => {
+    const load = jpegTurboLoader.load;
+    jpegTurboLoader.load = () => {
+      throw new Error('Cannot find module \'@julusian/jpeg-turbo\'');
+    };
+    forgetJpegTurbo();
+    try {
+      assert.equal(loadJpegTurbo(), undefined);
+      assert.equal(useFrameDecoder('auto'), 'libvips');
+      assert.throws(() => useFrameDecoder('libjpeg-turbo'), /FRAME_DECODER=libjpeg-turbo: the optional package @julusian\/jpeg-turbo is not installed or does not load/);
+      const jpeg = await photoJpeg(64, 48);
+      const frame = await prepareFrame(jpeg, [64, 64]);
+      assert.deepEqual([...frame.pixels], [...(await decodedBy('libvips', jpeg, [64, 64])).pixels], 'decoded by libvips');
+    } finally {
+      jpegTurboLoader.load = load;
+      forgetJpegTurbo();
+      useFrameDecoder('auto');
+    }
+    assert.equal(currentFrameDecoder(), 'libjpeg-turbo');
   });
 });

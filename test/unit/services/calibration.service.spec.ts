@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
+import { useFrameDecoder } from '../../../src/detection/letterbox.ts';
 import { calibrationFrames, calibrationId, CalibrationError, type CalibrationMedia } from '../../../src/services/calibration.service.ts';
 
 const probe = (durationMs: number | null, fps: number | null) =>
@@ -43,16 +44,22 @@ describe('calibration frames', () => {
     await assert.rejects(calibrationFrames(unreadable, { video: 'v.mp4', frames: 5, frameSize: null }, [80, 80]), /calibration video v.mp4: moov atom not found/);
   });
 
-  it('names a calibration set by the video\'s content, the frame count and the frame size', async () => {
+  it('names a calibration set by the video\'s content, the frame count, the frame size and the frame decoder', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'vidsense-calibration-'));
     try {
       const video = path.join(dir, 'v.mp4');
       await writeFile(video, 'one');
       const settings = { video, frames: 5, frameSize: { width: 640, height: 640 } };
       const id = await calibrationId(settings);
-      assert.match(id, /^video sha256 [0-9a-f]{64}, 5 frames, frame size 640x640$/);
+      assert.match(id, /^video sha256 [0-9a-f]{64}, 5 frames, frame size 640x640, decoded by libjpeg-turbo$/);
       assert.notEqual(await calibrationId({ ...settings, frames: 6 }), id);
       assert.notEqual(await calibrationId({ ...settings, frameSize: null }), id);
+      useFrameDecoder('libvips');
+      try {
+        assert.match(await calibrationId(settings), /, decoded by libvips$/);
+      } finally {
+        useFrameDecoder('auto');
+      }
       await writeFile(video, 'two');
       assert.notEqual(await calibrationId(settings), id);
       await assert.rejects(calibrationId({ ...settings, video: path.join(dir, 'missing.mp4') }), /cannot be read \(set CALIBRATION_VIDEO\)/);
