@@ -32,8 +32,8 @@ export function tuneImageDecoding(threads: number): void {
   sharp.cache(false);
 }
 
-/** libjpeg-turbo where its optional binding loads, libvips (sharp) otherwise. */
-let frameDecoder: FrameDecoderName = loadJpegTurbo() ? 'libjpeg-turbo' : 'libvips';
+/** FRAME_DECODER as asked; which library that is follows from whether the binding loads (currentFrameDecoder). */
+let decoderChoice: FrameDecoderName | 'auto' = 'auto';
 
 /**
  * Chooses the library that decodes JPEG frames of the letterbox's size (FRAME_DECODER); process-wide.
@@ -45,13 +45,13 @@ export function useFrameDecoder(choice: FrameDecoderName | 'auto'): FrameDecoder
   if (choice === 'libjpeg-turbo' && !loadJpegTurbo()) {
     throw new Error('FRAME_DECODER=libjpeg-turbo: the optional package @julusian/jpeg-turbo is not installed or does not load on this platform');
   }
-  frameDecoder = choice === 'auto' ? (loadJpegTurbo() ? 'libjpeg-turbo' : 'libvips') : choice;
-  return frameDecoder;
+  decoderChoice = choice;
+  return currentFrameDecoder();
 }
 
 /** The library decoding JPEG frames now (see useFrameDecoder). */
 export function currentFrameDecoder(): FrameDecoderName {
-  return frameDecoder;
+  return decoderChoice !== 'libvips' && loadJpegTurbo() ? 'libjpeg-turbo' : 'libvips';
 }
 
 /** Start-of-frame markers libjpeg-turbo decodes: baseline, extended sequential and progressive Huffman. */
@@ -78,16 +78,13 @@ export async function prepareFrame(image: Buffer, imgsz: [number, number], slot?
   const pixels = slotPixels(imgsz, slot);
   const prepared = { pixels, sourceWidth: source.width, sourceHeight: source.height, scale: box.scale, padLeft: box.left, padTop: box.top };
 
-  const turbo = frameDecoder === 'libjpeg-turbo' ? loadJpegTurbo() : undefined;
+  const turbo = decoderChoice !== 'libvips' ? loadJpegTurbo() : undefined;
   const fitsAsItIs = box.newWidth === size.width && box.newHeight === size.height;
   if (turbo && header && fitsAsItIs && (header.components === 3 || header.components === 1) && TURBO_SOF_MARKERS.has(header.sof)) {
     // The stored frame is already the letterbox's size (FRAME_SIZE): decoded where it goes in the slot.
-    const row = 3 * dstW;
     try {
       if (box.left === 0 && box.right === 0) {
-        pixels.fill(PAD_VALUE, 0, box.top * row);
-        pixels.fill(PAD_VALUE, (box.top + box.newHeight) * row);
-        await decodeJpegInto(turbo, image, box.newWidth, box.newHeight, pixels.subarray(box.top * row, (box.top + box.newHeight) * row));
+        await decodeJpegInto(turbo, image, box.newWidth, box.newHeight, padAboveAndBelow(box, dstW, dstH, pixels));
       } else {
         const content = new Uint8Array(3 * box.newWidth * box.newHeight);
         await decodeJpegInto(turbo, image, box.newWidth, box.newHeight, content);
@@ -125,24 +122,31 @@ function slotPixels(imgsz: [number, number], slot: BatchSlot | undefined): Uint8
   return slot.batch.subarray(offset, offset + bytes);
 }
 
-/** Copies the resized image (newWidth x newHeight RGB) into `out` (dstW x dstH) at the letterbox offsets, padding around it. */
-export function placeLetterboxed(content: Uint8Array, box: Letterbox, dstW: number, dstH: number, out: Uint8Array): void {
+/** Fills the padding rows above and below the image in `out` (dstW x dstH RGB); returns the image's rows. */
+function padAboveAndBelow(box: Letterbox, dstW: number, dstH: number, out: Uint8Array): Uint8Array {
   const row = 3 * dstW;
-  const contentRow = 3 * box.newWidth;
   const top = box.top * row;
   const bottom = (box.top + box.newHeight) * row;
   out.fill(PAD_VALUE, 0, top);
   out.fill(PAD_VALUE, bottom, dstH * row);
+  return out.subarray(top, bottom);
+}
+
+/** Copies the resized image (newWidth x newHeight RGB) into `out` (dstW x dstH) at the letterbox offsets, padding around it. */
+export function placeLetterboxed(content: Uint8Array, box: Letterbox, dstW: number, dstH: number, out: Uint8Array): void {
+  const row = 3 * dstW;
+  const contentRow = 3 * box.newWidth;
+  const rows = padAboveAndBelow(box, dstW, dstH, out);
   if (box.left === 0 && box.right === 0) {
-    out.set(content.subarray(0, box.newHeight * contentRow), top); // full-width rows are one block
+    rows.set(content.subarray(0, rows.length)); // full-width rows are one block
     return;
   }
   const left = 3 * box.left;
   for (let y = 0; y < box.newHeight; y++) {
-    const start = top + y * row;
-    out.fill(PAD_VALUE, start, start + left);
-    out.set(content.subarray(y * contentRow, (y + 1) * contentRow), start + left);
-    out.fill(PAD_VALUE, start + left + contentRow, start + row);
+    const start = y * row;
+    rows.fill(PAD_VALUE, start, start + left);
+    rows.set(content.subarray(y * contentRow, (y + 1) * contentRow), start + left);
+    rows.fill(PAD_VALUE, start + left + contentRow, start + row);
   }
 }
 

@@ -63,7 +63,7 @@ export class PreviewService {
         codec,
         maxBytes: this.settings.previewMaxBytes,
         timeoutMs: this.settings.previewTimeoutMs,
-        niceness: this.settings.previewNiceness ?? 0,
+        niceness: this.settings.previewNiceness,
       });
       await this.storage.writeStream(key, createReadStream(output));
       stored = true;

@@ -314,11 +314,27 @@ describe('prepareFrame with libjpeg-turbo (FRAME_DECODER)', () => {
     assert.ok(differences(decoded.pixels, (await decodedBy('libvips', progressive, [32, 32])).pixels).mean < 1.5);
   });
 
-  it('leaves frames that need a resize, and CMYK JPEGs, to libvips', async () => {
-    for (const jpeg of [await photoJpeg(80, 60), await sharp(SKIMAGE_PHOTOS[0]!).resize(32, 24).toColourspace('cmyk').jpeg().toBuffer()]) {
-      const viaTurbo = await decodedBy('libjpeg-turbo', jpeg, [32, 32]);
-      const viaVips = await decodedBy('libvips', jpeg, [32, 32]);
-      assert.deepEqual([...viaTurbo.pixels], [...viaVips.pixels]);
+  it('hands libjpeg-turbo only frames of the letterbox size with 1 or 3 components; resizes and CMYK go to libvips', async () => {
+    // The real binding, counting its calls (a refused frame would also end in libvips, so the pixels alone cannot tell).
+    let calls = 0;
+    const load = jpegTurboLoader.load;
+    jpegTurboLoader.load = () => ({ FORMAT_RGB: turbo!.FORMAT_RGB, decompress: (...args) => (calls++, turbo!.decompress(...args)) });
+    forgetJpegTurbo();
+    try {
+      const routed = async (jpeg: Buffer) => {
+        calls = 0;
+        const viaTurbo = await decodedBy('libjpeg-turbo', jpeg, [32, 32]);
+        const viaVips = await decodedBy('libvips', jpeg, [32, 32]);
+        return { calls, same: Buffer.from(viaTurbo.pixels).equals(Buffer.from(viaVips.pixels)) };
+      };
+      assert.deepEqual(await routed(await photoJpeg(32, 24)), { calls: 1, same: false }, 'at the letterbox size: libjpeg-turbo');
+      assert.deepEqual(await routed(await photoJpeg(80, 60)), { calls: 0, same: true }, 'needs a resize: libvips');
+      const cmyk = await sharp(SKIMAGE_PHOTOS[0]!).resize(32, 24).toColourspace('cmyk').jpeg().toBuffer();
+      assert.equal(jpegFrameSize(cmyk)?.components, 4);
+      assert.deepEqual(await routed(cmyk), { calls: 0, same: true }, 'CMYK: libvips');
+    } finally {
+      jpegTurboLoader.load = load;
+      forgetJpegTurbo();
     }
   });
 
