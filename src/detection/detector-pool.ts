@@ -198,6 +198,11 @@ export class DetectorPool implements Detector {
     readonly modelInfo: ModelInfo,
     /** Frames a lane is given at a time. */
     private readonly chunkFrames: number,
+    /**
+     * The kernel thread ids of the lanes as started (Linux; empty elsewhere), for `top -H` and per-thread CPU
+     * accounting. A lane restarted after its thread died runs on a new thread, not listed.
+     */
+    readonly startedLaneThreadIds: readonly number[],
   ) {
     this.idle.push(...lanes);
     this.live = lanes.length;
@@ -230,7 +235,8 @@ export class DetectorPool implements Detector {
     if (ready.floatInput !== undefined) options.onFloatInput?.(ready.floatInput);
     // A chunk of one session.run's frames (one frame unless ONNX_FRAMES_PER_RUN or a fixed batch says more).
     const chunkFrames = options.chunkFrames ?? Math.max(1, ready.runFrames ?? 1);
-    return new DetectorPool(settings, spawn, lanes.map(({ lane }) => lane), ready.modelInfo, chunkFrames);
+    const threadIds = lanes.flatMap(({ ready }) => (ready.osThreadId === undefined ? [] : [ready.osThreadId]));
+    return new DetectorPool(settings, spawn, lanes.map(({ lane }) => lane), ready.modelInfo, chunkFrames, threadIds);
   }
 
   /**

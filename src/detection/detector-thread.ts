@@ -3,6 +3,8 @@
  * in onnxruntime-node) holds this thread and never the process's event loop. Answers detect requests one at
  * a time; the pool never sends a lane a second request before the first is answered.
  */
+import { readlinkSync } from 'node:fs';
+import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { errorMessage } from '../errors/error-message.ts';
 import { OnnxDetector } from './onnx-detector.ts';
@@ -18,7 +20,7 @@ export interface LaneSettings {
 export type LaneRequest = { type: 'detect'; frames: PreparedFrame[]; options: DetectOptions } | { type: 'close' };
 
 export type LaneReply =
-  | { type: 'ready'; modelInfo: OnnxDetector['modelInfo']; runFrames: number; fixedBatch?: string; floatInput?: string }
+  | { type: 'ready'; modelInfo: OnnxDetector['modelInfo']; runFrames: number; fixedBatch?: string; floatInput?: string; osThreadId?: number }
   | { type: 'failed'; error: string }
   | { type: 'result'; detections: Awaited<ReturnType<OnnxDetector['detectBatch']>>; timings: Required<DetectTimings>; input: ArrayBuffer }
   | { type: 'error'; error: string; input: ArrayBuffer };
@@ -26,6 +28,15 @@ export type LaneReply =
 const port = parentPort;
 if (!port) throw new Error('detector-thread.ts runs as a worker thread of a DetectorPool');
 const settings = workerData as LaneSettings;
+/** This thread's kernel id (Linux), which `top -H`, pidstat and /proc/<pid>/task name it by; undefined elsewhere. */
+function osThreadId(): number | undefined {
+  try {
+    return Number(path.basename(readlinkSync('/proc/thread-self')));
+  } catch {
+    return undefined;
+  }
+}
+
 const send = (reply: LaneReply) => port!.postMessage(reply, 'input' in reply ? [reply.input] : []);
 
 async function serve(): Promise<void> {
@@ -45,7 +56,7 @@ async function serve(): Promise<void> {
     port!.close();
     return;
   }
-  send({ type: 'ready', modelInfo: detector.modelInfo, runFrames: detector.runFrames, fixedBatch, floatInput });
+  send({ type: 'ready', modelInfo: detector.modelInfo, runFrames: detector.runFrames, fixedBatch, floatInput, osThreadId: osThreadId() });
   port!.on('message', (request: LaneRequest) => {
     if (request.type === 'close') {
       void detector.close().finally(() => port!.close());

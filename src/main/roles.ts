@@ -121,7 +121,8 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
         },
       }));
     const lanes = model instanceof DetectorPool ? model.lanes : 1;
-    logger.info('detector ready', { lanes, engine: model.engine, backend: model.backend, device: model.device, classes: model.modelInfo.names.length, modelPath, precision: config.modelPrecision });
+    const laneThreadIds = model instanceof DetectorPool ? model.startedLaneThreadIds : undefined;
+    logger.info('detector ready', { lanes, laneThreadIds, engine: model.engine, backend: model.backend, device: model.device, classes: model.modelInfo.names.length, modelPath, precision: config.modelPrecision });
     detection = new DetectionService(runtime.videos, runtime.detections, runtime.storage, model, prepareFrame, {
       confidenceThreshold: config.confidenceThreshold,
       iouThreshold: config.iouThreshold,

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { createDetector } from '../../src/detection/create-detector.ts';
 import { DetectorPool, type DetectorPoolOptions } from '../../src/detection/detector-pool.ts';
@@ -41,6 +42,20 @@ describe('DetectorPool (ONNX Runtime lanes on worker threads, real model and fra
     assert.deepEqual(pool.modelInfo, reference.modelInfo);
     // The caller's frames are copied into the lane's own memory, never moved away from the caller.
     assert.ok(frames.slice(0, 4).every((frame) => frame.pixels.length === 640 * 640 * 3));
+  });
+
+  it('names the kernel thread of each lane, the threads the inference runs on', async () => {
+    const ids = pool.startedLaneThreadIds;
+    assert.equal(new Set(ids).size, 2);
+    assert.ok(!ids.includes(process.pid), 'not the main thread');
+    const cpuTicks = (tid: number) => {
+      const fields = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return Number(fields[11]) + Number(fields[12]); // utime + stime, counted from the state field
+    };
+    const before = ids.map(cpuTicks);
+    await pool.detectBatch(frames.slice(0, 8), OPTIONS); // a frame a chunk: four on each lane
+    const used = ids.map((tid, i) => cpuTicks(tid) - before[i]!);
+    assert.ok(used.every((ticks) => ticks > 0), `CPU ticks of each lane's thread during the batch: ${used}`);
   });
 
   it('answers calls made at once, more calls than lanes, each with its own frames', async () => {
