@@ -14,6 +14,11 @@
  * thread, as wall and CPU milliseconds per frame, with the worker's decoder (FRAME_DECODER, default auto:
  * libjpeg-turbo where it loads) and, side by side in the same run, with libvips.
  *
+ * `cpuSeconds` is where the pipeline's CPU went, in core-seconds over the upload-to-completion window (from
+ * /proc, sampled every 200 ms): the detection lanes' threads, the worker's main and other threads, the
+ * extractor, its ffmpeg, the API and its upload checks, PostgreSQL, Redis, this process, the rest, and the
+ * idle time; beside `lanesBare`, what the bare lanes need for the same frames.
+ *
  * The pipeline runs an extractor (WORKER_ROLES=extract) beside a detection worker, as compose deploys it;
  * BENCH_ROLES=combined runs one worker taking both kinds.
  *
@@ -26,6 +31,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createClient } from 'redis';
+import { accountCpu, processesOfInterest, sampleCpu, type CpuSample } from './cpu-account.ts';
 import { createDetector } from '../src/detection/create-detector.ts';
 import { availableCores, planLanes } from '../src/detection/detector-pool.ts';
 import { jpegFrameSize, prepareFrame, tuneImageDecoding, useFrameDecoder } from '../src/detection/letterbox.ts';
@@ -94,10 +100,36 @@ async function main(): Promise<void> {
     processes.push(api, worker, ...(combined ? [] : [extractor]));
     await Promise.all([api.waitForLog('api listening', 120_000), ...[...new Set([worker, extractor])].map((p) => p.waitForLog('worker started', 120_000))]);
 
+    // Where the CPU goes during the pipeline: /proc sampled every 200 ms, every process once a second and
+    // the ones already seen in between (benchSampling: the sampler's own CPU), the window ending at the last
+    // sample before the recorded completion.
+    const cpuRoles = {
+      api: api.child.pid!,
+      worker: worker.child.pid!,
+      extractor: extractor.child.pid!,
+      laneThreadIds: logField<number[] | undefined>(worker.logs, 'detector ready', 'laneThreadIds') ?? [],
+      bench: process.pid,
+    };
+    const cpuThreads = { pid: cpuRoles.worker, tids: [cpuRoles.worker, ...cpuRoles.laneThreadIds] };
+    const cpuSamples: CpuSample[] = [];
+
     // Pipeline: from the upload's first byte to the 'completed' status.
     const body = new FormData();
     body.append('fps', fps);
     body.append('video', new Blob([await fs.readFile(video)]), path.basename(video));
+    let samplingCpu = 0;
+    let followed: number[] = [];
+    const sample = () => {
+      const before = process.cpuUsage();
+      const full = cpuSamples.length % 5 === 0;
+      const taken = sampleCpu(cpuThreads, full ? undefined : followed);
+      if (full) followed = processesOfInterest(taken, cpuRoles);
+      cpuSamples.push(taken);
+      const used = process.cpuUsage(before);
+      samplingCpu += (used.user + used.system) / 1e6;
+    };
+    sample();
+    const sampling = setInterval(sample, 200);
     const startedAt = Date.now();
     const res = await apiFetch(`http://127.0.0.1:${port}/videos`, { method: 'POST', body });
     if (res.status !== 202) throw new Error(`upload refused: ${res.status} ${await res.text()}`);
@@ -117,6 +149,8 @@ async function main(): Promise<void> {
     // every 50 ms took ~0.1 of the 2 cores (API + this process) away from the pipeline it measures.
     const pipelineMs = Date.parse(done.completedAt) - startedAt;
     const frames = done.framesTotal;
+    clearInterval(sampling);
+    const cpu = accountCpu(cpuSamples.filter((taken, i) => i === 0 || taken.at <= Date.parse(done.completedAt)), cpuRoles);
 
     const workerRssMb = await peakRssMb(worker.child.pid!);
     await Promise.all([worker.stop(), extractor.stop(), api.stop()]);
@@ -251,6 +285,9 @@ async function main(): Promise<void> {
           ...preprocessWorkers,
           libvips: { msPerFrame: preprocessLibvips.msPerFrame, cpuMsPerFrame: preprocessLibvips.cpuMsPerFrame },
         },
+        // Core-seconds from the upload to the last sample before completion (at most 0.2 s short of it);
+        // lanesBare: what the bare lanes (inferenceOnly.lanesFps) need for the pipeline's frames.
+        cpuSeconds: { ...cpu, benchSampling: round(samplingCpu, 2), lanesBare: round((frames / lanesFps) * plan.lanes, 2) },
         workerPeakRssMb: workerRssMb,
         loadAverage: os.loadavg().map((v) => round(v, 2)),
       }),
