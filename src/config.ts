@@ -121,6 +121,8 @@ export interface Config {
   readonly previewTimeoutMs: number;
   /** The preview's ffmpeg runs at this nice value (0-19) so detection of the same video comes first. */
   readonly previewNiceness: number;
+  /** idle: the preview's ffmpeg runs under SCHED_IDLE, on CPU time no other thread wants; normal: at its nice value only. */
+  readonly previewCpuPolicy: 'idle' | 'normal';
 
   // Frame size and model precision (FRAME_SIZE, MODEL_PRECISION, CALIBRATION_*).
   /**
@@ -286,6 +288,7 @@ export function loadConfig(env: Env = process.env): Config {
     previewMaxBytes: read.integer('PREVIEW_MAX_BYTES', 1024 ** 3, { min: 1024 }),
     previewTimeoutMs: read.integer('PREVIEW_TIMEOUT_MS', 30 * 60_000, { min: 1000 }),
     previewNiceness: read.integer('PREVIEW_NICENESS', 19, { min: 0, max: 19 }),
+    previewCpuPolicy: read.oneOf('PREVIEW_CPU_POLICY', ['idle', 'normal'] as const, 'idle'),
     frameSize: readFrameSize(env.FRAME_SIZE, problems),
     frameDecoder: read.oneOf('FRAME_DECODER', ['auto', 'libjpeg-turbo', 'libvips'] as const, 'auto'),
     modelPrecision: read.oneOf('MODEL_PRECISION', ['fp32', 'int8'] as const, 'fp32'),

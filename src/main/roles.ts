@@ -22,6 +22,7 @@ import { detectHandler, extractHandler, type HandlerRegistry } from '../worker/j
 import { QueueWorker } from '../worker/queue-worker.ts';
 import { announceFirstKey, prepareApiKeys } from './api-keys.ts';
 import { errorMessage } from '../errors/error-message.ts';
+import { checkIdleScheduler } from '../media/binaries.ts';
 import { baseReadiness, detectorReadiness } from './readiness.ts';
 import { createMedia, type Runtime } from './runtime.ts';
 
@@ -133,6 +134,7 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
   if (roles.includes('extract')) {
     // ffmpeg and prlimit are looked up now: a worker image without them fails here, before taking a job.
     const media = await createMedia(config);
+    if (config.previewCodec !== 'off' && config.previewCpuPolicy === 'idle') await checkIdleScheduler();
     const previews = new PreviewService(config, runtime.videos, runtime.storage, media, logger);
     extraction = new ExtractionService(config, runtime.videos, runtime.storage, media, runtime.queue, logger, previews, runtime.metrics);
     // Uploads publish their job right after their row commits; the grace only keeps the sweep off those in flight.

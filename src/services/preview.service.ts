@@ -17,6 +17,8 @@ export interface PreviewSettings {
   previewTimeoutMs: number;
   /** The nice value of the preview's ffmpeg (see PreviewEncodeOptions.niceness). */
   previewNiceness?: number;
+  /** The scheduling policy of the preview's ffmpeg (see PreviewEncodeOptions.cpuPolicy). */
+  previewCpuPolicy?: 'idle' | 'normal';
   /** Where ffmpeg writes the preview before it is stored; default os.tmpdir(). */
   workDir?: string;
 }
@@ -64,6 +66,7 @@ export class PreviewService {
         maxBytes: this.settings.previewMaxBytes,
         timeoutMs: this.settings.previewTimeoutMs,
         niceness: this.settings.previewNiceness,
+        cpuPolicy: this.settings.previewCpuPolicy,
       });
       await this.storage.writeStream(key, createReadStream(output));
       stored = true;

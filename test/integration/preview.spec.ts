@@ -8,7 +8,7 @@ import { createClient } from 'redis';
 import type { VideoRecord } from '../../src/db/types.ts';
 import { PgVideoRepository } from '../../src/db/videos.repository.ts';
 import { createLogger, type Logger } from '../../src/logger.ts';
-import { resolveMediaBinaries } from '../../src/media/binaries.ts';
+import { checkIdleScheduler, resolveMediaBinaries } from '../../src/media/binaries.ts';
 import { MediaRepository } from '../../src/media/media.repository.ts';
 import { PreviewService, type PreviewMedia, type PreviewSettings } from '../../src/services/preview.service.ts';
 import { LocalStorage } from '../../src/storage/local-storage.ts';
@@ -190,27 +190,42 @@ describe('previews: a browser-playable copy written after extraction (real ffmpe
     assert.doesNotMatch(String(warnings[0]!.meta.error), new RegExp(tmp), 'no server paths in the message');
   });
 
-  it('runs ffmpeg at PREVIEW_NICENESS, every thread of it, and at the worker\'s own priority with 0', async () => {
-    // An ffmpeg that records the nice value of each of its threads while it encodes (x264 starts several).
+  it('runs every thread of ffmpeg at PREVIEW_NICENESS and under PREVIEW_CPU_POLICY, at the worker\'s own priority with 0 and normal', async () => {
+    // An ffmpeg that records the nice value and scheduling policy of each of its threads while it encodes (x264 starts several).
     const dir = await fs.mkdtemp(path.join(tmp, 'nice-'));
     const realFfmpeg = (await execa('sh', ['-c', 'command -v ffmpeg'])).stdout.trim();
     const wrapper = path.join(dir, 'ffmpeg');
     await fs.writeFile(
       wrapper,
-      // Every 20 ms while it runs: "thread-id nice" for each of its threads (field 19 of /proc/<pid>/task/<tid>/stat).
-      `#!/bin/sh\n"${realFfmpeg}" "$@" &\npid=$!\n: > "${dir}/niceness"\nwhile kill -0 $pid 2>/dev/null; do for t in /proc/$pid/task/*; do cut -d' ' -f1,19 "$t/stat" 2>/dev/null; done >> "${dir}/niceness"; sleep 0.02; done\nwait $pid\n`,
+      // Every 20 ms while it runs: "thread-id nice policy" for each of its threads (fields 19 and 41 of
+      // /proc/<pid>/task/<tid>/stat; policy 0 is SCHED_OTHER, 5 SCHED_IDLE).
+      `#!/bin/sh\n"${realFfmpeg}" "$@" &\npid=$!\n: > "${dir}/niceness"\nwhile kill -0 $pid 2>/dev/null; do for t in /proc/$pid/task/*; do cut -d' ' -f1,19,41 "$t/stat" 2>/dev/null; done >> "${dir}/niceness"; sleep 0.02; done\nwait $pid\n`,
       { mode: 0o755 },
     );
     const recording = new MediaRepository(await resolveMediaBinaries({ ffmpegPath: wrapper }));
     const base = os.getPriority();
-    for (const niceness of [7, 0]) {
+    const cases = [
+      { niceness: 7, policy: 'normal', schedPolicy: 0 },
+      { niceness: 0, policy: 'normal', schedPolicy: 0 },
+      { niceness: 19, policy: 'idle', schedPolicy: 5 },
+      { niceness: 0, policy: 'idle', schedPolicy: 5 },
+    ] as const;
+    for (const { niceness, policy, schedPolicy } of cases) {
       const video = await pendingVideo();
-      const service = new PreviewService({ previewCodec: 'h264', previewMaxBytes: 100_000_000, previewTimeoutMs: 120_000, previewNiceness: niceness, workDir }, videos, storage, recording, logger);
+      const settings = { previewCodec: 'h264', previewMaxBytes: 100_000_000, previewTimeoutMs: 120_000, previewNiceness: niceness, previewCpuPolicy: policy, workDir } as const;
+      const service = new PreviewService(settings, videos, storage, recording, logger);
       assert.equal(await service.create(video, vtestClip), true);
-      const samples = (await fs.readFile(path.join(dir, 'niceness'), 'utf8')).trim().split('\n').map((line) => line.split(' ').map(Number) as [number, number]);
+      const samples = (await fs.readFile(path.join(dir, 'niceness'), 'utf8')).trim().split('\n').map((line) => line.split(' ').map(Number) as [number, number, number]);
       assert.ok(new Set(samples.map(([thread]) => thread)).size > 1, `ffmpeg's threads seen: ${samples.length} samples`);
       assert.deepEqual(new Set(samples.map(([, nice]) => nice)), new Set([Math.min(19, base + niceness)]), `nice values of ffmpeg's threads with PREVIEW_NICENESS=${niceness}`);
+      assert.deepEqual(new Set(samples.map(([, , sched]) => sched)), new Set([schedPolicy]), `scheduling policies of ffmpeg's threads with PREVIEW_CPU_POLICY=${policy}`);
     }
+  });
+
+  it('checks at start that a command runs under SCHED_IDLE, and names the setting when it cannot', async () => {
+    await checkIdleScheduler();
+    await assert.rejects(checkIdleScheduler('/nonexistent/chrt'), /PREVIEW_CPU_POLICY=idle .*"\/nonexistent\/chrt --idle 0" was not found; install util-linux, or set PREVIEW_CPU_POLICY=normal/);
+    await assert.rejects(checkIdleScheduler('false'), /exited with status 1/);
   });
 
   it('drops the preview of a video deleted while it was made: nothing stored or left behind', async () => {

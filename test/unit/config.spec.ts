@@ -110,24 +110,28 @@ describe('loadConfig', () => {
 });
 
 describe('loadConfig: web app and previews', () => {
-  it('defaults to web/dist, H.264 previews of at most 1 GiB made within 30 minutes at nice 19', () => {
+  it('defaults to web/dist, H.264 previews of at most 1 GiB made within 30 minutes at nice 19 under SCHED_IDLE', () => {
     const config = loadConfig({});
     assert.equal(config.webDir, path.resolve('web/dist'));
     assert.equal(config.previewCodec, 'h264');
     assert.equal(config.previewMaxBytes, 1024 ** 3);
     assert.equal(config.previewTimeoutMs, 1_800_000);
     assert.equal(config.previewNiceness, 19);
+    assert.equal(config.previewCpuPolicy, 'idle');
   });
 
   it('reads overrides, off included, and names every bad value', () => {
-    const config = loadConfig({ WEB_DIR: '/srv/web', PREVIEW_CODEC: 'off', PREVIEW_MAX_BYTES: '1048576', PREVIEW_TIMEOUT_MS: '60000', PREVIEW_NICENESS: '0' });
-    assert.deepEqual([config.webDir, config.previewCodec, config.previewMaxBytes, config.previewTimeoutMs, config.previewNiceness], ['/srv/web', 'off', 1_048_576, 60_000, 0]);
+    const config = loadConfig({ WEB_DIR: '/srv/web', PREVIEW_CODEC: 'off', PREVIEW_MAX_BYTES: '1048576', PREVIEW_TIMEOUT_MS: '60000', PREVIEW_NICENESS: '0', PREVIEW_CPU_POLICY: 'normal' });
+    assert.deepEqual(
+      [config.webDir, config.previewCodec, config.previewMaxBytes, config.previewTimeoutMs, config.previewNiceness, config.previewCpuPolicy],
+      ['/srv/web', 'off', 1_048_576, 60_000, 0, 'normal'],
+    );
     assert.equal(loadConfig({ PREVIEW_CODEC: 'vp9' }).previewCodec, 'vp9');
     assert.throws(
-      () => loadConfig({ PREVIEW_CODEC: 'av1', PREVIEW_MAX_BYTES: '10', PREVIEW_TIMEOUT_MS: '1.5', PREVIEW_NICENESS: '20' }),
+      () => loadConfig({ PREVIEW_CODEC: 'av1', PREVIEW_MAX_BYTES: '10', PREVIEW_TIMEOUT_MS: '1.5', PREVIEW_NICENESS: '20', PREVIEW_CPU_POLICY: 'realtime' }),
       (error: unknown) => {
         assert.ok(error instanceof ConfigError);
-        assert.deepEqual(error.problems.map((problem) => problem.split(' ')[0]), ['PREVIEW_CODEC', 'PREVIEW_MAX_BYTES', 'PREVIEW_TIMEOUT_MS', 'PREVIEW_NICENESS']);
+        assert.deepEqual(error.problems.map((problem) => problem.split(' ')[0]), ['PREVIEW_CODEC', 'PREVIEW_MAX_BYTES', 'PREVIEW_TIMEOUT_MS', 'PREVIEW_NICENESS', 'PREVIEW_CPU_POLICY']);
         return true;
       },
     );
