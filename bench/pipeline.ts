@@ -261,6 +261,7 @@ async function main(): Promise<void> {
           lanesRoundsMs: lanesMs.map((ms) => round(ms)),
         },
         preview: process.env.PREVIEW_CODEC ?? 'h264',
+        previewCpuPolicy: process.env.PREVIEW_CPU_POLICY ?? 'idle',
         detectorRoundsMs: withDecodeMs.map((ms) => round(ms)),
         pipelineMs: round(pipelineMs),
         stagesMs: {
