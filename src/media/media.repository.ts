@@ -42,8 +42,8 @@ export interface PreviewEncodeOptions {
   niceness?: number;
   /**
    * idle: ffmpeg runs under Linux's SCHED_IDLE policy (util-linux's chrt), so it gets a core only when no other
-   * thread wants one; a nice value alone still leaves it a share beside busy threads (about 0.6 of a core-second
-   * over a 16 s bench run on 2 cores at nice 19, against 0.24 under SCHED_IDLE). normal or none: the ordinary scheduler.
+   * thread wants one; a nice value alone still leaves it a share beside busy threads (0.31-0.69 of a core-second
+   * in 16-17 s bench runs on 2 cores at nice 19, against 0.19-0.38 under SCHED_IDLE). normal or none: the ordinary scheduler.
    */
   cpuPolicy?: 'idle' | 'normal';
 }
