@@ -132,7 +132,7 @@ export async function startWorker(runtime: Runtime, detector?: Detector): Promis
     handlers.detect = detectHandler(detection, { heartbeatTtlMs: config.heartbeatTtlMs, lanes }, logger);
   }
   if (roles.includes('extract')) {
-    // ffmpeg and prlimit are looked up now: a worker image without them fails here, before taking a job.
+    // ffmpeg, prlimit and chrt are looked up now: a worker image without them fails here, before taking a job.
     const media = await createMedia(config);
     if (config.previewCodec !== 'off' && config.previewCpuPolicy === 'idle') await checkIdleScheduler();
     const previews = new PreviewService(config, runtime.videos, runtime.storage, media, logger);

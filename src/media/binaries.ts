@@ -103,23 +103,26 @@ async function checkBinary(name: string, setting: string, file: string, source: 
  * util-linux's prlimit, which puts MEDIA_MEMORY_LIMIT_BYTES on every ffprobe/ffmpeg run. Checked at
  * start-up like ffmpeg, so a host without it fails with a hint instead of refusing every upload.
  */
-/**
- * Checks that a command can be run under SCHED_IDLE (util-linux's chrt, and a kernel and seccomp profile that
- * allow the policy), for PREVIEW_CPU_POLICY=idle: a worker without it fails at start, not at its first preview.
- */
-export async function checkIdleScheduler(command = 'chrt'): Promise<void> {
-  const result = await execa(command, ['--idle', '0', 'true'], { reject: false, timeout: 10_000, stdin: 'ignore', stderr: 'pipe' });
-  if (result.exitCode === 0) return;
-  const why = result.exitCode === undefined ? 'was not found' : `exited with status ${result.exitCode}${result.stderr ? ` (${result.stderr.trim().split('\n')[0]})` : ''}`;
-  throw new MediaBinaryError(
-    `PREVIEW_CPU_POLICY=idle runs the preview's ffmpeg under SCHED_IDLE with chrt: "${command} --idle 0" ${why}; install util-linux, or set PREVIEW_CPU_POLICY=normal`,
-  );
-}
-
 export async function resolvePrlimit(command = 'prlimit'): Promise<string> {
   const result = await execa(command, ['--version'], { reject: false, timeout: 10_000, stdin: 'ignore' });
   if (result.exitCode === 0) return command;
   throw new MediaBinaryError(
     `prlimit is required to cap the memory of ffmpeg runs (MEDIA_MEMORY_LIMIT_BYTES): "${command}" on PATH ${result.exitCode === undefined ? 'was not found' : `exited with status ${result.exitCode}`}; install util-linux, or set MEDIA_MEMORY_LIMIT_BYTES=0 to run without the ceiling`,
+  );
+}
+
+/** util-linux's chrt, which runs the preview's ffmpeg under SCHED_IDLE (PREVIEW_CPU_POLICY=idle). */
+export const IDLE_SCHEDULER_COMMAND = 'chrt';
+
+/**
+ * Checks that a command can be run under SCHED_IDLE (util-linux's chrt, and a kernel and seccomp profile that
+ * allow the policy), for PREVIEW_CPU_POLICY=idle: a worker without it fails at start, not at its first preview.
+ */
+export async function checkIdleScheduler(command = IDLE_SCHEDULER_COMMAND): Promise<void> {
+  const result = await execa(command, ['--idle', '0', 'true'], { reject: false, timeout: 10_000, stdin: 'ignore', stderr: 'pipe' });
+  if (result.exitCode === 0) return;
+  const why = result.exitCode === undefined ? 'was not found' : `exited with status ${result.exitCode}${result.stderr ? ` (${result.stderr.trim().split('\n')[0]})` : ''}`;
+  throw new MediaBinaryError(
+    `PREVIEW_CPU_POLICY=idle runs the preview's ffmpeg under SCHED_IDLE with chrt: "${command} --idle 0" ${why}; install util-linux, or set PREVIEW_CPU_POLICY=normal`,
   );
 }

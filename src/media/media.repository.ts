@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { execa } from 'execa';
-import type { MediaBinaries } from './binaries.ts';
+import { IDLE_SCHEDULER_COMMAND, type MediaBinaries } from './binaries.ts';
 import { decodeCheckArgs, frameExtractionArgs, type FrameScale } from './extract-args.ts';
 import { ACCEPTED_CONTAINERS, inputRefusal, withMemoryCeiling, type InputRefusal } from './input-policy.ts';
 import { JpegSplitter } from './jpeg-splitter.ts';
@@ -443,7 +443,5 @@ export function withCpuPriority(
 ): { file: string; args: string[] } {
   if (!Number.isInteger(niceness) || niceness < 0 || niceness > 19) throw new RangeError(`niceness must be a whole number from 0 to 19, got ${niceness}`);
   const niced = niceness === 0 ? command : { file: 'nice', args: ['-n', String(niceness), command.file, ...command.args] };
-  return policy === 'idle' ? { file: IDLE_SCHEDULER, args: ['--idle', '0', niced.file, ...niced.args] } : niced;
+  return policy === 'idle' ? { file: IDLE_SCHEDULER_COMMAND, args: ['--idle', '0', niced.file, ...niced.args] } : niced;
 }
-
-const IDLE_SCHEDULER = 'chrt';
