@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { promisify } from 'node:util';
 import { RedisServer } from './redis-server.ts';
@@ -43,14 +44,19 @@ export class RedisCluster {
     const replicas = options.replicasPerMaster ?? 1;
     const nodeTimeoutMs = options.nodeTimeoutMs ?? 1000;
     const nodes: RedisServer[] = [];
+    const args = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(nodeTimeoutMs), '--appendfsync', 'always'];
     try {
-      for (const port of await clusterPorts(masters * (1 + replicas))) {
-        nodes.push(
-          await RedisServer.start({
-            port,
-            args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(nodeTimeoutMs), '--appendfsync', 'always'],
-          }),
-        );
+      for (let i = 0; i < masters * (1 + replicas); i += 1) {
+        // A port found free can be taken before redis binds it (or its bus port): then another pair is tried.
+        for (let attempt = 1; ; attempt += 1) {
+          const [port] = await clusterPorts(1, nodes.map((node) => node.port));
+          try {
+            nodes.push(await RedisServer.start({ port: port!, args }));
+            break;
+          } catch (error) {
+            if (attempt === 5 || !/address already in use/i.test(String(error))) throw error;
+          }
+        }
       }
       await run('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `${HOST}:${node.port}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 30_000 });
       const cluster = new RedisCluster(nodes, nodeTimeoutMs);
@@ -153,12 +159,21 @@ export function parseClusterNodes(text: string): ClusterNodeInfo[] {
     });
 }
 
-/** `count` loopback ports p below 55535 where both p and p + 10000 (the cluster bus) are free now. */
-async function clusterPorts(count: number): Promise<number[]> {
+/**
+ * `count` loopback ports p, other than `taken` and 10000 apart from them, where both p and p + 10000 (the cluster
+ * bus) are free now: below the kernel's ephemeral range where it leaves room (from 10000 up, both ports under
+ * it), so an outgoing connection's local port cannot take one between this check and redis binding it.
+ */
+async function clusterPorts(count: number, taken: readonly number[] = []): Promise<number[]> {
+  const ephemeralFrom = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+    .then((text) => Number(text.trim().split(/\s+/)[0]))
+    .catch(() => NaN);
+  const [from, span] = ephemeralFrom - 10_000 - 10_000 >= 1000 ? [10_000, ephemeralFrom - 20_000] : [20_000, 30_000];
   const ports: number[] = [];
+  const clashes = (port: number) => [...taken, ...ports].some((other) => [port, port + 10_000, port - 10_000].includes(other));
   while (ports.length < count) {
-    const port = 20_000 + Math.floor(Math.random() * 30_000);
-    if (ports.includes(port) || ports.includes(port + 10_000) || ports.includes(port - 10_000)) continue;
+    const port = from + Math.floor(Math.random() * span);
+    if (clashes(port)) continue;
     if ((await isFree(port)) && (await isFree(port + 10_000))) ports.push(port);
   }
   return ports;
