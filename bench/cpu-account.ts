@@ -7,11 +7,13 @@ import { readdirSync, readFileSync } from 'node:fs';
 
 /** Clock ticks a second, as /proc counts them: USER_HZ is 100 on every Linux architecture Node runs on. */
 const TICKS_PER_SECOND = 100;
+const SCHED_IDLE = 5;
 
 interface ProcessTicks {
   comm: string;
   ppid: number;
-  nice: number;
+  /** Lowered priority: a nice value above 0 or the SCHED_IDLE policy (how the preview's ffmpeg runs). */
+  lowPriority: boolean;
   /** utime + stime */
   own: number;
   /** cutime + cstime: children that exited and were waited for */
@@ -41,11 +43,12 @@ function readTicks(file: string): ProcessTicks | undefined {
     return undefined; // gone since the directory was listed
   }
   const { comm, fields } = statFields(text);
-  // Counted from the state field (the stat's third): ppid 1, utime 11, stime 12, cutime 13, cstime 14, nice 16.
+  // Counted from the state field (the stat's third): ppid 1, utime 11, stime 12, cutime 13, cstime 14, nice 16,
+  // policy 38 (5: SCHED_IDLE).
   return {
     comm,
     ppid: Number(fields[1]),
-    nice: Number(fields[16]),
+    lowPriority: Number(fields[16]) > 0 || Number(fields[38]) === SCHED_IDLE,
     own: Number(fields[11]) + Number(fields[12]),
     children: Number(fields[13]) + Number(fields[14]),
   };
@@ -78,10 +81,9 @@ const NAMED = ['postgres', 'redis-server'];
 
 /** The processes accountCpu reads in a sample: the services, their descendants, PostgreSQL's and Redis'. */
 export function processesOfInterest(sample: CpuSample, roles: AccountRoles): number[] {
-  const services = [roles.api, roles.worker, roles.extractor, roles.bench];
-  return [...new Set([...services, ...services.flatMap((pid) => descendantsIn(sample, pid))])].concat(
-    [...sample.processes].filter(([pid, p]) => NAMED.includes(p.comm) && !services.includes(pid)).map(([pid]) => pid),
-  );
+  const parents = [roles.api, roles.worker, roles.extractor];
+  const named = [...sample.processes].filter(([, p]) => NAMED.includes(p.comm)).map(([pid]) => pid);
+  return [...new Set([...parents, roles.bench, ...parents.flatMap((pid) => descendantsIn(sample, pid)), ...named])];
 }
 
 function descendantsIn(sample: CpuSample, root: number): number[] {
@@ -105,12 +107,11 @@ export interface AccountRoles {
 
 /**
  * Core-seconds between the first and last samples, by who spent them. ffmpeg is every descendant of the
- * extractor with the children it already waited for: the preview's encode (niced) and the rest, the
- * extraction; the API's
- * children are the upload's checks (ffprobe and the two decode checks); postgres and
- * redis are their processes by name (backends that ended meanwhile are lost to `unaccounted`). The worker's
- * time is split into its lanes' threads, its main thread (JavaScript: jobs, queue, database, garbage
- * collection) and its other threads (libuv's pool, where frames are read and decoded; V8's helpers).
+ * extractor with the children it already waited for: the preview's encode (the one at lowered priority) and
+ * the rest, the extraction. The API's children are the upload's checks (ffprobe and the two decode checks).
+ * postgres and redis are their processes by name (backends that ended meanwhile are lost to `unaccounted`).
+ * The worker's time is split into its lanes' threads, its main thread (JavaScript: jobs, queue, database,
+ * garbage collection) and its other threads (libuv's pool, where frames are read and decoded; V8's helpers).
  */
 export function accountCpu(samples: readonly CpuSample[], roles: AccountRoles) {
   const from = samples[0]!;
@@ -118,21 +119,20 @@ export function accountCpu(samples: readonly CpuSample[], roles: AccountRoles) {
   const seconds = (ticks: number) => Number((ticks / TICKS_PER_SECOND).toFixed(2));
   const ownDelta = (pid: number) => (to.processes.get(pid)?.own ?? 0) - (from.processes.get(pid)?.own ?? 0);
   const childrenDelta = (pid: number) => (to.processes.get(pid)?.children ?? 0) - (from.processes.get(pid)?.children ?? 0);
-  const descendants = (root: number, sample = to) => descendantsIn(sample, root);
-  // The preview's encode runs niced (PREVIEW_NICENESS): its CPU as last sampled, so at most a sample's worth
-  // short when it ended within the window.
+  // The preview's encode runs at lowered priority (PREVIEW_NICENESS, PREVIEW_CPU_POLICY): its CPU as last
+  // sampled, so at most a sample's worth short when it ended within the window.
   const previewTicks = new Map<number, number>();
   for (const sample of samples.slice(1)) {
-    for (const pid of descendants(roles.extractor, sample)) {
+    for (const pid of descendantsIn(sample, roles.extractor)) {
       const child = sample.processes.get(pid)!;
-      if (child.nice > 0 && child.comm === 'ffmpeg') previewTicks.set(pid, child.own - (from.processes.get(pid)?.own ?? 0));
+      if (child.lowPriority && child.comm === 'ffmpeg') previewTicks.set(pid, child.own - (from.processes.get(pid)?.own ?? 0));
     }
   }
   const preview = [...previewTicks.values()].reduce((a, b) => a + b, 0);
   const byName = (name: string) => [...to.processes].filter(([, p]) => p.comm === name).reduce((sum, [pid]) => sum + ownDelta(pid), 0);
 
   // Children's time: those still running, and those that ended and were waited for.
-  const childrenOf = (pid: number) => descendants(pid).reduce((sum, child) => sum + ownDelta(child), 0) + childrenDelta(pid);
+  const childrenOf = (pid: number) => descendantsIn(to, pid).reduce((sum, child) => sum + ownDelta(child), 0) + childrenDelta(pid);
   const lanes = roles.laneThreadIds.reduce((sum, tid) => sum + (to.threads.get(tid) ?? 0) - (from.threads.get(tid) ?? 0), 0);
   const workerMain = (to.threads.get(roles.worker) ?? 0) - (from.threads.get(roles.worker) ?? 0);
   const worker = ownDelta(roles.worker);

@@ -51,7 +51,12 @@ export function useFrameDecoder(choice: FrameDecoderName | 'auto'): FrameDecoder
 
 /** The library decoding JPEG frames now (see useFrameDecoder). */
 export function currentFrameDecoder(): FrameDecoderName {
-  return decoderChoice !== 'libvips' && loadJpegTurbo() ? 'libjpeg-turbo' : 'libvips';
+  return chosenJpegTurbo() ? 'libjpeg-turbo' : 'libvips';
+}
+
+/** The libjpeg-turbo binding when FRAME_DECODER lets it decode and it loads (cached after the first call). */
+function chosenJpegTurbo(): ReturnType<typeof loadJpegTurbo> {
+  return decoderChoice === 'libvips' ? undefined : loadJpegTurbo();
 }
 
 /** Start-of-frame markers libjpeg-turbo decodes: baseline, extended sequential and progressive Huffman. */
@@ -78,7 +83,7 @@ export async function prepareFrame(image: Buffer, imgsz: [number, number], slot?
   const pixels = slotPixels(imgsz, slot);
   const prepared = { pixels, sourceWidth: source.width, sourceHeight: source.height, scale: box.scale, padLeft: box.left, padTop: box.top };
 
-  const turbo = decoderChoice !== 'libvips' ? loadJpegTurbo() : undefined;
+  const turbo = chosenJpegTurbo();
   const fitsAsItIs = box.newWidth === size.width && box.newHeight === size.height;
   if (turbo && header && fitsAsItIs && (header.components === 3 || header.components === 1) && TURBO_SOF_MARKERS.has(header.sof)) {
     // The stored frame is already the letterbox's size (FRAME_SIZE): decoded where it goes in the slot.

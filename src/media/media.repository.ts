@@ -43,7 +43,7 @@ export interface PreviewEncodeOptions {
   /**
    * idle: ffmpeg runs under Linux's SCHED_IDLE policy (util-linux's chrt), so it gets a core only when no other
    * thread wants one; a nice value alone still leaves it a share beside busy threads (0.31-0.69 of a core-second
-   * in 16-17 s bench runs on 2 cores at nice 19, against 0.19-0.38 under SCHED_IDLE). normal or none: the ordinary scheduler.
+   * in 15.7-17.5 s bench runs on 2 cores at nice 19, against 0.19-0.38 under SCHED_IDLE). normal or none: the ordinary scheduler.
    */
   cpuPolicy?: 'idle' | 'normal';
 }

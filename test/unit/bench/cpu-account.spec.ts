@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { accountCpu, processesOfInterest, sampleCpu, type CpuSample } from '../../../bench/cpu-account.ts';
 
-type Proc = { comm: string; ppid: number; nice?: number; own: number; children?: number };
+type Proc = { comm: string; ppid: number; lowPriority?: boolean; own: number; children?: number };
 
 function sample(at: number, busy: number, total: number, processes: Record<number, Proc>, threads: Record<number, number> = {}): CpuSample {
   return {
     at,
     busy,
     total,
-    processes: new Map(Object.entries(processes).map(([pid, p]) => [Number(pid), { nice: 0, children: 0, ...p }])),
+    processes: new Map(Object.entries(processes).map(([pid, p]) => [Number(pid), { lowPriority: false, children: 0, ...p }])),
     threads: new Map(Object.entries(threads).map(([tid, ticks]) => [Number(tid), ticks])),
   };
 }
@@ -30,7 +30,7 @@ describe('bench CPU accounting (/proc)', () => {
     const middle = sample(1000, 2000, 4000, {
       ...Object.fromEntries(first.processes),
       30: { comm: 'node', ppid: 1, own: 80, children: 170 },
-      31: { comm: 'ffmpeg', ppid: 30, nice: 19, own: 20 },
+      31: { comm: 'ffmpeg', ppid: 30, lowPriority: true, own: 20 },
     });
     // At the end the preview has ended (waited for: its 30 ticks join the extractor's cutime, of which the
     // 20 last sampled count as the preview's), and a decode check of the API is running.
@@ -79,6 +79,21 @@ describe('bench CPU accounting (/proc)', () => {
       70: { comm: 'sshd', ppid: 1, own: 0 },
     });
     assert.deepEqual(processesOfInterest(taken, roles).sort((a, b) => a - b), [10, 11, 20, 30, 31, 32, 40, 50, 60]);
+  });
+
+  it('reads the priority of real processes: niced or under SCHED_IDLE is lowered, the default is not', async () => {
+    const children = [['sleep', '5'], ['nice', '-n', '5', 'sleep', '5'], ['chrt', '--idle', '0', 'sleep', '5']].map(([file, ...args]) => spawn(file!, args));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300)); // nice and chrt have exec'd sleep by then
+      const taken = sampleCpu(undefined, children.map((child) => child.pid!));
+      assert.deepEqual(children.map((child) => [taken.processes.get(child.pid!)?.comm, taken.processes.get(child.pid!)?.lowPriority]), [
+        ['sleep', false],
+        ['sleep', true],
+        ['sleep', true],
+      ]);
+    } finally {
+      for (const child of children) child.kill();
+    }
   });
 
   it('reads this machine: a child that burns CPU is seen under its parent, this thread counts its own time', () => {
